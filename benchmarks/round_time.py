@@ -1,0 +1,85 @@
+"""Benchmark: seconds per FL round in the Flower simulation vs a plain sequential PyTorch loop.
+
+Runs `python -m fl_privacy.run` (real Flower simulation on Ray) and a plain loop that trains the
+same clients one after another with the same data, model, settings and FedAvg averaging, then
+prints both, their ratio, and Ray's start-up cost. Usage:
+
+    python benchmarks/round_time.py [--rounds 10] [hydra overrides ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+
+from fl_privacy.data import build_federation
+from fl_privacy.models import model_factory
+from fl_privacy.results import read_metrics
+from fl_privacy.training import TrainSettings, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def flower_round_times(rounds: int, overrides: list[str]) -> tuple[list[float], float]:
+    """Per-round seconds (rounds >= 2) and the run's overhead outside rounds (Ray start etc.)."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-m", "fl_privacy.run", f"strategy.num_rounds={rounds}",
+                        "save_model=false", *overrides, f"hydra.run.dir={run_dir}"],
+                       cwd=ROOT, check=True, capture_output=True)
+        wall = time.monotonic() - started
+        records = read_metrics(Path(run_dir) / "metrics.jsonl")
+    seconds = [r["seconds"] for r in records if r["round"] >= 1]
+    return seconds[1:], wall - sum(seconds)
+
+
+def plain_round_times(rounds: int, overrides: list[str]) -> list[float]:
+    """The same FedAvg rounds as a sequential loop in this process, with all cores for torch."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    torch.set_num_threads(torch.get_num_threads())
+    federation = build_federation(cfg)
+    splits = federation.splits
+    make = model_factory(cfg.model, splits.image_shape, splits.num_classes, cfg.seed)
+    global_model, settings = make(), TrainSettings.from_cfg(cfg.client)
+    times = []
+    for server_round in range(1, rounds + 1):
+        started = time.monotonic()
+        states, sizes = [], []
+        for partition in range(cfg.simulation.num_clients):
+            local = make()
+            local.load_state_dict(global_model.state_dict())
+            stats = train(local, federation.client_data(partition), settings, seed=server_round)
+            states.append(local.state_dict())
+            sizes.append(stats.num_examples)
+        total = sum(sizes)
+        global_model.load_state_dict({key: sum(s[key] * n / total for s, n in zip(states, sizes, strict=False))
+                                      for key in states[0]})
+        times.append(time.monotonic() - started)
+    return times[1:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    args, overrides = parser.parse_known_args()
+    flower, overhead = flower_round_times(args.rounds, overrides)
+    plain = plain_round_times(args.rounds, overrides)
+    result = {"rounds": args.rounds, "overrides": overrides,
+              "flower_round_s": statistics.median(flower), "plain_round_s": statistics.median(plain),
+              "ratio": statistics.median(flower) / statistics.median(plain),
+              "flower_startup_and_warmup_s": overhead, "torch_threads_plain": torch.get_num_threads()}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Flower ServerApp and ClientApp built from an experiment config."""

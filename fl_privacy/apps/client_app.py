@@ -1,0 +1,76 @@
+"""The ClientApp: every node loads its partition and acts out its configured role."""
+
+from __future__ import annotations
+
+import torch
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from omegaconf import DictConfig
+
+from fl_privacy.clients import ROLES, ClientJob, role_of
+from fl_privacy.data.federation import cached_federation
+from fl_privacy.models import build_model
+from fl_privacy.training import evaluate
+from strategies.partition_sampling import PARTITION_QUERY
+
+
+def _partition_id(context: Context) -> int:
+    return int(context.node_config["partition-id"])
+
+
+def _received_model(cfg: DictConfig, msg: Message):
+    splits = cached_federation(cfg).splits
+    model = build_model(cfg.model, splits.image_shape, splits.num_classes)
+    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    return model
+
+
+def handle_train(cfg: DictConfig, msg: Message, context: Context) -> Message:
+    """Train the received global model as this node's role and return weights + metrics."""
+    torch.set_num_threads(int(cfg.simulation.torch_threads_per_client))
+    partition_id = _partition_id(context)
+    job = ClientJob(cfg, cached_federation(cfg), partition_id,
+                    int(msg.content["config"]["server-round"]), context)
+    model = _received_model(cfg, msg)
+    metrics = ROLES[role_of(cfg.client, partition_id)](job, model)
+    content = RecordDict({"arrays": ArrayRecord(model.state_dict()),
+                          "metrics": MetricRecord(metrics)})
+    return Message(content=content, reply_to=msg)
+
+
+def handle_evaluate(cfg: DictConfig, msg: Message, context: Context) -> Message:
+    """Evaluate the global model on the test examples of the classes this node holds."""
+    torch.set_num_threads(int(cfg.simulation.torch_threads_per_client))
+    federation = cached_federation(cfg)
+    test = federation.splits.test
+    own = torch.isin(test.labels, torch.tensor(federation.client_classes(_partition_id(context))))
+    local_test = test.subset(own.nonzero().squeeze(1))
+    result = evaluate(_received_model(cfg, msg), local_test, federation.splits.num_classes)
+    metrics = {"eval_loss": result.loss, "eval_accuracy": result.accuracy,
+               "num-examples": len(local_test)}
+    return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+
+
+def handle_query(msg: Message, context: Context) -> Message:
+    """Answer the server's partition-id query (used for reproducible sampling)."""
+    record = MetricRecord({PARTITION_QUERY: _partition_id(context)})
+    return Message(content=RecordDict({"partition": record}), reply_to=msg)
+
+
+def build_client_app(cfg: DictConfig) -> ClientApp:
+    """A ClientApp whose handlers carry the experiment config into the Ray actors."""
+    app = ClientApp()
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        return handle_train(cfg, msg, context)
+
+    @app.evaluate()
+    def evaluate_(msg: Message, context: Context) -> Message:
+        return handle_evaluate(cfg, msg, context)
+
+    @app.query()
+    def query(msg: Message, context: Context) -> Message:
+        return handle_query(msg, context)
+
+    return app

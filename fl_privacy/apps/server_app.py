@@ -1,0 +1,58 @@
+"""The ServerApp: warm-up, FedAvg rounds, central evaluation, and the run's files."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
+from flwr.serverapp import Grid, ServerApp
+from omegaconf import DictConfig
+
+from fl_privacy.data.federation import Federation
+from fl_privacy.models import model_factory
+from fl_privacy.results import MetricsLog, save_state_dict
+from fl_privacy.training import TrainSettings, evaluate
+from strategies import FedAvgWithWarmup
+
+log = logging.getLogger(__name__)
+
+
+def central_evaluator(model_fn: Callable[[], torch.nn.Module], federation: Federation
+                      ) -> Callable[[int, ArrayRecord], MetricRecord]:
+    """Evaluate global weights on the central test split: loss, accuracy, per-class accuracy."""
+
+    def evaluate_global(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        model = model_fn()
+        model.load_state_dict(arrays.to_torch_state_dict())
+        result = evaluate(model, federation.splits.test, federation.splits.num_classes)
+        return MetricRecord({"loss": result.loss, "accuracy": result.accuracy,
+                             "per_class_accuracy": result.per_class_accuracy})
+
+    return evaluate_global
+
+
+def build_server_app(cfg: DictConfig, federation: Federation, run_dir: Path,
+                     metrics_log: MetricsLog) -> ServerApp:
+    """A ServerApp that runs `cfg.strategy` and writes rounds to `metrics_log`."""
+    app = ServerApp()
+    splits = federation.splits
+    model_fn = model_factory(cfg.model, splits.image_shape, splits.num_classes, cfg.seed)
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        strategy = FedAvgWithWarmup(
+            model_fn=model_fn, num_nodes=cfg.simulation.num_clients, seed=cfg.seed,
+            warmup_data=federation.warmup, warmup=TrainSettings.from_cfg(cfg.strategy.warmup),
+            round_logger=metrics_log.append, fraction_train=cfg.strategy.fraction_train,
+            fraction_evaluate=cfg.strategy.fraction_evaluate,
+        )
+        result = strategy.start(grid=grid, initial_arrays=ArrayRecord(model_fn().state_dict()),
+                                num_rounds=cfg.strategy.num_rounds, train_config=ConfigRecord(),
+                                evaluate_fn=central_evaluator(model_fn, federation))
+        if cfg.save_model and result.arrays is not None:
+            save_state_dict(run_dir / "final_model.pt", result.arrays.to_torch_state_dict())
+
+    return app

@@ -1,0 +1,134 @@
+"""Validate a composed experiment config before anything heavy starts.
+
+Every check raises `ConfigError` naming the key, its value and what is allowed, so a bad run
+ends with one line and a non-zero exit before data loading or Ray.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from omegaconf import DictConfig
+
+from fl_privacy.clients import ROLES
+from fl_privacy.data.datasets import DATASETS
+from fl_privacy.data.partition import PARTITIONERS
+from fl_privacy.errors import ConfigError
+from fl_privacy.models import MODELS, NORMS
+from fl_privacy.training import OPTIMIZERS
+
+# Ray's dashboard imports these (they come with `ray[default]`); without them it hangs.
+DASHBOARD_MODULES = ("aiohttp", "aiohttp_cors", "opencensus", "prometheus_client")
+
+
+def _choice(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(key, value, f"allowed: {', '.join(sorted(map(str, allowed)))}")
+
+
+def _integer(key: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(key, value, f"must be an integer >= {minimum}")
+
+
+def _number(key: str, value, low: float, high: float, *, low_open: bool, high_open: bool) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ConfigError(key, value, f"must be a number in {interval}")
+
+
+def _positive(key: str, value) -> None:
+    _number(key, value, 0, float("inf"), low_open=True, high_open=True)
+
+
+def _check_training(prefix: str, node, epochs_key: str) -> None:
+    _integer(f"{prefix}.{epochs_key}", node[epochs_key], 0)
+    _integer(f"{prefix}.batch_size", node.batch_size, 1)
+    _positive(f"{prefix}.lr", node.lr)
+    _choice(f"{prefix}.optimizer", node.optimizer, OPTIMIZERS)
+
+
+def _check_data(cfg: DictConfig) -> None:
+    _choice("data.name", cfg.data.name, DATASETS)
+    _number("data.test_fraction", cfg.data.test_fraction, 0, 1, low_open=True, high_open=True)
+    for cls in cfg.data.exclude_classes:
+        _integer("data.exclude_classes", cls, 0)
+
+
+def _check_partition(cfg: DictConfig) -> None:
+    _choice("partition.name", cfg.partition.name, PARTITIONERS)
+    if cfg.partition.name == "dirichlet":
+        _positive("partition.alpha", cfg.partition.alpha)
+        _integer("partition.min_size", cfg.partition.min_size, 1)
+
+
+def _check_model(cfg: DictConfig) -> None:
+    _choice("model.name", cfg.model.name, MODELS)
+    _choice("model.norm", cfg.model.norm, NORMS)
+    if cfg.model.num_outputs is not None:
+        _integer("model.num_outputs", cfg.model.num_outputs, 2)
+    _number("model.dropout", cfg.model.dropout, 0, 1, low_open=False, high_open=True)
+
+
+def _check_strategy(cfg: DictConfig) -> None:
+    strategy = cfg.strategy
+    _integer("strategy.num_rounds", strategy.num_rounds, 1)
+    _number("strategy.fraction_train", strategy.fraction_train, 0, 1, low_open=True, high_open=False)
+    _number("strategy.fraction_evaluate", strategy.fraction_evaluate, 0, 1,
+            low_open=False, high_open=False)
+    _number("strategy.warmup.fraction", strategy.warmup.fraction, 0, 1,
+            low_open=False, high_open=True)
+    _check_training("strategy.warmup", strategy.warmup, "epochs")
+
+
+def _check_clients(cfg: DictConfig) -> None:
+    num_clients = cfg.simulation.num_clients
+    _integer("simulation.num_clients", num_clients, 1)
+    _choice("client.role", cfg.client.role, ROLES)
+    roles = cfg.client.roles or {}
+    if len(roles) > num_clients:
+        raise ConfigError("client.roles", dict(roles),
+                          f"assigns {len(roles)} roles but simulation.num_clients={num_clients}")
+    for key, role in roles.items():
+        _choice(f"client.roles.{key}", role, ROLES)
+        try:
+            partition = int(key)
+        except ValueError:
+            partition = -1
+        if not 0 <= partition < num_clients:
+            raise ConfigError(f"client.roles.{key}", role,
+                              f"keys are partition ids 0..{num_clients - 1} "
+                              f"(simulation.num_clients={num_clients})")
+    _check_training("client", cfg.client, "local_epochs")
+
+
+def _check_simulation(cfg: DictConfig) -> None:
+    sim = cfg.simulation
+    _positive("simulation.client_resources.num_cpus", sim.client_resources.num_cpus)
+    _number("simulation.client_resources.num_gpus", sim.client_resources.num_gpus, 0,
+            float("inf"), low_open=False, high_open=True)
+    if sim.num_cpus is not None:
+        _integer("simulation.num_cpus", sim.num_cpus, 1)
+    _integer("simulation.torch_threads_per_client", sim.torch_threads_per_client, 1)
+    _integer("simulation.dashboard_port", sim.dashboard_port, 1)
+    if sim.dashboard:
+        missing = [m for m in DASHBOARD_MODULES if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError("simulation.dashboard", True,
+                              f"Ray's dashboard needs packages that are missing "
+                              f"({', '.join(missing)}); pip install 'ray[default]' or set "
+                              "simulation.dashboard=false")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the whole config; raise `ConfigError` on the first bad key."""
+    _integer("seed", cfg.seed, 0)
+    _check_data(cfg)
+    _check_partition(cfg)
+    _check_model(cfg)
+    _check_strategy(cfg)
+    _check_clients(cfg)
+    _check_simulation(cfg)

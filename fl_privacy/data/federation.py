@@ -1,0 +1,67 @@
+"""Who holds what: the server's warm-up set and each client's partition, from one seed."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from fl_privacy.data.datasets import DataSplits, ImageDataset, load_splits
+from fl_privacy.data.partition import partition_indices
+
+
+@dataclass(frozen=True)
+class Federation:
+    """The data of one experiment: splits, the warm-up set and the client partitions.
+
+    Index arrays point into `splits.train`. Warm-up and client data are disjoint; classes in
+    `data.exclude_classes` are in neither (they stay in the test split).
+    """
+
+    splits: DataSplits
+    warmup_indices: np.ndarray
+    client_indices: list[np.ndarray]
+
+    @property
+    def warmup(self) -> ImageDataset:
+        return self.splits.train.subset(self.warmup_indices)
+
+    def client_data(self, partition_id: int) -> ImageDataset:
+        return self.splits.train.subset(self.client_indices[partition_id])
+
+    def client_classes(self, partition_id: int) -> list[int]:
+        return sorted(set(self.splits.train.labels[self.client_indices[partition_id]].tolist()))
+
+
+def _draw_warmup(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into (warm-up, pool): `fraction` of the examples drawn at random with the seed."""
+    order = np.random.default_rng([seed, 2]).permutation(len(labels))
+    cut = int(round(fraction * len(labels)))
+    return np.sort(order[:cut]), np.sort(order[cut:])
+
+
+def build_federation(cfg: DictConfig) -> Federation:
+    """Load the data and split it between the server's warm-up set and the clients."""
+    splits = load_splits(cfg.data, cfg.seed)
+    labels = splits.train.labels.numpy()
+    allowed = np.flatnonzero(~np.isin(labels, list(cfg.data.exclude_classes)))
+    warmup_pos, pool_pos = _draw_warmup(labels[allowed], cfg.strategy.warmup.fraction, cfg.seed)
+    pool = allowed[pool_pos]
+    parts = partition_indices(labels[pool], cfg.simulation.num_clients, cfg.partition, cfg.seed)
+    return Federation(splits, allowed[warmup_pos], [pool[p] for p in parts])
+
+
+@functools.lru_cache(maxsize=2)
+def _cached(cfg_json: str) -> Federation:
+    return build_federation(OmegaConf.create(json.loads(cfg_json)))
+
+
+def cached_federation(cfg: DictConfig) -> Federation:
+    """`build_federation`, memoised per process: client actors reuse it across rounds."""
+    keys = ("seed", "data", "partition", "simulation", "strategy")
+    subset = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig)
+              else cfg[k] for k in keys}
+    return _cached(json.dumps(subset, sort_keys=True))

@@ -1,0 +1,13 @@
+"""One `seed` drives everything; independent streams are derived from it by purpose."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def derive_seed(seed: int, *path: int) -> int:
+    """A 31-bit seed for one purpose (e.g. client training in round r of partition p)."""
+    return int(np.random.SeedSequence([seed, *path]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+CLIENT_TRAINING = 4

@@ -1,0 +1,98 @@
+"""The one supervised training loop and evaluation, shared by clients, warm-up and baselines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fl_privacy.data.datasets import ImageDataset
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to train locally: epochs over the data, batch size and the optimizer."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str = "adam"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+    @classmethod
+    def from_cfg(cls, cfg) -> TrainSettings:
+        """Read the fields from a config node (client or warm-up), `local_epochs` as epochs."""
+        return cls(
+            epochs=int(cfg.get("local_epochs", cfg.get("epochs", 1))),
+            batch_size=int(cfg.batch_size), lr=float(cfg.lr), optimizer=str(cfg.optimizer),
+            momentum=float(cfg.get("momentum", 0.0)), weight_decay=float(cfg.get("weight_decay", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    loss: float
+    accuracy: float
+    num_examples: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    loss: float
+    accuracy: float
+    per_class_accuracy: list[float]
+
+
+def make_optimizer(params, settings: TrainSettings) -> torch.optim.Optimizer:
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum,
+                               weight_decay=settings.weight_decay)
+    return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+def train(model: nn.Module, data: ImageDataset, settings: TrainSettings, seed: int) -> TrainStats:
+    """Train `model` in place with cross-entropy; `seed` drives batch order and dropout."""
+    torch.manual_seed(seed)
+    optimizer = make_optimizer(model.parameters(), settings)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    total_loss, correct, seen, steps = 0.0, 0, 0, 0
+    for _ in range(settings.epochs):
+        order = torch.randperm(len(data), generator=generator)
+        for start in range(0, len(data), settings.batch_size):
+            batch = order[start:start + settings.batch_size]
+            images, labels = data.images[batch], data.labels[batch]
+            optimizer.zero_grad(set_to_none=True)
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(batch)
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(batch)
+            steps += 1
+    return TrainStats(total_loss / max(seen, 1), correct / max(seen, 1), len(data), steps)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: ImageDataset, num_classes: int,
+             batch_size: int = 1000) -> EvalResult:
+    """Loss, accuracy and per-class accuracy (NaN for classes absent from `data`)."""
+    model.eval()
+    total_loss, predictions = 0.0, []
+    for start in range(0, len(data), batch_size):
+        logits = model(data.images[start:start + batch_size])
+        labels = data.labels[start:start + batch_size]
+        total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
+        predictions.append(logits.argmax(1))
+    predicted = torch.cat(predictions)
+    hits = (predicted == data.labels).float()
+    per_class = [hits[data.labels == c].mean().item() if (data.labels == c).any() else float("nan")
+                 for c in range(num_classes)]
+    return EvalResult(total_loss / len(data), hits.mean().item(), per_class)

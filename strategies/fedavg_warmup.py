@@ -1,0 +1,133 @@
+"""FedAvg with a centralized warm-up of the global model before round 1 (Zhao et al. 2018)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg, Result
+from torch import nn
+
+from fl_privacy.data.datasets import ImageDataset
+from fl_privacy.training import TrainSettings, train
+from strategies.partition_sampling import (
+    discover_partitions,
+    in_partition_order,
+    sample_by_partition,
+)
+
+log = logging.getLogger(__name__)
+
+RoundLogger = Callable[[dict], None]
+
+
+class FedAvgWithWarmup(FedAvg):
+    """FedAvg whose initial model is first trained centrally on the server's warm-up set.
+
+    Clients are sampled by partition id with `seed` and their replies aggregated in partition
+    order, so runs are reproducible. After each round (round 0 = after warm-up) the central
+    evaluation, the aggregated client metrics and the round's seconds go to `round_logger`.
+    """
+
+    def __init__(self, *, model_fn: Callable[[], nn.Module], num_nodes: int, seed: int,
+                 warmup_data: ImageDataset | None = None, warmup: TrainSettings | None = None,
+                 round_logger: RoundLogger | None = None, **fedavg_kwargs) -> None:
+        fedavg_kwargs.setdefault("min_available_nodes", num_nodes)
+        fedavg_kwargs.setdefault("min_train_nodes", 1)
+        fedavg_kwargs.setdefault("min_evaluate_nodes", 0)
+        super().__init__(**fedavg_kwargs)
+        self.model_fn = model_fn
+        self.num_nodes = num_nodes
+        self.seed = seed
+        self.warmup_data = warmup_data
+        self.warmup = warmup
+        self.round_logger = round_logger
+        self.partition_of: dict[int, int] = {}
+        self._round_metrics: dict[str, dict] = {}
+        self._round_started = time.monotonic()
+
+    # --- warm-up -----------------------------------------------------------------------------
+    def warm_up(self, arrays: ArrayRecord) -> ArrayRecord:
+        """Train the model centrally on the warm-up set; returns the new global weights."""
+        if self.warmup is None or self.warmup_data is None or len(self.warmup_data) == 0 \
+                or self.warmup.epochs == 0:
+            return arrays
+        model = self.model_fn()
+        model.load_state_dict(arrays.to_torch_state_dict())
+        stats = train(model, self.warmup_data, self.warmup, seed=self.seed)
+        log.info("warm-up: %d epochs on %d examples, train accuracy %.3f",
+                 self.warmup.epochs, stats.num_examples, stats.accuracy)
+        return ArrayRecord(model.state_dict())
+
+    def start(self, grid: Grid, initial_arrays: ArrayRecord, num_rounds: int = 3,
+              timeout: float = 3600, train_config: ConfigRecord | None = None,
+              evaluate_config: ConfigRecord | None = None,
+              evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
+              ) -> Result:
+        """Learn the node -> partition map, warm up, then run Flower's FedAvg loop."""
+        self.partition_of = discover_partitions(grid, self.num_nodes, timeout)
+        self._round_started = time.monotonic()
+        arrays = self.warm_up(initial_arrays)
+        return super().start(grid, arrays, num_rounds, timeout, train_config, evaluate_config,
+                             evaluate_fn=self._recording(evaluate_fn, num_rounds))
+
+    # --- sampling and aggregation --------------------------------------------------------------
+    def _messages(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                  fraction: float, minimum: int, message_type: str) -> Iterable[Message]:
+        if fraction == 0.0:
+            return []
+        nodes = sample_by_partition(self.partition_of, fraction, minimum, self.seed, server_round)
+        config["server-round"] = server_round
+        record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
+        return self._construct_messages(record, nodes, message_type)
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        """Sample clients by partition id (seeded) instead of by random node id."""
+        return self._messages(server_round, arrays, config, self.fraction_train,
+                              self.min_train_nodes, MessageType.TRAIN)
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid) -> Iterable[Message]:
+        return self._messages(server_round, arrays, config, self.fraction_evaluate,
+                              self.min_evaluate_nodes, MessageType.EVALUATE)
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """FedAvg over the replies taken in partition order (reproducible float sums)."""
+        arrays, metrics = super().aggregate_train(
+            server_round, in_partition_order(replies, self.partition_of))
+        self._round_metrics["train"] = dict(metrics) if metrics else {}
+        return arrays, metrics
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
+                           ) -> MetricRecord | None:
+        metrics = super().aggregate_evaluate(
+            server_round, in_partition_order(replies, self.partition_of))
+        self._round_metrics["evaluate"] = dict(metrics) if metrics else {}
+        return metrics
+
+    # --- per-round records ---------------------------------------------------------------------
+    def _recording(self, evaluate_fn, num_rounds: int):
+        """Wrap the central evaluation so each round's record is emitted right after it."""
+
+        def evaluate_and_record(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+            central = evaluate_fn(server_round, arrays) if evaluate_fn else None
+            record = {"round": server_round,
+                      "central": dict(central) if central else {},
+                      "train": self._round_metrics.pop("train", {}),
+                      "evaluate": self._round_metrics.pop("evaluate", {}),
+                      "seconds": time.monotonic() - self._round_started}
+            self._round_started = time.monotonic()
+            accuracy = record["central"].get("accuracy", math.nan)
+            log.info("round %d/%d: central accuracy %.4f (%.1f s)", server_round, num_rounds,
+                     accuracy, record["seconds"])
+            if self.round_logger:
+                self.round_logger(record)
+            return central
+
+        return evaluate_and_record

@@ -1,0 +1,21 @@
+"""Shared fixtures: compose configs through Hydra exactly as the entry point does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def make_cfg(*overrides: str):
+    """The config `python -m fl_privacy.run OVERRIDES` would run."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+@pytest.fixture
+def cfg_factory():
+    return make_cfg

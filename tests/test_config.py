@@ -1,0 +1,72 @@
+"""Bad configs fail with one line naming the key, before data loading or Ray."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fl_privacy.config import validate
+from fl_privacy.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BAD = [
+    ("strategy.num_rounds=0", "strategy.num_rounds"),
+    ("strategy.num_rounds=-3", "strategy.num_rounds"),
+    ("strategy.fraction_train=0", "strategy.fraction_train"),
+    ("strategy.fraction_train=1.5", "strategy.fraction_train"),
+    ("+client.roles={0:honest,1:honest,2:honest}", "client.roles"),
+    ("data.name=imagenet", "data.name"),
+    ("partition.name=by_hash", "partition.name"),
+    ("client.role=spy", "client.role"),
+    ("+client.roles={12:honest}", "client.roles.12"),
+    ("client.optimizer=rmsprop", "client.optimizer"),
+    ("model.norm=batch", "model.norm"),
+]
+
+
+@pytest.mark.parametrize("override,key", BAD)
+def test_validation_names_the_key(cfg_factory, override, key):
+    cfg = cfg_factory(override, "simulation.num_clients=2") if "roles={0" in override \
+        else cfg_factory(override)
+    with pytest.raises(ConfigError) as caught:
+        validate(cfg)
+    assert caught.value.key == key
+    assert "\n" not in str(caught.value)
+
+
+def test_default_and_presets_are_valid(cfg_factory):
+    validate(cfg_factory())
+    validate(cfg_factory("+experiment=fedavg_noniid"))
+
+
+def test_dashboard_without_its_packages_fails_fast(cfg_factory, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "aiohttp" else real(name, *a))
+    with pytest.raises(ConfigError, match="aiohttp"):
+        validate(cfg_factory("simulation.dashboard=true"))
+
+
+def run_entry(*overrides, cwd):
+    return subprocess.run([sys.executable, "-m", "fl_privacy.run", *overrides,
+                           f"hydra.run.dir={cwd}/run"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("override,key", [
+    ("strategy.num_rounds=0", "strategy.num_rounds"),
+    ("client.role=spy", "client.role"),
+    ("partition=one_class", "simulation.num_clients"),
+])
+def test_entry_point_exits_nonzero_with_one_line_before_ray(tmp_path, override, key):
+    extra = ("simulation.num_clients=5000",) if key == "simulation.num_clients" else ()
+    result = run_entry(override, *extra, cwd=tmp_path)
+    assert result.returncode == 2
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if "config error" in line]
+    assert len(errors) == 1 and key in errors[0]
+    assert "Ray" not in result.stdout + result.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
