@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, Result
+from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 from torch import nn
 
 from fl_privacy.data.datasets import ImageDataset
@@ -23,6 +24,15 @@ from strategies.partition_sampling import (
 log = logging.getLogger(__name__)
 
 RoundLogger = Callable[[dict], None]
+
+
+def aggregate_with_counts(records: list[RecordDict], weighting_key: str) -> MetricRecord:
+    """Flower's weighted average of client metrics, plus the total examples and the client count."""
+    metrics = aggregate_metricrecords(records, weighting_key)
+    metrics[weighting_key] = sum(int(next(iter(r.metric_records.values()))[weighting_key])
+                                 for r in records)
+    metrics["num-clients"] = len(records)
+    return metrics
 
 
 class FedAvgWithWarmup(FedAvg):
@@ -39,6 +49,8 @@ class FedAvgWithWarmup(FedAvg):
         fedavg_kwargs.setdefault("min_available_nodes", num_nodes)
         fedavg_kwargs.setdefault("min_train_nodes", 1)
         fedavg_kwargs.setdefault("min_evaluate_nodes", 0)
+        fedavg_kwargs.setdefault("train_metrics_aggr_fn", aggregate_with_counts)
+        fedavg_kwargs.setdefault("evaluate_metrics_aggr_fn", aggregate_with_counts)
         super().__init__(**fedavg_kwargs)
         self.model_fn = model_fn
         self.num_nodes = num_nodes
