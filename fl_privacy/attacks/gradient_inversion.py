@@ -1,0 +1,289 @@
+"""Gradient inversion: DLG / iDLG, Inverting Gradients and FedAvg-update inversion.
+
+Each attack sees only a `CapturedUpdate` (what the server holds), the model architecture and its own
+hyper-parameters. It optimises dummy images in [0, 1] until the update they would produce matches the
+captured one. Labels are restored analytically from the same capture (`label_restoration`) or, in DLG's
+original form, optimised as soft labels.
+
+- DLG (Zhu et al. 2019): squared-L2 gradient distance, L-BFGS. With `label_mode="restore"` it is iDLG.
+- Inverting Gradients (Geiping et al. 2020): cosine distance + total variation, Adam on signed gradients,
+  step-decay schedule, several restarts (the one with the best matching loss wins).
+- FedAvg inversion (Geiping et al. 2020, Sec. 5): the local SGD steps are simulated differentiably on the
+  dummy data (torch.func.functional_call) and the resulting weight delta is matched.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn import functional as F
+
+from fl_privacy.attacks.label_restoration import last_linear_names, restore_labels
+from fl_privacy.attacks.payload import CapturedUpdate
+
+log = logging.getLogger(__name__)
+
+LabelMode = Literal["restore", "optimise"]
+Bound = Literal["clamp", "sigmoid"]
+Tensors = list[torch.Tensor]
+
+
+@dataclass(frozen=True)
+class DummyInit:
+    """Dummy images start at `center + spread * noise`, noise uniform in [-1, 1] or standard normal.
+
+    The default is uniform in [0, 1]; DLG's original is `DummyInit("normal", 0.0, 1.0)`.
+    """
+
+    distribution: Literal["uniform", "normal"] = "uniform"
+    center: float = 0.5
+    spread: float = 0.5
+
+    def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        """Draw one batch of initial dummy images."""
+        if self.distribution == "uniform":
+            noise = torch.rand(shape, generator=generator) * 2 - 1
+        else:
+            noise = torch.randn(shape, generator=generator)
+        return self.center + self.spread * noise
+
+
+@dataclass(frozen=True)
+class DLGConfig:
+    """L-BFGS gradient matching. `iterations` outer steps of up to `inner_iterations` L-BFGS iterations."""
+
+    iterations: int = 300
+    inner_iterations: int = 20
+    lr: float = 1.0
+    line_search: Literal["strong_wolfe"] | None = "strong_wolfe"
+    label_mode: LabelMode = "restore"
+    init: DummyInit = DummyInit()
+    bound: Bound = "clamp"
+    seed: int = 0
+    log_every: int = 50
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class InvertingConfig:
+    """Adam with cosine matching + `tv_weight` * total variation, best of `restarts`."""
+
+    iterations: int = 2000
+    lr: float = 0.1
+    tv_weight: float = 1e-4
+    restarts: int = 2
+    signed: bool = True
+    lr_schedule: bool = True
+    init: DummyInit = DummyInit()
+    bound: Bound = "clamp"
+    seed: int = 0
+    log_every: int = 500
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """Dummy images in [0, 1] (N x C x H x W), their labels, and the final matching loss of each restart."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    loss: float
+    restart_losses: tuple[float, ...]
+
+
+class _Victim:
+    """The captured global model as a pure function of its parameters (eval mode: no dropout)."""
+
+    def __init__(self, model: nn.Module, payload: CapturedUpdate) -> None:
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.names = [name for name, _ in self.module.named_parameters()]
+        self.params = {n: payload.global_state[n].clone().requires_grad_(True) for n in self.names}
+        self.buffers = {n: payload.global_state[n] for n, _ in self.module.named_buffers()
+                        if n in payload.global_state}
+
+    def loss(self, params: dict[str, torch.Tensor], images: torch.Tensor,
+             targets: torch.Tensor) -> torch.Tensor:
+        logits = functional_call(self.module, {**params, **self.buffers}, (images,))
+        return F.cross_entropy(logits, targets)
+
+    def gradient(self, images: torch.Tensor, targets: torch.Tensor) -> Tensors:
+        """The mean cross-entropy gradient the client would share, differentiable w.r.t. the inputs."""
+        loss = self.loss(self.params, images, targets)
+        return list(torch.autograd.grad(loss, list(self.params.values()), create_graph=True))
+
+    def local_delta(self, images: torch.Tensor, targets: torch.Tensor, lr: float, steps: int,
+                    batch_size: int) -> Tensors:
+        """`w0 - wE` after `steps` SGD steps over consecutive batches (one pass per epoch), differentiably."""
+        params = dict(self.params)
+        batches = math.ceil(len(images) / batch_size)
+        for step in range(steps):
+            window = slice((step % batches) * batch_size, (step % batches + 1) * batch_size)
+            loss = self.loss(params, images[window], targets[window])
+            grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+            params = {n: p - lr * g for (n, p), g in zip(params.items(), grads, strict=True)}
+        return [self.params[n] - params[n] for n in self.names]
+
+
+class _DummyImages:
+    """Optimised images kept in [0, 1] by projection (`clamp`) or a sigmoid parametrisation."""
+
+    def __init__(self, init: torch.Tensor, bound: Bound) -> None:
+        self.bound = bound
+        start = init.clamp(1e-4, 1 - 1e-4).logit() if bound == "sigmoid" else init.clamp(0, 1)
+        self.raw = start.clone().requires_grad_(True)
+
+    def images(self) -> torch.Tensor:
+        return torch.sigmoid(self.raw) if self.bound == "sigmoid" else self.raw
+
+    def project(self) -> None:
+        if self.bound == "clamp":
+            with torch.no_grad():
+                self.raw.clamp_(0, 1)
+
+
+def squared_distance(dummy: Tensors, observed: Tensors) -> torch.Tensor:
+    """DLG's distance: the summed squared difference over all layers."""
+    return sum(((d - o) ** 2).sum() for d, o in zip(dummy, observed, strict=True))
+
+
+def cosine_distance(dummy: Tensors, observed: Tensors) -> torch.Tensor:
+    """Inverting Gradients' distance: 1 - cosine similarity of the concatenated per-layer tensors."""
+    dot = sum((d * o).sum() for d, o in zip(dummy, observed, strict=True))
+    dummy_norm = torch.sqrt(sum((d * d).sum() for d in dummy))
+    observed_norm = torch.sqrt(sum((o * o).sum() for o in observed))
+    return 1 - dot / (dummy_norm * observed_norm).clamp_min(1e-30)
+
+
+def total_variation(dummy_images: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between horizontally and vertically neighbouring pixels."""
+    x = dummy_images
+    return (x[..., :, 1:] - x[..., :, :-1]).abs().mean() + (x[..., 1:, :] - x[..., :-1, :]).abs().mean()
+
+
+def _steps(count: int, progress: bool, description: str) -> Iterable[int]:
+    """range(count), shown as a tqdm bar when asked for and tqdm is installed."""
+    if progress:
+        try:
+            from tqdm.auto import trange
+        except ImportError:
+            log.debug("tqdm not installed; progress goes to the log only")
+        else:
+            return trange(count, desc=description, leave=False)
+    return range(count)
+
+
+def _log(name: str, step: int, total: int, every: int, loss: float) -> None:
+    if every and ((step + 1) % every == 0 or step + 1 == total):
+        log.info("%s: iteration %d/%d, matching loss %.4g", name, step + 1, total, loss)
+
+
+def dlg(model: nn.Module, payload: CapturedUpdate, config: DLGConfig = DLGConfig()) -> Reconstruction:
+    """Deep Leakage from Gradients on a shared gradient (`label_mode="restore"` gives iDLG)."""
+    if not payload.is_gradient:
+        raise ValueError("dlg needs a gradient capture; use invert_fedavg for returned weights.")
+    victim = _Victim(model, payload)
+    observed = payload.effective_gradient(victim.names)
+    generator = torch.Generator().manual_seed(config.seed)
+    shape = (payload.num_inputs, *payload.input_shape)
+    dummy = _DummyImages(config.init.sample(shape, generator), config.bound)
+    num_classes = payload.global_state[last_linear_names(model)[0]].shape[0]
+    if config.label_mode == "restore":
+        restored_labels, variables = restore_labels(model, payload), [dummy.raw]
+
+        def targets() -> torch.Tensor:
+            return restored_labels
+    else:
+        label_logits = torch.randn(payload.num_inputs, num_classes, generator=generator).requires_grad_(True)
+        variables = [dummy.raw, label_logits]
+
+        def targets() -> torch.Tensor:
+            return F.softmax(label_logits, dim=-1)
+
+    def objective() -> torch.Tensor:
+        return squared_distance(victim.gradient(dummy.images(), targets()), observed)
+
+    optimizer = torch.optim.LBFGS(variables, lr=config.lr, max_iter=config.inner_iterations,
+                                  history_size=100, line_search_fn=config.line_search)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = objective()
+        loss.backward()
+        return loss
+
+    for step in _steps(config.iterations, config.progress, "DLG"):
+        loss = float(optimizer.step(closure).detach())
+        dummy.project()
+        _log("DLG", step, config.iterations, config.log_every, loss)
+        if not math.isfinite(loss):
+            log.warning("DLG diverged at iteration %d (loss %s)", step + 1, loss)
+            break
+    final = float(objective().detach())
+    final_labels = targets().detach()
+    final_labels = final_labels if final_labels.dim() == 1 else final_labels.argmax(-1)
+    return Reconstruction(dummy.images().detach().clamp(0, 1), final_labels, final, (final,))
+
+
+def _invert_by_restarts(name: str, payload: CapturedUpdate, restored_labels: torch.Tensor,
+                        simulate: Callable[[torch.Tensor, torch.Tensor], Tensors], observed: Tensors,
+                        config: InvertingConfig) -> Reconstruction:
+    """Adam on cosine distance + TV from `config.restarts` random starts; keep the best matching loss."""
+    generator = torch.Generator().manual_seed(config.seed)
+    shape = (payload.num_inputs, *payload.input_shape)
+    best: tuple[float, torch.Tensor] | None = None
+    losses = []
+    for restart in range(config.restarts):
+        dummy = _DummyImages(config.init.sample(shape, generator), config.bound)
+        optimizer = torch.optim.Adam([dummy.raw], lr=config.lr)
+        milestones = [int(config.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)] if config.lr_schedule else []
+        schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+        for step in _steps(config.iterations, config.progress, f"{name} restart {restart + 1}"):
+            optimizer.zero_grad()
+            images = dummy.images()
+            match = cosine_distance(simulate(images, restored_labels), observed)
+            (match + config.tv_weight * total_variation(images)).backward()
+            if config.signed:
+                dummy.raw.grad.sign_()
+            optimizer.step()
+            schedule.step()
+            dummy.project()
+            _log(f"{name} restart {restart + 1}", step, config.iterations, config.log_every,
+                 float(match.detach()))
+        final = float(cosine_distance(simulate(dummy.images(), restored_labels), observed).detach())
+        losses.append(final)
+        if best is None or final < best[0]:
+            best = (final, dummy.images().detach().clamp(0, 1))
+    return Reconstruction(best[1], restored_labels, best[0], tuple(losses))
+
+
+def inverting_gradients(model: nn.Module, payload: CapturedUpdate,
+                        config: InvertingConfig = InvertingConfig()) -> Reconstruction:
+    """Inverting Gradients on a shared gradient, labels restored analytically from the same gradient."""
+    if not payload.is_gradient:
+        raise ValueError("inverting_gradients needs a gradient capture; use invert_fedavg for weights.")
+    victim = _Victim(model, payload)
+    return _invert_by_restarts("InvertingGradients", payload, restore_labels(model, payload),
+                               victim.gradient, payload.effective_gradient(victim.names), config)
+
+
+def invert_fedavg(model: nn.Module, payload: CapturedUpdate,
+                  config: InvertingConfig = InvertingConfig()) -> Reconstruction:
+    """Invert a FedAvg update: match `w0 - wE` of simulated local SGD on dummy data to the captured delta."""
+    if payload.is_gradient:
+        raise ValueError("invert_fedavg needs returned weights (updated_state); use dlg/inverting_gradients.")
+    victim = _Victim(model, payload)
+
+    def simulate(dummy_images: torch.Tensor, restored_labels: torch.Tensor) -> Tensors:
+        return victim.local_delta(dummy_images, restored_labels, float(payload.lr), int(payload.local_steps),
+                                  payload.batch_size)
+
+    return _invert_by_restarts("InvertFedAvg", payload, restore_labels(model, payload), simulate,
+                               payload.weight_delta(victim.names), config)

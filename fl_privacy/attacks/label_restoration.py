@@ -1,0 +1,100 @@
+"""Analytic label restoration from the last layer's gradient (softmax cross-entropy, mean over the batch).
+
+For logits z = W h + b, the mean cross-entropy gradient over a batch of B examples is
+`db_c = (1/B) sum_i (p_ic - y_ic)` and `dW_c = (1/B) sum_i (p_ic - y_ic) h_i`. Only the true classes can
+make `db_c` negative (iDLG), and `count_c = B (mean_i p_ic - db_c)` exactly, so counting labels reduces to
+estimating the batch's mean softmax output, which the weight gradient reveals (see `label_counts`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fl_privacy.attacks.payload import CapturedUpdate
+
+
+def last_linear_names(model: nn.Module) -> tuple[str, str | None]:
+    """Parameter names of the weight and bias (None if absent) of the model's last `nn.Linear`."""
+    linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linear:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear: label restoration needs a dense head.")
+    prefix = f"{linear[-1]}." if linear[-1] else ""
+    module = model.get_submodule(linear[-1])
+    return f"{prefix}weight", (f"{prefix}bias" if module.bias is not None else None)
+
+
+def class_scores(weight_grad: torch.Tensor, bias_grad: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-class evidence, negative for labels present in the batch: the bias gradient, else weight-row sums.
+
+    Row sums are only reliable when the penultimate activations are non-negative (ReLU, sigmoid).
+    """
+    return bias_grad if bias_grad is not None else weight_grad.sum(dim=1)
+
+
+def idlg_label(weight_grad: torch.Tensor, bias_grad: torch.Tensor | None = None) -> int:
+    """iDLG (Zhao et al. 2020): for one example the true class is the only one with a negative score."""
+    return int(class_scores(weight_grad, bias_grad).argmin())
+
+
+def label_set(weight_grad: torch.Tensor, bias_grad: torch.Tensor | None = None) -> torch.Tensor:
+    """Classes that certainly occur in the batch (negative score), sorted; duplicates are not counted."""
+    return torch.nonzero(class_scores(weight_grad, bias_grad) < 0).flatten()
+
+
+def mean_probabilities(weight: torch.Tensor, bias: torch.Tensor, weight_grad: torch.Tensor,
+                       bias_grad: torch.Tensor) -> torch.Tensor:
+    """Estimate the batch's mean softmax output from the last layer alone.
+
+    `dW ~= db h_bar^T` when the penultimate features vary little across the batch (true for untrained
+    nets), so the least-squares `h_bar = dW^T db / |db|^2` is a mean feature and `softmax(W h_bar + b)`
+    approximates the mean probability. Exact for a single example.
+    """
+    mean_feature = weight_grad.T @ bias_grad / bias_grad.dot(bias_grad).clamp_min(1e-30)
+    return F.softmax(weight @ mean_feature + bias, dim=0)
+
+
+def round_counts(raw: torch.Tensor, total: int) -> torch.Tensor:
+    """Non-negative integer counts summing to `total`, closest to `raw` (largest-remainder rounding)."""
+    raw = raw.double().clamp_min(0)
+    counts = raw.floor().long()
+    remainder = raw - counts
+    while int(counts.sum()) != total:
+        if int(counts.sum()) < total:
+            index = int(remainder.argmax())
+            counts[index] += 1
+            remainder[index] -= 1
+        else:
+            index = int(torch.where(counts > 0, remainder, torch.full_like(remainder, torch.inf)).argmin())
+            counts[index] -= 1
+            remainder[index] += 1
+    return counts
+
+
+def label_counts(weight: torch.Tensor, bias: torch.Tensor, weight_grad: torch.Tensor,
+                 bias_grad: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Zero-shot label counts (C,) for a batch of `batch_size` with duplicates: `B (p_bar - db)`, rounded."""
+    p_bar = mean_probabilities(weight.double(), bias.double(), weight_grad.double(), bias_grad.double())
+    return round_counts(batch_size * (p_bar - bias_grad.double()), batch_size)
+
+
+def counts_to_labels(counts: torch.Tensor) -> torch.Tensor:
+    """The sorted multiset of labels with the given per-class counts."""
+    return torch.repeat_interleave(torch.arange(len(counts)), counts.long())
+
+
+def restore_labels(model: nn.Module, payload: CapturedUpdate) -> torch.Tensor:
+    """Labels of the `payload.num_inputs` examples behind a captured update (sorted; order is unknowable).
+
+    One example: iDLG. Several: `label_counts` on the (effective) last-layer gradient.
+    """
+    weight_name, bias_name = last_linear_names(model)
+    if bias_name is None:
+        raise ValueError("restore_labels needs a last layer with a bias; use label_set on weight-row sums.")
+    weight_grad, bias_grad = payload.effective_gradient([weight_name, bias_name])
+    if payload.num_inputs == 1:
+        return torch.tensor([idlg_label(weight_grad, bias_grad)])
+    counts = label_counts(payload.global_state[weight_name], payload.global_state[bias_name],
+                          weight_grad, bias_grad, payload.num_inputs)
+    return counts_to_labels(counts)
