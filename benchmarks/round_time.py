@@ -62,8 +62,9 @@ def plain_round_times(rounds: int, overrides: list[str]) -> list[float]:
             states.append(local.state_dict())
             sizes.append(stats.num_examples)
         total = sum(sizes)
-        global_model.load_state_dict({key: sum(s[key] * n / total for s, n in zip(states, sizes, strict=False))
-                                      for key in states[0]})
+        average = {key: sum(s[key] * n / total for s, n in zip(states, sizes, strict=True))
+                   for key in states[0]}
+        global_model.load_state_dict(average)
         times.append(time.monotonic() - started)
     return times[1:]
 

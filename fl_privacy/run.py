@@ -56,6 +56,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     from fl_privacy.apps.client_app import build_client_app
     from fl_privacy.apps.server_app import build_server_app
     from fl_privacy.data.federation import build_federation
+    from fl_privacy.plots import plot_accuracy
     from fl_privacy.results import MetricsLog, write_json
 
     started = time.monotonic()
@@ -78,6 +79,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
                "metrics": final_metrics(metrics_log.records),
                "wall_seconds": time.monotonic() - started}
     write_json(run_dir / "summary.json", summary)
+    plot_accuracy(metrics_log.records, run_dir / "accuracy.png",
+                  f"{cfg.data.name}, {cfg.partition.name}, {cfg.simulation.num_clients} clients")
     log.info("wrote %s", run_dir)
     return summary
 
