@@ -29,8 +29,9 @@ from fl_privacy.training import TrainSettings, train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def flower_round_times(rounds: int, overrides: list[str]) -> tuple[list[float], float]:
-    """Per-round seconds (rounds >= 2) and the run's overhead outside rounds (Ray start etc.)."""
+def flower_round_times(rounds: int, overrides: list[str]) -> tuple[list[float], float, float]:
+    """Per-round seconds (rounds >= 2), round 0's seconds (partition query to the freshly spawned
+    actors + central warm-up), and the rest of the wall time (imports, data, Ray start, shutdown)."""
     with tempfile.TemporaryDirectory() as run_dir:
         started = time.monotonic()
         subprocess.run([sys.executable, "-m", "fl_privacy.run", f"strategy.num_rounds={rounds}",
@@ -38,8 +39,8 @@ def flower_round_times(rounds: int, overrides: list[str]) -> tuple[list[float], 
                        cwd=ROOT, check=True, capture_output=True)
         wall = time.monotonic() - started
         records = read_metrics(Path(run_dir) / "metrics.jsonl")
-    seconds = [r["seconds"] for r in records if r["round"] >= 1]
-    return seconds[1:], wall - sum(seconds)
+    seconds = [r["seconds"] for r in records]
+    return seconds[2:], seconds[0], wall - sum(seconds)
 
 
 def plain_round_times(rounds: int, overrides: list[str]) -> list[float]:
@@ -73,12 +74,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
     args, overrides = parser.parse_known_args()
-    flower, overhead = flower_round_times(args.rounds, overrides)
+    flower, round_zero, outside_rounds = flower_round_times(args.rounds, overrides)
     plain = plain_round_times(args.rounds, overrides)
     result = {"rounds": args.rounds, "overrides": overrides,
               "flower_round_s": statistics.median(flower), "plain_round_s": statistics.median(plain),
               "ratio": statistics.median(flower) / statistics.median(plain),
-              "flower_startup_and_warmup_s": overhead, "torch_threads_plain": torch.get_num_threads()}
+              "flower_round0_s": round_zero, "flower_outside_rounds_s": outside_rounds,
+              "torch_threads_plain": torch.get_num_threads()}
     print(json.dumps(result, indent=2))
 
 
