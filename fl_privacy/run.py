@@ -8,6 +8,7 @@ Hydra's run directory.
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import sys
 import time
@@ -20,7 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from fl_privacy.config import validate
 from fl_privacy.errors import ConfigError, DataNotFoundError
-from fl_privacy.runtime import backend_config, configure_telemetry, route_flower_logs
+from fl_privacy.runtime import (
+    TELEMETRY_VARIABLES,
+    backend_config,
+    configure_telemetry,
+    route_flower_logs,
+)
 
 log = logging.getLogger("fl_privacy")
 
@@ -76,6 +82,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     )
     summary = {"config": OmegaConf.to_container(cfg, resolve=True),
                "versions": package_versions(),
+               "telemetry_environment": {name: os.environ.get(name) for name in TELEMETRY_VARIABLES},
                "metrics": final_metrics(metrics_log.records),
                "wall_seconds": time.monotonic() - started}
     write_json(run_dir / "summary.json", summary)

@@ -16,9 +16,10 @@ TINY = ["simulation.num_clients=4", "strategy.num_rounds=2", "partition=dirichle
         "strategy.warmup.epochs=1", "client.local_epochs=1"]
 
 
-def run_tiny(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+def run_tiny_sweep(sweep_dir: Path, *sweep: str) -> subprocess.CompletedProcess:
+    """A Hydra multirun of tiny simulations, one job per sweep value, in one process."""
     result = subprocess.run(
-        [sys.executable, "-m", "fl_privacy.run", *TINY, *extra, f"hydra.run.dir={run_dir}"],
+        [sys.executable, "-m", "fl_privacy.run", "-m", *TINY, *sweep, f"hydra.sweep.dir={sweep_dir}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -29,16 +30,16 @@ def without_timings(records):
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
+def sweep(tmp_path_factory):
+    """Jobs 0 and 1 share seed 0, job 2 uses seed 1."""
     base = tmp_path_factory.mktemp("e2e")
-    run_tiny(base / "a")
-    run_tiny(base / "b")
-    return base / "a", base / "b"
+    run_tiny_sweep(base, "seed=0,0,1")
+    return [base / str(job) for job in range(3)]
 
 
 @pytest.mark.simulation
-def test_run_writes_metrics_summary_and_model(two_runs):
-    run_dir, _ = two_runs
+def test_run_writes_metrics_summary_and_model(sweep):
+    run_dir = sweep[0]
     records = read_metrics(run_dir / "metrics.jsonl")
     assert [r["round"] for r in records] == [0, 1, 2]
     for record in records:
@@ -60,12 +61,14 @@ def test_run_writes_metrics_summary_and_model(two_runs):
 
 
 @pytest.mark.simulation
-def test_same_seed_gives_identical_metrics(two_runs):
-    first, second = (read_metrics(d / "metrics.jsonl") for d in two_runs)
-    assert without_timings(first) == without_timings(second)
+def test_same_seed_gives_identical_metrics_different_seed_does_not(sweep):
+    first, second, other = (without_timings(read_metrics(d / "metrics.jsonl")) for d in sweep)
+    assert first == second
+    assert first != other
 
 
 @pytest.mark.simulation
-def test_telemetry_is_off_by_default(two_runs):
-    summary = json.loads((two_runs[0] / "summary.json").read_text())
-    assert summary["config"]["telemetry"] is False
+def test_telemetry_is_off_by_default(sweep):
+    summary = json.loads((sweep[0] / "summary.json").read_text())
+    assert summary["telemetry_environment"] == {"FLWR_TELEMETRY_ENABLED": "0",
+                                                "RAY_USAGE_STATS_ENABLED": "0"}
