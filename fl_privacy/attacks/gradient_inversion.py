@@ -57,7 +57,17 @@ class DummyInit:
 
 
 @dataclass(frozen=True)
-class DLGConfig:
+class _DummyOptimisation:
+    """Settings every reconstruction shares: dummy init, how images stay in [0, 1], seed, progress."""
+
+    init: DummyInit = DummyInit()
+    bound: Bound = "clamp"
+    seed: int = 0
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class DLGConfig(_DummyOptimisation):
     """L-BFGS gradient matching. `iterations` outer steps of up to `inner_iterations` L-BFGS iterations."""
 
     iterations: int = 300
@@ -65,15 +75,11 @@ class DLGConfig:
     lr: float = 1.0
     line_search: Literal["strong_wolfe"] | None = "strong_wolfe"
     label_mode: LabelMode = "restore"
-    init: DummyInit = DummyInit()
-    bound: Bound = "clamp"
-    seed: int = 0
     log_every: int = 50
-    progress: bool = False
 
 
 @dataclass(frozen=True)
-class InvertingConfig:
+class InvertingConfig(_DummyOptimisation):
     """Adam with cosine matching + `tv_weight` * total variation, best of `restarts`."""
 
     iterations: int = 2000
@@ -82,11 +88,7 @@ class InvertingConfig:
     restarts: int = 2
     signed: bool = True
     lr_schedule: bool = True
-    init: DummyInit = DummyInit()
-    bound: Bound = "clamp"
-    seed: int = 0
     log_every: int = 500
-    progress: bool = False
 
 
 @dataclass(frozen=True)
