@@ -10,7 +10,8 @@ import importlib.util
 
 from omegaconf import DictConfig
 
-from fl_privacy.clients import ROLES
+from fl_privacy.attacks.gan import FAKE_POOLS
+from fl_privacy.clients import FAKE_CLASS_ROLES, ROLES
 from fl_privacy.data.datasets import DATASETS
 from fl_privacy.data.partition import PARTITIONERS
 from fl_privacy.errors import ConfigError
@@ -105,6 +106,28 @@ def _check_clients(cfg: DictConfig) -> None:
     _check_training("client", cfg.client, "local_epochs")
 
 
+def _check_gan_attack(cfg: DictConfig) -> None:
+    if not FAKE_CLASS_ROLES & {cfg.client.role, *(cfg.client.roles or {}).values()}:
+        return
+    gan = cfg.client.gan
+    _integer("client.gan.victim_class", gan.victim_class, 0)
+    for key in ("latent_dim", "generator_steps", "generator_batch_size", "num_fakes", "max_fakes",
+                "alternations", "start_round"):
+        _integer(f"client.gan.{key}", gan[key], 1)
+    if gan.start_accuracy is not None:
+        _number("client.gan.start_accuracy", gan.start_accuracy, 0, 1, low_open=False, high_open=False)
+    _positive("client.gan.generator_lr", gan.generator_lr)
+    for key in ("tv_weight", "diversity_weight"):
+        _number(f"client.gan.{key}", gan[key], 0, float("inf"), low_open=False, high_open=True)
+    _choice("client.gan.fake_pool", gan.fake_pool, FAKE_POOLS)
+    if gan.max_grad_norm is not None:
+        _positive("client.gan.max_grad_norm", gan.max_grad_norm)
+    oracle = cfg.oracle
+    for key in ("epochs", "batch_size", "components", "samples_per_round"):
+        _integer(f"oracle.{key}", oracle[key], 2)
+    _positive("oracle.lr", oracle.lr)
+
+
 def _check_simulation(cfg: DictConfig) -> None:
     sim = cfg.simulation
     _positive("simulation.client_resources.num_cpus", sim.client_resources.num_cpus)
@@ -131,4 +154,5 @@ def validate(cfg: DictConfig) -> None:
     _check_model(cfg)
     _check_strategy(cfg)
     _check_clients(cfg)
+    _check_gan_attack(cfg)
     _check_simulation(cfg)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import torch
+from torchvision.utils import make_grid
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -21,6 +23,26 @@ def plot_accuracy(records: list[dict], path: Path, title: str = "") -> None:
     axis.set_title(title, fontsize=9)
     axis.grid(alpha=0.3)
     figure.tight_layout()
+    _save(figure, path)
+
+
+def _save(figure, path: Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     plt.close(figure)
+
+
+def plot_image_rows(rows: list[torch.Tensor], labels: list[str], path: Path, title: str = "") -> None:
+    """One labelled row per image batch (N x C x H x W in [0, 1]), tiled with torchvision's make_grid."""
+    columns = max(len(row) for row in rows)
+    figure, axes = plt.subplots(len(rows), 1, figsize=(0.7 * columns + 1.2, 0.75 * len(rows) + 0.5),
+                                dpi=120, squeeze=False)
+    for axis, row, label in zip(axes[:, 0], rows, labels, strict=True):
+        grid = make_grid(row, nrow=columns, padding=1, pad_value=1.0)
+        axis.imshow(grid.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+        axis.set_xticks([])
+        axis.set_yticks([])
+        axis.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    _save(figure, path)

@@ -11,6 +11,9 @@ from typing import Any
 
 import torch
 
+GAN_GENERATOR_FILE = "gan/generator.pt"
+"""Where the GAN adversary leaves its latest generator for the evaluation (relative to the run)."""
+
 
 def _jsonable(value: Any) -> Any:
     """NaN/inf -> None (strict JSON), tensors and numpy scalars -> Python numbers."""
@@ -44,8 +47,8 @@ def write_json(path: Path, obj: Any) -> None:
     _atomic_write(Path(path), lambda handle: handle.write(text.encode()))
 
 
-def save_state_dict(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
-    """Save a model's state_dict atomically."""
+def save_state_dict(path: Path, state_dict: dict[str, Any]) -> None:
+    """Save a model's state_dict (or any dict `torch.save` can write) atomically."""
     _atomic_write(Path(path), lambda handle: torch.save(state_dict, handle))
 
 

@@ -62,6 +62,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     from fl_privacy.apps.client_app import build_client_app
     from fl_privacy.apps.server_app import build_server_app
     from fl_privacy.data.federation import build_federation
+    from fl_privacy.evaluation.gan_attack import build_gan_monitor
     from fl_privacy.plots import plot_accuracy
     from fl_privacy.results import MetricsLog, write_json
 
@@ -70,13 +71,15 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     log.info("data %s: %d train (%d warm-up, clients %s), %d test", cfg.data.name,
              len(federation.splits.train), len(federation.warmup_indices),
              [len(p) for p in federation.client_indices], len(federation.splits.test))
+    gan_monitor = build_gan_monitor(cfg, federation.splits, run_dir)
+    probes = {"gan_attack": gan_monitor} if gan_monitor else {}
     metrics_log = MetricsLog(run_dir / "metrics.jsonl")
     if cfg.simulation.dashboard:
         log.info("Ray dashboard: http://127.0.0.1:%d", cfg.simulation.dashboard_port)
     route_flower_logs()
     run_simulation(
-        server_app=build_server_app(cfg, federation, run_dir, metrics_log),
-        client_app=build_client_app(cfg),
+        server_app=build_server_app(cfg, federation, run_dir, metrics_log, probes),
+        client_app=build_client_app(cfg, run_dir),
         num_supernodes=cfg.simulation.num_clients,
         backend_config=backend_config(cfg),
     )
@@ -84,6 +87,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
                "versions": package_versions(),
                "telemetry_environment": {name: os.environ.get(name) for name in TELEMETRY_VARIABLES},
                "metrics": final_metrics(metrics_log.records),
+               "attacks": {name: probe.finish() for name, probe in probes.items()},
                "wall_seconds": time.monotonic() - started}
     write_json(run_dir / "summary.json", summary)
     plot_accuracy(metrics_log.records, run_dir / "accuracy.png",

@@ -11,3 +11,5 @@ def derive_seed(seed: int, *path: int) -> int:
 
 
 CLIENT_TRAINING = 4
+GAN_ATTACK = 5
+GAN_EVALUATION = 6

@@ -15,7 +15,10 @@ OPTIMIZERS = ("sgd", "adam")
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How to train locally: epochs over the data, batch size and the optimizer."""
+    """How to train locally: epochs over the data, batch size, the optimizer and optional clipping.
+
+    `max_grad_norm` clips each step's whole gradient to that L2 norm (None = no clipping).
+    """
 
     epochs: int
     batch_size: int
@@ -23,6 +26,7 @@ class TrainSettings:
     optimizer: str = "adam"
     momentum: float = 0.0
     weight_decay: float = 0.0
+    max_grad_norm: float | None = None
 
     @classmethod
     def from_cfg(cls, cfg) -> TrainSettings:
@@ -31,6 +35,7 @@ class TrainSettings:
             epochs=int(cfg.get("local_epochs", cfg.get("epochs", 1))),
             batch_size=int(cfg.batch_size), lr=float(cfg.lr), optimizer=str(cfg.optimizer),
             momentum=float(cfg.get("momentum", 0.0)), weight_decay=float(cfg.get("weight_decay", 0.0)),
+            max_grad_norm=None if cfg.get("max_grad_norm") is None else float(cfg.max_grad_norm),
         )
 
 
@@ -72,6 +77,8 @@ def train(model: nn.Module, data: ImageDataset, settings: TrainSettings, seed: i
             logits = model(images)
             loss = F.cross_entropy(logits, labels)
             loss.backward()
+            if settings.max_grad_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
             optimizer.step()
             total_loss += loss.item() * len(batch)
             correct += (logits.argmax(1) == labels).sum().item()

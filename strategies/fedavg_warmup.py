@@ -24,6 +24,8 @@ from strategies.partition_sampling import (
 log = logging.getLogger(__name__)
 
 RoundLogger = Callable[[dict], None]
+RoundProbe = Callable[[int], dict]
+ANNOUNCED_ACCURACY = "global-accuracy"
 
 
 def aggregate_with_counts(records: list[RecordDict], weighting_key: str) -> MetricRecord:
@@ -40,12 +42,15 @@ class FedAvgWithWarmup(FedAvg):
 
     Clients are sampled by partition id with `seed` and their replies aggregated in partition
     order, so runs are reproducible. After each round (round 0 = after warm-up) the central
-    evaluation, the aggregated client metrics and the round's seconds go to `round_logger`.
+    evaluation, the aggregated client metrics, each of `round_probes`' results (under its name;
+    e.g. an attack monitor) and the round's seconds go to `round_logger`. The latest central
+    accuracy is announced to clients in the train config as "global-accuracy".
     """
 
     def __init__(self, *, model_fn: Callable[[], nn.Module], num_nodes: int, seed: int,
                  warmup_data: ImageDataset | None = None, warmup: TrainSettings | None = None,
-                 round_logger: RoundLogger | None = None, **fedavg_kwargs) -> None:
+                 round_logger: RoundLogger | None = None,
+                 round_probes: dict[str, RoundProbe] | None = None, **fedavg_kwargs) -> None:
         fedavg_kwargs.setdefault("min_available_nodes", num_nodes)
         fedavg_kwargs.setdefault("min_train_nodes", 1)
         fedavg_kwargs.setdefault("min_evaluate_nodes", 0)
@@ -58,6 +63,8 @@ class FedAvgWithWarmup(FedAvg):
         self.warmup_data = warmup_data
         self.warmup = warmup
         self.round_logger = round_logger
+        self.round_probes = round_probes or {}
+        self.announced_accuracy: float | None = None
         self.partition_of: dict[int, int] = {}
         self._round_metrics: dict[str, dict] = {}
         self._round_started = time.monotonic()
@@ -94,6 +101,8 @@ class FedAvgWithWarmup(FedAvg):
             return []
         nodes = sample_by_partition(self.partition_of, fraction, minimum, self.seed, server_round)
         config["server-round"] = server_round
+        if self.announced_accuracy is not None:
+            config[ANNOUNCED_ACCURACY] = self.announced_accuracy
         record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
         return self._construct_messages(record, nodes, message_type)
 
@@ -132,10 +141,15 @@ class FedAvgWithWarmup(FedAvg):
             record = {"round": server_round,
                       "central": dict(central) if central else {},
                       "train": self._round_metrics.pop("train", {}),
-                      "evaluate": self._round_metrics.pop("evaluate", {}),
-                      "seconds": time.monotonic() - self._round_started}
+                      "evaluate": self._round_metrics.pop("evaluate", {})}
+            for name, probe in self.round_probes.items():
+                if probed := probe(server_round):
+                    record[name] = probed
+            record["seconds"] = time.monotonic() - self._round_started
             self._round_started = time.monotonic()
             accuracy = record["central"].get("accuracy", math.nan)
+            if "accuracy" in record["central"]:
+                self.announced_accuracy = float(accuracy)
             log.info("round %d/%d: central accuracy %.4f (%.1f s)", server_round, num_rounds,
                      accuracy, record["seconds"])
             if self.round_logger:

@@ -25,6 +25,15 @@ BAD = [
     ("model.norm=batch", "model.norm"),
 ]
 
+GAN_BAD = [
+    ("client.gan.victim_class=-1", "client.gan.victim_class"),
+    ("client.gan.fake_pool=keep", "client.gan.fake_pool"),
+    ("client.gan.generator_steps=0", "client.gan.generator_steps"),
+    ("client.gan.start_accuracy=1.5", "client.gan.start_accuracy"),
+    ("client.gan.generator_lr=0", "client.gan.generator_lr"),
+    ("oracle.components=1", "oracle.components"),
+]
+
 
 @pytest.mark.parametrize("override,key", BAD)
 def test_validation_names_the_key(cfg_factory, override, key):
@@ -36,9 +45,31 @@ def test_validation_names_the_key(cfg_factory, override, key):
     assert "\n" not in str(caught.value)
 
 
-def test_default_and_presets_are_valid(cfg_factory):
+@pytest.mark.parametrize("override,key", GAN_BAD)
+def test_gan_attack_validation_names_the_key(cfg_factory, override, key):
+    with pytest.raises(ConfigError) as caught:
+        validate(cfg_factory("+experiment=gan_attack", override))
+    assert caught.value.key == key
+
+
+PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_default_and_presets_are_valid(cfg_factory, preset):
     validate(cfg_factory())
-    validate(cfg_factory("+experiment=fedavg_noniid"))
+    validate(cfg_factory(f"+experiment={preset}"))
+
+
+def test_victim_class_outside_the_data_fails_before_the_run(cfg_factory, tmp_path):
+    from fl_privacy.data.datasets import load_splits
+    from fl_privacy.evaluation.gan_attack import build_gan_monitor
+
+    cfg = cfg_factory("+experiment=gan_attack", "client.gan.victim_class=10")
+    validate(cfg)
+    with pytest.raises(ConfigError) as caught:
+        build_gan_monitor(cfg, load_splits(cfg.data, cfg.seed), tmp_path)
+    assert caught.value.key == "client.gan.victim_class"
 
 
 def test_dashboard_without_its_packages_fails_fast(cfg_factory, monkeypatch):

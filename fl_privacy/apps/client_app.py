@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from omegaconf import DictConfig
 
-from fl_privacy.clients import ROLES, ClientJob, role_of
+from fl_privacy.clients import ROLES, ClientJob, model_outputs, role_of
 from fl_privacy.data.federation import cached_federation
 from fl_privacy.models import build_model
 from fl_privacy.training import evaluate
@@ -20,17 +22,18 @@ def _partition_id(context: Context) -> int:
 
 def _received_model(cfg: DictConfig, msg: Message):
     splits = cached_federation(cfg).splits
-    model = build_model(cfg.model, splits.image_shape, splits.num_classes)
+    model = build_model(cfg.model, splits.image_shape, model_outputs(cfg, splits.num_classes))
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     return model
 
 
-def handle_train(cfg: DictConfig, msg: Message, context: Context) -> Message:
+def handle_train(cfg: DictConfig, run_dir: Path, msg: Message, context: Context) -> Message:
     """Train the received global model as this node's role and return weights + metrics."""
     torch.set_num_threads(int(cfg.simulation.torch_threads_per_client))
     partition_id = _partition_id(context)
-    job = ClientJob(cfg, cached_federation(cfg), partition_id,
-                    int(msg.content["config"]["server-round"]), context)
+    announced = dict(msg.content["config"])
+    job = ClientJob(cfg, cached_federation(cfg), partition_id, int(announced["server-round"]),
+                    context, run_dir, announced)
     model = _received_model(cfg, msg)
     metrics = ROLES[role_of(cfg.client, partition_id)](job, model)
     content = RecordDict({"arrays": ArrayRecord(model.state_dict()),
@@ -57,13 +60,14 @@ def handle_query(msg: Message, context: Context) -> Message:
     return Message(content=RecordDict({"partition": record}), reply_to=msg)
 
 
-def build_client_app(cfg: DictConfig) -> ClientApp:
-    """A ClientApp whose handlers carry the experiment config into the Ray actors."""
+def build_client_app(cfg: DictConfig, run_dir: Path) -> ClientApp:
+    """A ClientApp whose handlers carry the experiment config (and the run directory, where
+    attack artifacts go) into the Ray actors."""
     app = ClientApp()
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        return handle_train(cfg, msg, context)
+        return handle_train(cfg, run_dir, msg, context)
 
     @app.evaluate()
     def evaluate_(msg: Message, context: Context) -> Message:

@@ -11,11 +11,13 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from omegaconf import DictConfig
 
+from fl_privacy.clients import model_outputs
 from fl_privacy.data.federation import Federation
 from fl_privacy.models import model_factory
 from fl_privacy.results import MetricsLog, save_state_dict
 from fl_privacy.training import TrainSettings, evaluate
 from strategies import FedAvgWithWarmup
+from strategies.fedavg_warmup import RoundProbe
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +37,22 @@ def central_evaluator(model_fn: Callable[[], torch.nn.Module], federation: Feder
 
 
 def build_server_app(cfg: DictConfig, federation: Federation, run_dir: Path,
-                     metrics_log: MetricsLog) -> ServerApp:
-    """A ServerApp that runs `cfg.strategy` and writes rounds to `metrics_log`."""
+                     metrics_log: MetricsLog, round_probes: dict[str, RoundProbe] | None = None
+                     ) -> ServerApp:
+    """A ServerApp that runs `cfg.strategy` and writes rounds (with `round_probes`' results,
+    e.g. attack monitors) to `metrics_log`."""
     app = ServerApp()
     splits = federation.splits
-    model_fn = model_factory(cfg.model, splits.image_shape, splits.num_classes, cfg.seed)
+    model_fn = model_factory(cfg.model, splits.image_shape,
+                             model_outputs(cfg, splits.num_classes), cfg.seed)
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         strategy = FedAvgWithWarmup(
             model_fn=model_fn, num_nodes=cfg.simulation.num_clients, seed=cfg.seed,
             warmup_data=federation.warmup, warmup=TrainSettings.from_cfg(cfg.strategy.warmup),
-            round_logger=metrics_log.append, fraction_train=cfg.strategy.fraction_train,
+            round_logger=metrics_log.append, round_probes=round_probes,
+            fraction_train=cfg.strategy.fraction_train,
             fraction_evaluate=cfg.strategy.fraction_evaluate,
         )
         result = strategy.start(grid=grid, initial_arrays=ArrayRecord(model_fn().state_dict()),

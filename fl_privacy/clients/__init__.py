@@ -1,5 +1,16 @@
 """Client roles: what a node does with the global model it receives each round."""
 
-from fl_privacy.clients.roles import ROLES, ClientJob, role_of
+from fl_privacy.clients.gan_adversary import gan_adversary
+from fl_privacy.clients.roles import ClientJob, Role, honest, role_of
 
-__all__ = ["ROLES", "ClientJob", "role_of"]
+ROLES: dict[str, Role] = {"honest": honest, "gan_adversary": gan_adversary}
+FAKE_CLASS_ROLES = frozenset({"gan_adversary"})
+
+
+def model_outputs(cfg, num_classes: int) -> int:
+    """The data set's classes, plus the artificial "fake" class when any node runs the GAN attack
+    (as in Hitaj et al., every participant's model then has the extra output)."""
+    roles = {cfg.client.role, *(cfg.client.roles or {}).values()}
+    return num_classes + int(bool(roles & FAKE_CLASS_ROLES))
+
+__all__ = ["FAKE_CLASS_ROLES", "ROLES", "ClientJob", "Role", "model_outputs", "role_of"]

@@ -1,14 +1,15 @@
 """The registry of client roles and the job description every role receives.
 
 A role is a function `(job, model) -> metrics` that updates `model` (the received global
-model) in place and returns the metrics to report. Later roles (GAN adversary, DP) register
-here; the config validator checks role names against this registry.
+model) in place and returns the metrics to report. `fl_privacy.clients.ROLES` maps names to
+roles; the config validator checks role names against it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from flwr.app import Context
 from omegaconf import DictConfig
@@ -21,13 +22,16 @@ from fl_privacy.training import TrainSettings, train
 
 @dataclass
 class ClientJob:
-    """What a client knows in one round: the experiment config, its data, the round, its state."""
+    """What a client knows in one round: the experiment config, its data, the round, its state,
+    what the server announced in the round's config, and where the run keeps its files."""
 
     cfg: DictConfig
     federation: Federation
     partition_id: int
     server_round: int
     context: Context
+    run_dir: Path
+    announced: dict = field(default_factory=dict)
 
     @property
     def seed(self) -> int:
@@ -42,7 +46,7 @@ def honest(job: ClientJob, model: nn.Module) -> dict[str, float]:
             "num-examples": stats.num_examples, "local_steps": stats.steps}
 
 
-ROLES: dict[str, Callable[[ClientJob, nn.Module], dict[str, float]]] = {"honest": honest}
+Role = Callable[[ClientJob, nn.Module], dict[str, float]]
 
 
 def role_of(client_cfg, partition_id: int) -> str:

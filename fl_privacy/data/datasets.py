@@ -77,6 +77,16 @@ def _mnist_offline(data_cfg, seed: int) -> DataSplits:
                              data_cfg.test_fraction, seed)
 
 
+def _lfw_offline(data_cfg, seed: int) -> DataSplits:
+    """scikit-image's `lfw_subset`: 100 LFW face crops (class 0) and 100 non-face crops (class 1),
+    25x25 grayscale; ships with scikit-image, so it works offline."""
+    from skimage.data import lfw_subset
+
+    images = lfw_subset()
+    labels = np.repeat(np.array([0, 1], dtype=np.int64), len(images) // 2)
+    return _stratified_split("lfw_offline", images, labels, data_cfg.test_fraction, seed)
+
+
 def _torchvision_loader(class_name: str) -> Callable:
     def load(data_cfg, seed: int) -> DataSplits:
         import torchvision
@@ -105,6 +115,7 @@ def _torchvision_loader(class_name: str) -> Callable:
 
 DATASETS: dict[str, Callable] = {
     "mnist_offline": _mnist_offline,
+    "lfw_offline": _lfw_offline,
     "mnist": _torchvision_loader("MNIST"),
     "fashion_mnist": _torchvision_loader("FashionMNIST"),
     "cifar10": _torchvision_loader("CIFAR10"),

@@ -1,0 +1,64 @@
+"""Keep a node's torch state across rounds in Flower's `context.state`.
+
+Client apps run inside Ray actors and are rebuilt every round, so anything a node must remember
+(a generator and its optimizer, a privacy accountant's history) lives in `context.state`, a
+RecordDict Flower keeps per node for the whole run. These helpers store module and optimizer
+state as ArrayRecords and small counters as a MetricRecord.
+"""
+
+from __future__ import annotations
+
+import torch
+from flwr.app import ArrayRecord, Context, MetricRecord
+from torch import nn
+
+
+def save_module(context: Context, key: str, module: nn.Module) -> None:
+    context.state[key] = ArrayRecord(module.state_dict())
+
+
+def load_module(context: Context, key: str, module: nn.Module) -> bool:
+    """Load the saved state into `module`; False (module untouched) when nothing was saved."""
+    if key not in context.state:
+        return False
+    module.load_state_dict(context.state[key].to_torch_state_dict())
+    return True
+
+
+def save_optimizer(context: Context, key: str, optimizer: torch.optim.Optimizer) -> None:
+    """Store the optimizer's per-parameter tensors (e.g. Adam's moments and step counts)."""
+    flat = {f"{index}.{name}": torch.as_tensor(value).clone()
+            for index, slots in optimizer.state_dict()["state"].items()
+            for name, value in slots.items()}
+    context.state[key] = ArrayRecord(flat)
+
+
+def load_optimizer(context: Context, key: str, optimizer: torch.optim.Optimizer) -> bool:
+    """Restore what `save_optimizer` stored; hyper-parameters come from the fresh optimizer."""
+    if key not in context.state:
+        return False
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for flat_name, value in context.state[key].to_torch_state_dict().items():
+        index, name = flat_name.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state,
+                               "param_groups": optimizer.state_dict()["param_groups"]})
+    return True
+
+
+def save_tensor(context: Context, key: str, tensor: torch.Tensor) -> None:
+    context.state[key] = ArrayRecord({"tensor": tensor})
+
+
+def load_tensor(context: Context, key: str) -> torch.Tensor | None:
+    if key not in context.state:
+        return None
+    return context.state[key].to_torch_state_dict()["tensor"]
+
+
+def load_counters(context: Context, key: str) -> dict[str, float]:
+    return dict(context.state[key]) if key in context.state else {}
+
+
+def save_counters(context: Context, key: str, counters: dict[str, float]) -> None:
+    context.state[key] = MetricRecord(counters)
