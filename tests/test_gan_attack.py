@@ -51,7 +51,8 @@ def test_generator_learns_the_target_class_and_leaves_the_discriminator_unchange
             return torch.softmax(discriminator.eval()(generator.sample(64, seed=1)), 1)[:, 4].mean().item()
 
     start = target_probability()
-    train_generator(generator, optimizer, discriminator, 4, GeneratorTraining(steps=120, lr=2e-3, tv_weight=0.0), seed=0)
+    settings = GeneratorTraining(steps=120, lr=2e-3, tv_weight=0.0)
+    train_generator(generator, optimizer, discriminator, 4, settings, seed=0)
     assert target_probability() > max(2 * start, start + 0.15)
     for name, value in discriminator.state_dict().items():
         assert torch.equal(value, before[name]), name

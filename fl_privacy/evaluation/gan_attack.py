@@ -24,8 +24,6 @@ import torch
 from torchvision.utils import save_image
 
 from fl_privacy.attacks.gan import DCGANGenerator
-from fl_privacy.results import GAN_GENERATOR_FILE
-from fl_privacy.seeding import GAN_EVALUATION, derive_seed
 from fl_privacy.clients import model_outputs
 from fl_privacy.data.datasets import DataSplits
 from fl_privacy.errors import ConfigError
@@ -38,6 +36,8 @@ from fl_privacy.evaluation.oracle import (
     mean_pairwise_distance,
 )
 from fl_privacy.plots import plot_image_rows
+from fl_privacy.results import GAN_GENERATOR_FILE
+from fl_privacy.seeding import GAN_EVALUATION, derive_seed
 
 log = logging.getLogger(__name__)
 
