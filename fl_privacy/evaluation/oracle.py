@@ -1,7 +1,8 @@
 """An independent judge of generated images: the oracle classifier and its feature space.
 
 The oracle is trained once, centrally, on the test split — real data that no client and no
-warm-up ever trains on — and cached on disk keyed by data set, seed and a digest of its training
+warm-up ever trains on — plus as many synthetic noise images labelled as an extra "not data"
+class, and cached on disk keyed by data set, seed and a digest of its training
 data and settings. Its penultimate layer (128 units) gives the features for FID-like measures:
 features are projected onto the top principal components of the oracle's own training features,
 and Fréchet distances are computed between Gaussian fits in that space.
@@ -27,9 +28,33 @@ from fl_privacy.training import TrainSettings, evaluate, train
 
 log = logging.getLogger(__name__)
 
+ORACLE_VERSION = 2  # bump when the architecture or training changes: old cache entries no longer match
+
+
+def synthetic_noise(count: int, shape: tuple[int, int, int], seed: int) -> torch.Tensor:
+    """Images that are not data: uniform noise, sparse salt noise, periodic dot grids and smooth
+    blobs, a quarter each. The oracle learns them as an extra "not data" class so that it cannot
+    call noise a digit (without it, the oracle labels pure noise as one class with confidence ~1)."""
+    generator = torch.Generator().manual_seed(seed)
+    channels, height, width = shape
+    quarter = -(-count // 4)
+    uniform = torch.rand(quarter, *shape, generator=generator)
+    density = torch.rand(quarter, 1, 1, 1, generator=generator) * 0.5
+    salt = (torch.rand(quarter, *shape, generator=generator) < density).float()
+    rows, cols = torch.arange(height).view(1, 1, -1, 1), torch.arange(width).view(1, 1, 1, -1)
+    period = torch.randint(2, 5, (quarter, 1, 1, 1), generator=generator)
+    phase = torch.randint(0, 4, (quarter, 2, 1, 1), generator=generator)
+    grid = (((rows + phase[:, :1]) % period == 0) & ((cols + phase[:, 1:]) % period == 0)).float()
+    grid = grid.expand(-1, channels, -1, -1) * torch.rand(quarter, 1, 1, 1, generator=generator)
+    coarse = torch.rand(quarter, channels, 4, 4, generator=generator)
+    blobs = nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
+    images = torch.cat([uniform, salt, grid, blobs])
+    return images[torch.randperm(len(images), generator=generator)[:count]]
+
 
 class OracleCNN(nn.Module):
-    """Two 3x3 conv + max-pool blocks (32, 64), a 128-unit ReLU layer, a linear head."""
+    """Two 3x3 conv + max-pool blocks (32, 64), a 128-unit ReLU layer, a linear head
+    (the data set's classes + the "not data" class)."""
 
     def __init__(self, image_shape: tuple[int, int, int], num_classes: int) -> None:
         super().__init__()
@@ -84,8 +109,14 @@ class Oracle:
 
 
 def oracle_training_data(splits: DataSplits) -> ImageDataset:
-    """The oracle's training data: the test split, which is never federated training data."""
+    """The oracle's real training data: the test split, which is never federated training data."""
     return splits.test
+
+
+def _with_noise_class(data: ImageDataset, num_classes: int, seed: int) -> ImageDataset:
+    noise = synthetic_noise(len(data), tuple(data.images.shape[1:]), seed)
+    labels = torch.full((len(noise),), num_classes, dtype=data.labels.dtype)
+    return ImageDataset(torch.cat([data.images, noise]), torch.cat([data.labels, labels]))
 
 
 def _cache_path(splits: DataSplits, settings: OracleSettings, seed: int) -> Path:
@@ -93,7 +124,8 @@ def _cache_path(splits: DataSplits, settings: OracleSettings, seed: int) -> Path
     digest = hashlib.sha256()
     digest.update(data.images.numpy().tobytes())
     digest.update(data.labels.numpy().tobytes())
-    digest.update(json.dumps({**asdict(settings), "cache_dir": None}, sort_keys=True).encode())
+    digest.update(json.dumps({**asdict(settings), "cache_dir": None, "version": ORACLE_VERSION},
+                             sort_keys=True).encode())
     folder = Path(settings.cache_dir).expanduser()
     return folder / f"oracle_{splits.name}_seed{seed}_{digest.hexdigest()[:16]}.pt"
 
@@ -103,17 +135,17 @@ def load_or_train_oracle(splits: DataSplits, settings: OracleSettings, seed: int
     path = _cache_path(splits, settings, seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = OracleCNN(splits.image_shape, splits.num_classes)
+        model = OracleCNN(splits.image_shape, splits.num_classes + 1)
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
         log.info("oracle: loaded %s", path)
     else:
-        train(model, oracle_training_data(splits),
+        train(model, _with_noise_class(oracle_training_data(splits), splits.num_classes, seed),
               TrainSettings(settings.epochs, settings.batch_size, settings.lr, "adam"), seed=seed)
         save_state_dict(path, model.state_dict())
-        log.info("oracle: trained on %d held-out examples, cached at %s",
+        log.info("oracle: trained on %d held-out examples and as many noise images, cached at %s",
                  len(oracle_training_data(splits)), path)
-    accuracy = evaluate(model, splits.train, splits.num_classes).accuracy
+    accuracy = evaluate(model, splits.train, splits.num_classes + 1).accuracy
     return Oracle(model, oracle_training_data(splits), accuracy, path)
 
 
