@@ -71,7 +71,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     log.info("data %s: %d train (%d warm-up, clients %s), %d test", cfg.data.name,
              len(federation.splits.train), len(federation.warmup_indices),
              [len(p) for p in federation.client_indices], len(federation.splits.test))
-    gan_monitor = build_gan_monitor(cfg, federation.splits, run_dir)
+    gan_monitor = build_gan_monitor(cfg, federation, run_dir)
     probes = {"gan_attack": gan_monitor} if gan_monitor else {}
     metrics_log = MetricsLog(run_dir / "metrics.jsonl")
     if cfg.simulation.dashboard:

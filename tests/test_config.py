@@ -61,14 +61,15 @@ def test_default_and_presets_are_valid(cfg_factory, preset):
     validate(cfg_factory(f"+experiment={preset}"))
 
 
-def test_victim_class_outside_the_data_fails_before_the_run(cfg_factory, tmp_path):
-    from fl_privacy.data.datasets import load_splits
+@pytest.mark.parametrize("victim", [10, 0])  # not in MNIST; held by the adversary (partition 0)
+def test_impossible_victim_class_fails_before_the_run(cfg_factory, tmp_path, victim):
+    from fl_privacy.data.federation import build_federation
     from fl_privacy.evaluation.gan_attack import build_gan_monitor
 
-    cfg = cfg_factory("+experiment=gan_attack", "client.gan.victim_class=10")
+    cfg = cfg_factory("+experiment=gan_attack", f"client.gan.victim_class={victim}")
     validate(cfg)
     with pytest.raises(ConfigError) as caught:
-        build_gan_monitor(cfg, load_splits(cfg.data, cfg.seed), tmp_path)
+        build_gan_monitor(cfg, build_federation(cfg), tmp_path)
     assert caught.value.key == "client.gan.victim_class"
 
 

@@ -24,8 +24,9 @@ import torch
 from torchvision.utils import save_image
 
 from fl_privacy.attacks.gan import DCGANGenerator
-from fl_privacy.clients import model_outputs
+from fl_privacy.clients import FAKE_CLASS_ROLES, model_outputs, role_of
 from fl_privacy.data.datasets import DataSplits
+from fl_privacy.data.federation import Federation
 from fl_privacy.errors import ConfigError
 from fl_privacy.evaluation.oracle import (
     FeatureSpace,
@@ -145,14 +146,23 @@ class GanAttackMonitor:
                 "final_round": last.round if last else None, "final": last.metrics if last else {}}
 
 
-def build_gan_monitor(cfg, splits: DataSplits, run_dir: Path) -> GanAttackMonitor | None:
-    """The monitor for a run with a GAN adversary (trains or loads the oracle), else None."""
+def build_gan_monitor(cfg, federation: Federation, run_dir: Path) -> GanAttackMonitor | None:
+    """The monitor for a run with a GAN adversary (trains or loads the oracle), else None.
+
+    Raises ConfigError when the victim class is not in the data or an adversary holds it."""
+    splits = federation.splits
     if not model_outputs(cfg, splits.num_classes) > splits.num_classes:
         return None
     victim = int(cfg.client.gan.victim_class)
     if victim >= splits.num_classes:
         raise ConfigError("client.gan.victim_class", victim,
                           f"{splits.name} has classes 0..{splits.num_classes - 1}")
+    for partition in range(len(federation.client_indices)):
+        if role_of(cfg.client, partition) in FAKE_CLASS_ROLES \
+                and victim in federation.client_classes(partition):
+            raise ConfigError("client.gan.victim_class", victim,
+                              f"the adversary (partition {partition}) holds that class itself; "
+                              "pick a class it does not hold")
     settings = OracleSettings.from_cfg(cfg.oracle)
     oracle = load_or_train_oracle(splits, settings, cfg.seed)
     log.info("oracle: accuracy %.3f on the training split it never saw", oracle.heldout_accuracy)
