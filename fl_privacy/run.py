@@ -76,7 +76,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     route_flower_logs()
     run_simulation(
         server_app=build_server_app(cfg, federation, run_dir, metrics_log),
-        client_app=build_client_app(cfg),
+        client_app=build_client_app(cfg, run_dir),
         num_supernodes=cfg.simulation.num_clients,
         backend_config=backend_config(cfg),
     )
@@ -86,6 +86,11 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
                "metrics": final_metrics(metrics_log.records),
                "wall_seconds": time.monotonic() - started}
     write_json(run_dir / "summary.json", summary)
+    if "attack" in cfg and cfg.attack.after_run:
+        from fl_privacy.attack import attack_run
+
+        summary["attack"] = attack_run(run_dir, cfg, cfg.attack)["summary"]
+        write_json(run_dir / "summary.json", summary)
     plot_accuracy(metrics_log.records, run_dir / "accuracy.png",
                   f"{cfg.data.name}, {cfg.partition.name}, {cfg.simulation.num_clients} clients")
     log.info("wrote %s", run_dir)

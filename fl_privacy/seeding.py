@@ -11,3 +11,4 @@ def derive_seed(seed: int, *path: int) -> int:
 
 
 CLIENT_TRAINING = 4
+CLIENT_DATA = 5
