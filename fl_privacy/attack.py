@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -74,6 +75,7 @@ def reconstruct_captures(run_dir: Path, model_cfg: DictConfig, attack: DictConfi
         raise FileNotFoundError(f"no captures under {run_dir / CAPTURES} "
                                 "(run the experiment with strategy=gradient_capture)")
     settings = attack_settings(attack.name, attack, progress=_in_terminal())
+    shutil.rmtree(run_dir / RECONSTRUCTIONS, ignore_errors=True)  # a previous attack's results
     written = []
     for number, path in enumerate(_progress(captures, attack.name), start=1):
         payload, meta = load_capture(path)

@@ -202,13 +202,18 @@ def _lbfgs(name: str, variables: list[torch.Tensor], objective: Callable[[], tor
         loss.backward()
         return loss
 
+    last_finite = dummy.raw.detach().clone()
     for step in _steps(config.iterations, config.progress, name):
         loss = float(optimizer.step(closure).detach())
         dummy.project()
         _log(name, step, config.iterations, config.log_every, loss)
-        if not math.isfinite(loss):
-            log.warning("%s diverged at iteration %d (loss %s)", name, step + 1, loss)
+        if not (math.isfinite(loss) and torch.isfinite(dummy.raw).all()):
+            log.warning("%s diverged at iteration %d (loss %s); keeping the last finite images",
+                        name, step + 1, loss)
+            with torch.no_grad():
+                dummy.raw.copy_(last_finite)
             break
+        last_finite = dummy.raw.detach().clone()
     return float(objective().detach())
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import statistics
 from pathlib import Path
 
@@ -65,6 +66,7 @@ def evaluate_run(run_dir: Path, data_cfg, seed: int) -> dict:
     """Score every reconstruction of `run_dir`; writes and returns `attack/scores.json`'s content."""
     run_dir = Path(run_dir)
     splits = load_splits(data_cfg, seed)
+    shutil.rmtree(run_dir / "attack" / "grids", ignore_errors=True)  # a previous evaluation's grids
     captures, truth_images, reconstructed = [], [], []
     for path in sorted((run_dir / RECONSTRUCTIONS).glob("round_*/partition_*.pt")):
         reconstruction = torch.load(path, weights_only=True)
