@@ -133,6 +133,20 @@ def test_invert_fedavg_matches_the_update_of_real_local_sgd(mnist):
     assert score_reconstruction(result.images, batch.images).psnr.median() > 8
 
 
+def test_invert_fedavg_with_lbfgs_reconstructs_four_digits_after_three_local_steps(mnist):
+    """The inverting_fedavg setting: seed CNN at init, 4 digits, 3 full-batch plain-SGD steps."""
+    batch = mnist.subset([0, 100, 200, 300])
+    model = SeedCNN(SHAPE, 10, dropout=0.0)
+    client = SeedCNN(SHAPE, 10, dropout=0.0)
+    client.load_state_dict(model.state_dict())
+    train(client, batch, TrainSettings(epochs=3, batch_size=4, lr=0.01, optimizer="sgd"), seed=0)
+    captured = CapturedUpdate(model.state_dict(), SHAPE, batch_size=4, num_examples=4,
+                              updated_state=client.state_dict(), lr=0.01, local_steps=3)
+    result = invert_fedavg(model, captured, DLGConfig(iterations=8, log_every=0))
+    assert sorted(result.labels.tolist()) == sorted(batch.labels.tolist())
+    assert score_reconstruction(result.images, batch.images).psnr.median() > 20
+
+
 # --- label restoration ------------------------------------------------------------------------------------
 
 
