@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import importlib.util
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from fl_privacy.attacks.dispatch import ATTACKS, OPTIMIZERS
 from fl_privacy.attacks.gan import FAKE_POOLS
 from fl_privacy.clients import FAKE_CLASS_ROLES, ROLES
+from fl_privacy.clients.roles import UPDATES
 from fl_privacy.data.datasets import DATASETS
 from fl_privacy.data.partition import PARTITIONERS
 from fl_privacy.errors import ConfigError
-from fl_privacy.models import MODELS, NORMS
-from fl_privacy.training import OPTIMIZERS
+from fl_privacy.models import INITS, MODELS, NORMS
+from fl_privacy.training import OPTIMIZERS as TRAIN_OPTIMIZERS
+from strategies import STRATEGIES
 
 # Ray's dashboard imports these (they come with `ray[default]`); without them it hangs.
 DASHBOARD_MODULES = ("aiohttp", "aiohttp_cors", "opencensus", "prometheus_client")
@@ -49,7 +52,7 @@ def _check_training(prefix: str, node, epochs_key: str) -> None:
     _integer(f"{prefix}.{epochs_key}", node[epochs_key], 0)
     _integer(f"{prefix}.batch_size", node.batch_size, 1)
     _positive(f"{prefix}.lr", node.lr)
-    _choice(f"{prefix}.optimizer", node.optimizer, OPTIMIZERS)
+    _choice(f"{prefix}.optimizer", node.optimizer, TRAIN_OPTIMIZERS)
 
 
 def _check_data(cfg: DictConfig) -> None:
@@ -72,10 +75,32 @@ def _check_model(cfg: DictConfig) -> None:
     if cfg.model.num_outputs is not None:
         _integer("model.num_outputs", cfg.model.num_outputs, 2)
     _number("model.dropout", cfg.model.dropout, 0, 1, low_open=False, high_open=True)
+    _choice("model.init", cfg.model.get("init", "default"), INITS)
+
+
+def _integers(key: str, values, minimum: int, maximum: int) -> None:
+    if not OmegaConf.is_list(values) or not values:
+        raise ConfigError(key, values, f"must be a non-empty list of integers in {minimum}..{maximum}")
+    for value in values:
+        _integer(key, value, minimum)
+        if value > maximum:
+            raise ConfigError(key, list(values), f"entries must be integers in {minimum}..{maximum}")
+
+
+def _check_capture(cfg: DictConfig) -> None:
+    capture = cfg.strategy.capture
+    _integers("strategy.capture.rounds", capture.rounds, 1, cfg.strategy.num_rounds)
+    if capture.partitions is not None:
+        _integers("strategy.capture.partitions", capture.partitions, 0, cfg.simulation.num_clients - 1)
+    if capture.update_mode is not None:
+        _choice("strategy.capture.update_mode", capture.update_mode, UPDATES)
+    if capture.batch_size is not None:
+        _integer("strategy.capture.batch_size", capture.batch_size, 1)
 
 
 def _check_strategy(cfg: DictConfig) -> None:
     strategy = cfg.strategy
+    _choice("strategy.name", strategy.name, STRATEGIES)
     _integer("strategy.num_rounds", strategy.num_rounds, 1)
     _number("strategy.fraction_train", strategy.fraction_train, 0, 1, low_open=True, high_open=False)
     _number("strategy.fraction_evaluate", strategy.fraction_evaluate, 0, 1,
@@ -83,6 +108,8 @@ def _check_strategy(cfg: DictConfig) -> None:
     _number("strategy.warmup.fraction", strategy.warmup.fraction, 0, 1,
             low_open=False, high_open=True)
     _check_training("strategy.warmup", strategy.warmup, "epochs")
+    if strategy.name == "gradient_capture":
+        _check_capture(cfg)
 
 
 def _check_clients(cfg: DictConfig) -> None:
@@ -104,6 +131,33 @@ def _check_clients(cfg: DictConfig) -> None:
                               f"keys are partition ids 0..{num_clients - 1} "
                               f"(simulation.num_clients={num_clients})")
     _check_training("client", cfg.client, "local_epochs")
+    _choice("client.update_mode", cfg.client.update_mode, UPDATES)
+    if cfg.client.examples_per_round is not None:
+        _integer("client.examples_per_round", cfg.client.examples_per_round, 1)
+    if cfg.client.update_mode == "fedsgd" and cfg.strategy.name != "gradient_capture":
+        raise ConfigError("client.update_mode", "fedsgd", "FedSGD clients send gradients, which only "
+                          "strategy=gradient_capture applies; use client.update_mode=fedavg or that strategy")
+
+
+def check_attack(attack: DictConfig) -> None:
+    """The `attack` keys of gradient inversion (checked before the run or the attack command starts)."""
+    _choice("attack.name", attack.name, ATTACKS)
+    _choice("attack.label_mode", attack.label_mode, ("restore", "optimise"))
+    if attack.label_mode == "optimise" and attack.name != "dlg":
+        raise ConfigError("attack.label_mode", "optimise",
+                          "soft labels are optimised by attack.name=dlg only")
+    _choice("attack.optimizer", attack.optimizer, OPTIMIZERS)
+    _integer("attack.iterations", attack.iterations, 1)
+    _integer("attack.inner_iterations", attack.inner_iterations, 1)
+    _integer("attack.restarts", attack.restarts, 1)
+    _positive("attack.lr", attack.lr)
+    _number("attack.tv_weight", attack.tv_weight, 0, float("inf"), low_open=False, high_open=True)
+    _choice("attack.init.distribution", attack.init.distribution, ("uniform", "normal"))
+    _choice("attack.bound", attack.bound, ("clamp", "sigmoid"))
+    _integer("attack.seed", attack.seed, 0)
+    _integer("attack.torch_threads", attack.torch_threads, 1)
+    if attack.max_captures is not None:
+        _integer("attack.max_captures", attack.max_captures, 1)
 
 
 def _check_gan_attack(cfg: DictConfig) -> None:
@@ -156,3 +210,8 @@ def validate(cfg: DictConfig) -> None:
     _check_clients(cfg)
     _check_gan_attack(cfg)
     _check_simulation(cfg)
+    if "attack" in cfg:
+        check_attack(cfg.attack)
+        if cfg.attack.after_run and cfg.strategy.name != "gradient_capture":
+            raise ConfigError("attack.after_run", True,
+                              "needs strategy=gradient_capture (nothing else captures updates)")

@@ -73,13 +73,20 @@ def _shrink(size: int, times: int) -> int:
 
 
 MODELS: dict[str, type[nn.Module]] = {"cnn": SeedCNN, "lenet": SigmoidLeNet}
+# `default`: PyTorch's init; `dlg`: every parameter uniform in [-0.5, 0.5] (Zhu et al. 2019's code)
+INITS = ("default", "dlg")
 
 
 def build_model(model_cfg, image_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     """Instantiate `model_cfg.name`; `num_outputs` defaults to the data set's class count."""
     num_outputs = model_cfg.num_outputs or num_classes
-    return MODELS[model_cfg.name](tuple(image_shape), int(num_outputs),
-                                  norm=model_cfg.norm, dropout=float(model_cfg.dropout))
+    model = MODELS[model_cfg.name](tuple(image_shape), int(num_outputs),
+                                   norm=model_cfg.norm, dropout=float(model_cfg.dropout))
+    if model_cfg.get("init", "default") == "dlg":
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.uniform_(-0.5, 0.5)
+    return model
 
 
 def model_factory(model_cfg, image_shape, num_classes: int, seed: int) -> Callable[[], nn.Module]:

@@ -47,9 +47,24 @@ def write_json(path: Path, obj: Any) -> None:
     _atomic_write(Path(path), lambda handle: handle.write(text.encode()))
 
 
-def save_state_dict(path: Path, state_dict: dict[str, Any]) -> None:
-    """Save a model's state_dict (or any dict `torch.save` can write) atomically."""
-    _atomic_write(Path(path), lambda handle: torch.save(state_dict, handle))
+def save_state_dict(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
+    """Save a model's state_dict atomically."""
+    save_torch(path, state_dict)
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    """`torch.save` any object (tensors, dicts of tensors and numbers) atomically."""
+    _atomic_write(Path(path), lambda handle: torch.save(obj, handle))
+
+
+# Attack files in a run directory: what the server captured, the evaluation side channel the clients write
+# (which examples a captured update used), and the attacker's reconstructions.
+CAPTURES, TRUTH, RECONSTRUCTIONS = "captures", "truth", "attack/reconstructions"
+
+
+def round_file(run_dir: Path, folder: str, server_round: int, partition_id: int, suffix: str) -> Path:
+    """`run_dir/folder/round_XXX/partition_YY.suffix`: per-round, per-client attack files."""
+    return Path(run_dir) / folder / f"round_{server_round:03d}" / f"partition_{partition_id:02d}{suffix}"
 
 
 class MetricsLog:

@@ -90,6 +90,11 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
                "attacks": {name: probe.finish() for name, probe in probes.items()},
                "wall_seconds": time.monotonic() - started}
     write_json(run_dir / "summary.json", summary)
+    if "attack" in cfg and cfg.attack.after_run:
+        from fl_privacy.attack import attack_run
+
+        summary["attack"] = attack_run(run_dir, cfg, cfg.attack)["summary"]
+        write_json(run_dir / "summary.json", summary)
     plot_accuracy(metrics_log.records, run_dir / "accuracy.png",
                   f"{cfg.data.name}, {cfg.partition.name}, {cfg.simulation.num_clients} clients")
     log.info("wrote %s", run_dir)

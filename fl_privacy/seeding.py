@@ -11,5 +11,6 @@ def derive_seed(seed: int, *path: int) -> int:
 
 
 CLIENT_TRAINING = 4
-GAN_ATTACK = 5
-GAN_EVALUATION = 6
+CLIENT_DATA = 5
+GAN_ATTACK = 6
+GAN_EVALUATION = 7

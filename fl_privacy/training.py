@@ -103,3 +103,14 @@ def evaluate(model: nn.Module, data: ImageDataset, num_classes: int,
     per_class = [hits[data.labels == c].mean().item() if (data.labels == c).any() else float("nan")
                  for c in range(num_classes)]
     return EvalResult(total_loss / len(data), hits.mean().item(), per_class)
+
+
+def batch_gradient(model: nn.Module, data: ImageDataset) -> tuple[dict[str, torch.Tensor], TrainStats]:
+    """FedSGD: the mean cross-entropy gradient of one batch (`data`) per parameter name; no step is taken."""
+    model.train()
+    logits = model(data.images)
+    loss = F.cross_entropy(logits, data.labels)
+    names = [name for name, _ in model.named_parameters()]
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    accuracy = (logits.argmax(1) == data.labels).double().mean().item()
+    return dict(zip(names, grads, strict=True)), TrainStats(loss.item(), accuracy, len(data), 1)

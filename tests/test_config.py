@@ -73,6 +73,44 @@ def test_impossible_victim_class_fails_before_the_run(cfg_factory, tmp_path, vic
     assert caught.value.key == "client.gan.victim_class"
 
 
+CAPTURE = ("strategy=gradient_capture",)
+ATTACK = ("strategy=gradient_capture", "+attack=gradient_inversion")
+BAD_CAPTURE = [
+    (("strategy.name=spy",), "strategy.name"),
+    (("client.update_mode=fedsgd",), "client.update_mode"),  # FedSGD needs the capturing server
+    ((*CAPTURE, "client.update_mode=sgd"), "client.update_mode"),
+    ((*CAPTURE, "client.examples_per_round=0"), "client.examples_per_round"),
+    ((*CAPTURE, "strategy.capture.rounds=[31]"), "strategy.capture.rounds"),
+    ((*CAPTURE, "strategy.capture.rounds=[]"), "strategy.capture.rounds"),
+    ((*CAPTURE, "strategy.capture.partitions=[10]"), "strategy.capture.partitions"),
+    ((*CAPTURE, "strategy.capture.update_mode=fedprox"), "strategy.capture.update_mode"),
+    ((*CAPTURE, "strategy.capture.batch_size=0"), "strategy.capture.batch_size"),
+    (("model.init=xavier",), "model.init"),
+    ((*ATTACK, "attack.name=telepathy"), "attack.name"),
+    ((*ATTACK, "attack.name=inverting", "attack.label_mode=optimise"), "attack.label_mode"),
+    ((*ATTACK, "attack.optimizer=sgd"), "attack.optimizer"),
+    ((*ATTACK, "attack.iterations=0"), "attack.iterations"),
+    ((*ATTACK, "attack.init.distribution=cauchy"), "attack.init.distribution"),
+    ((*ATTACK, "attack.max_captures=0"), "attack.max_captures"),
+    (("+attack=gradient_inversion", "attack.after_run=true"), "attack.after_run"),
+]
+
+
+@pytest.mark.parametrize("overrides,key", BAD_CAPTURE)
+def test_capture_and_attack_keys_are_validated(cfg_factory, overrides, key):
+    with pytest.raises(ConfigError) as caught:
+        validate(cfg_factory(*overrides))
+    assert caught.value.key == key
+
+
+@pytest.mark.parametrize("preset", ["dlg", "idlg", "dlg_photos", "dlg_rounds", "inverting_fedavg",
+                                    "label_restoration"])
+def test_attack_presets_are_valid(cfg_factory, preset):
+    cfg = cfg_factory(f"+experiment={preset}")
+    validate(cfg)
+    assert cfg.strategy.name == "gradient_capture" and cfg.attack.after_run
+
+
 def test_dashboard_without_its_packages_fails_fast(cfg_factory, monkeypatch):
     import importlib.util
 

@@ -14,11 +14,13 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch.nn import functional as F
 
+from fl_privacy import attack as attack_command
 from fl_privacy import attacks
 from fl_privacy.attacks import (
     CapturedUpdate,
     DLGConfig,
     InvertingConfig,
+    dispatch,
     dlg,
     gradient_inversion,
     invert_fedavg,
@@ -41,6 +43,7 @@ from fl_privacy.evaluation import (
 )
 from fl_privacy.models import SeedCNN, SigmoidLeNet
 from fl_privacy.training import TrainSettings, train
+from strategies import gradient_capture
 
 SHAPE = (1, 28, 28)
 
@@ -130,6 +133,20 @@ def test_invert_fedavg_matches_the_update_of_real_local_sgd(mnist):
     assert score_reconstruction(result.images, batch.images).psnr.median() > 8
 
 
+def test_invert_fedavg_with_lbfgs_reconstructs_four_digits_after_three_local_steps(mnist):
+    """The inverting_fedavg setting: seed CNN at init, 4 digits, 3 full-batch plain-SGD steps."""
+    batch = mnist.subset([0, 100, 200, 300])
+    model = SeedCNN(SHAPE, 10, dropout=0.0)
+    client = SeedCNN(SHAPE, 10, dropout=0.0)
+    client.load_state_dict(model.state_dict())
+    train(client, batch, TrainSettings(epochs=3, batch_size=4, lr=0.01, optimizer="sgd"), seed=0)
+    captured = CapturedUpdate(model.state_dict(), SHAPE, batch_size=4, num_examples=4,
+                              updated_state=client.state_dict(), lr=0.01, local_steps=3)
+    result = invert_fedavg(model, captured, DLGConfig(iterations=8, log_every=0))
+    assert sorted(result.labels.tolist()) == sorted(batch.labels.tolist())
+    assert score_reconstruction(result.images, batch.images).psnr.median() > 20
+
+
 # --- label restoration ------------------------------------------------------------------------------------
 
 
@@ -165,7 +182,10 @@ def test_label_set_is_the_classes_present(mnist):
 
 FORBIDDEN = re.compile(
     r"^(x|y|images?|labels?|targets?|truth|ground_truth|true_.*|.*_true|secret|data(set)?)$")
-ATTACK_MODULES = (gradient_inversion, label_restoration, payload)
+ATTACK_MODULES = (gradient_inversion, label_restoration, payload, dispatch)
+# the attacker's side of a run: the attack command and the capture files it reads
+ATTACK_ENTRY_POINTS = (attack_command.run_config, attack_command.attack_config,
+                       attack_command.reconstruct_captures, gradient_capture.load_capture)
 OUTPUTS = ("Reconstruction",)  # results carry reconstructed images and labels; they are not inputs
 
 
@@ -179,11 +199,12 @@ def _public_callables():
 
 def test_no_attack_entry_point_accepts_ground_truth():
     checked = 0
-    for name, item in _public_callables():
+    entry_points = [(f"{f.__module__}.{f.__name__}", f) for f in ATTACK_ENTRY_POINTS]
+    for name, item in [*_public_callables(), *entry_points]:
         for parameter in inspect.signature(item).parameters:
             assert not FORBIDDEN.match(parameter), f"{name} takes `{parameter}`: attacks never see the data"
         checked += 1
-    assert checked >= 10
+    assert checked >= 14
 
 
 def test_attacks_import_only_torch_numpy_and_models():
@@ -227,8 +248,33 @@ def test_attacks_never_touch_the_ground_truth(mnist):
         dlg(model, captured, DLGConfig(iterations=1, inner_iterations=2, log_every=0))
         inverting_gradients(model, captured, InvertingConfig(iterations=2, restarts=1, log_every=0))
         restore_labels(model, captured)
+        dispatch.run_attack("labels", model, captured, DLGConfig())
     finally:
         Tripwire.armed = False
+
+
+def test_fedavg_inversion_never_touches_the_ground_truth(mnist):
+    batch = mnist.subset([7, 8])
+    images, labels = batch.images.as_subclass(Tripwire), batch.labels.as_subclass(Tripwire)
+    model, client = dlg_lenet(3), dlg_lenet(3)
+    train(client, ImageDataset(images, labels), TrainSettings(epochs=2, batch_size=2, lr=0.01,
+                                                              optimizer="sgd"), seed=0)
+    captured = CapturedUpdate(model.state_dict(), SHAPE, batch_size=2, num_examples=2,
+                              updated_state=client.state_dict(), lr=0.01, local_steps=2)
+    Tripwire.armed = True
+    try:
+        invert_fedavg(model, captured, DLGConfig(iterations=1, inner_iterations=2, log_every=0))
+        invert_fedavg(model, captured, InvertingConfig(iterations=2, restarts=1, log_every=0))
+    finally:
+        Tripwire.armed = False
+
+
+def test_attack_step_imports_neither_data_nor_evaluation():
+    """fl_privacy.attack's module level (the reconstruction step) never imports the truth's loaders."""
+    tree = ast.parse(Path(attack_command.__file__).read_text())
+    top_level = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+    modules = [node.module for node in top_level if isinstance(node, ast.ImportFrom)]
+    assert modules and not any(m.startswith(("fl_privacy.data", "fl_privacy.evaluation")) for m in modules)
 
 
 # --- evaluation -------------------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ from omegaconf import DictConfig
 from fl_privacy.clients import ROLES, ClientJob, model_outputs, role_of
 from fl_privacy.data.federation import cached_federation
 from fl_privacy.models import build_model
+from fl_privacy.results import TRUTH, round_file, write_json
 from fl_privacy.training import evaluate
+from strategies.gradient_capture import CaptureSchedule
 from strategies.partition_sampling import PARTITION_QUERY
 
 
@@ -27,17 +29,36 @@ def _received_model(cfg: DictConfig, msg: Message):
     return model
 
 
-def handle_train(cfg: DictConfig, run_dir: Path, msg: Message, context: Context) -> Message:
-    """Train the received global model as this node's role and return weights + metrics."""
+def announced(job: ClientJob) -> dict[str, float]:
+    """What every reply announces about the local update: lr, batch size, and FedSGD (1) or FedAvg (0)."""
+    return {"lr": float(job.cfg.client.lr), "batch_size": job.batch_size,
+            "fedsgd": int(job.update_mode == "fedsgd")}
+
+
+def record_truth(cfg: DictConfig, run_dir: Path | None, job: ClientJob) -> None:
+    """Write the examples a captured update used to `truth/` (the lab's evaluation side channel).
+
+    Only the evaluation step reads these files; attacks see nothing but the capture.
+    """
+    if run_dir is None or job.used_indices is None or cfg.strategy.name != "gradient_capture":
+        return
+    if CaptureSchedule.from_cfg(cfg.strategy.capture).covers(job.server_round, job.partition_id):
+        write_json(round_file(run_dir, TRUTH, job.server_round, job.partition_id, ".json"),
+                   {"indices": job.used_indices.tolist()})
+
+
+def handle_train(cfg: DictConfig, msg: Message, context: Context, run_dir: Path | None = None) -> Message:
+    """Train the received global model as this node's role and return weights (or a gradient) + metrics."""
     torch.set_num_threads(int(cfg.simulation.torch_threads_per_client))
     partition_id = _partition_id(context)
-    announced = dict(msg.content["config"])
-    job = ClientJob(cfg, cached_federation(cfg), partition_id, int(announced["server-round"]),
-                    context, run_dir, announced)
+    round_config = msg.content["config"]
+    job = ClientJob(cfg, cached_federation(cfg), partition_id, int(round_config["server-round"]), context,
+                    run_dir=run_dir, round_config=dict(round_config))
     model = _received_model(cfg, msg)
-    metrics = ROLES[role_of(cfg.client, partition_id)](job, model)
-    content = RecordDict({"arrays": ArrayRecord(model.state_dict()),
-                          "metrics": MetricRecord(metrics)})
+    metrics = ROLES[role_of(cfg.client, partition_id)](job, model) | announced(job)
+    record_truth(cfg, run_dir, job)
+    arrays = ArrayRecord(job.gradient if job.gradient is not None else model.state_dict())
+    content = RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics)})
     return Message(content=content, reply_to=msg)
 
 
@@ -60,14 +81,13 @@ def handle_query(msg: Message, context: Context) -> Message:
     return Message(content=RecordDict({"partition": record}), reply_to=msg)
 
 
-def build_client_app(cfg: DictConfig, run_dir: Path) -> ClientApp:
-    """A ClientApp whose handlers carry the experiment config (and the run directory, where
-    attack artifacts go) into the Ray actors."""
+def build_client_app(cfg: DictConfig, run_dir: Path | None = None) -> ClientApp:
+    """A ClientApp whose handlers carry the experiment config (and the run directory) into the Ray actors."""
     app = ClientApp()
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        return handle_train(cfg, run_dir, msg, context)
+        return handle_train(cfg, msg, context, run_dir)
 
     @app.evaluate()
     def evaluate_(msg: Message, context: Context) -> Message:

@@ -16,7 +16,7 @@ from fl_privacy.data.federation import Federation
 from fl_privacy.models import model_factory
 from fl_privacy.results import MetricsLog, save_state_dict
 from fl_privacy.training import TrainSettings, evaluate
-from strategies import FedAvgWithWarmup
+from strategies import STRATEGIES, CaptureSchedule
 from strategies.fedavg_warmup import RoundProbe
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,14 @@ def central_evaluator(model_fn: Callable[[], torch.nn.Module], federation: Feder
     return evaluate_global
 
 
+def strategy_options(cfg: DictConfig, run_dir: Path, federation: Federation) -> dict:
+    """Keyword arguments `cfg.strategy.name` needs beyond FedAvgWithWarmup's."""
+    if cfg.strategy.name == "gradient_capture":
+        return {"run_dir": run_dir, "schedule": CaptureSchedule.from_cfg(cfg.strategy.capture),
+                "input_shape": federation.splits.image_shape, "num_classes": federation.splits.num_classes}
+    return {}
+
+
 def build_server_app(cfg: DictConfig, federation: Federation, run_dir: Path,
                      metrics_log: MetricsLog, round_probes: dict[str, RoundProbe] | None = None
                      ) -> ServerApp:
@@ -48,12 +56,13 @@ def build_server_app(cfg: DictConfig, federation: Federation, run_dir: Path,
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        strategy = FedAvgWithWarmup(
+        strategy = STRATEGIES[cfg.strategy.name](
             model_fn=model_fn, num_nodes=cfg.simulation.num_clients, seed=cfg.seed,
             warmup_data=federation.warmup, warmup=TrainSettings.from_cfg(cfg.strategy.warmup),
             round_logger=metrics_log.append, round_probes=round_probes,
             fraction_train=cfg.strategy.fraction_train,
             fraction_evaluate=cfg.strategy.fraction_evaluate,
+            **strategy_options(cfg, run_dir, federation),
         )
         result = strategy.start(grid=grid, initial_arrays=ArrayRecord(model_fn().state_dict()),
                                 num_rounds=cfg.strategy.num_rounds, train_config=ConfigRecord(),

@@ -9,7 +9,9 @@ original form, optimised as soft labels.
 - Inverting Gradients (Geiping et al. 2020): cosine distance + total variation, Adam on signed gradients,
   step-decay schedule, several restarts (the one with the best matching loss wins).
 - FedAvg inversion (Geiping et al. 2020, Sec. 5): the local SGD steps are simulated differentiably on the
-  dummy data (torch.func.functional_call) and the resulting weight delta is matched.
+  dummy data (torch.func.functional_call) and the resulting weight delta is matched (cosine + TV with Adam,
+  or DLG's squared distance with L-BFGS). The simulation takes the local batches as consecutive slices of
+  the dummy batch in a fixed order; with full-batch local steps (the standard setting) order is irrelevant.
 """
 
 from __future__ import annotations
@@ -93,9 +95,10 @@ class InvertingConfig(_DummyOptimisation):
 
 @dataclass(frozen=True)
 class Reconstruction:
-    """Dummy images in [0, 1] (N x C x H x W), their labels, and the final matching loss of each restart."""
+    """Dummy images in [0, 1] (N x C x H x W; None for a label-only attack), their labels, and the final
+    matching loss of each restart."""
 
-    images: torch.Tensor
+    images: torch.Tensor | None
     labels: torch.Tensor
     loss: float
     restart_losses: tuple[float, ...]
@@ -187,6 +190,33 @@ def _log(name: str, step: int, total: int, every: int, loss: float) -> None:
         log.info("%s: iteration %d/%d, matching loss %.4g", name, step + 1, total, loss)
 
 
+def _lbfgs(name: str, variables: list[torch.Tensor], objective: Callable[[], torch.Tensor],
+           dummy: _DummyImages, config: DLGConfig) -> float:
+    """Minimise `objective` over `variables` with L-BFGS, projecting the images after each outer step."""
+    optimizer = torch.optim.LBFGS(variables, lr=config.lr, max_iter=config.inner_iterations,
+                                  history_size=100, line_search_fn=config.line_search)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = objective()
+        loss.backward()
+        return loss
+
+    last_finite = dummy.raw.detach().clone()
+    for step in _steps(config.iterations, config.progress, name):
+        loss = float(optimizer.step(closure).detach())
+        dummy.project()
+        _log(name, step, config.iterations, config.log_every, loss)
+        if not (math.isfinite(loss) and torch.isfinite(dummy.raw).all()):
+            log.warning("%s diverged at iteration %d (loss %s); keeping the last finite images",
+                        name, step + 1, loss)
+            with torch.no_grad():
+                dummy.raw.copy_(last_finite)
+            break
+        last_finite = dummy.raw.detach().clone()
+    return float(objective().detach())
+
+
 def dlg(model: nn.Module, payload: CapturedUpdate, config: DLGConfig = DLGConfig()) -> Reconstruction:
     """Deep Leakage from Gradients on a shared gradient (`label_mode="restore"` gives iDLG)."""
     if not payload.is_gradient:
@@ -212,23 +242,7 @@ def dlg(model: nn.Module, payload: CapturedUpdate, config: DLGConfig = DLGConfig
     def objective() -> torch.Tensor:
         return squared_distance(victim.gradient(dummy.images(), targets()), observed)
 
-    optimizer = torch.optim.LBFGS(variables, lr=config.lr, max_iter=config.inner_iterations,
-                                  history_size=100, line_search_fn=config.line_search)
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = objective()
-        loss.backward()
-        return loss
-
-    for step in _steps(config.iterations, config.progress, "DLG"):
-        loss = float(optimizer.step(closure).detach())
-        dummy.project()
-        _log("DLG", step, config.iterations, config.log_every, loss)
-        if not math.isfinite(loss):
-            log.warning("DLG diverged at iteration %d (loss %s)", step + 1, loss)
-            break
-    final = float(objective().detach())
+    final = _lbfgs("DLG", variables, objective, dummy, config)
     final_labels = targets().detach()
     final_labels = final_labels if final_labels.dim() == 1 else final_labels.argmax(-1)
     return Reconstruction(dummy.images().detach().clamp(0, 1), final_labels, final, (final,))
@@ -277,15 +291,33 @@ def inverting_gradients(model: nn.Module, payload: CapturedUpdate,
 
 
 def invert_fedavg(model: nn.Module, payload: CapturedUpdate,
-                  config: InvertingConfig = InvertingConfig()) -> Reconstruction:
-    """Invert a FedAvg update: match `w0 - wE` of simulated local SGD on dummy data to the captured delta."""
+                  config: InvertingConfig | DLGConfig = InvertingConfig()) -> Reconstruction:
+    """Invert a FedAvg update: match `w0 - wE` of simulated local SGD on dummy data to the captured delta.
+
+    Labels are restored analytically (`restore_labels`). With an `InvertingConfig` the match is Geiping's
+    cosine distance + TV with Adam and restarts; with a `DLGConfig` it is L-BFGS on the squared distance of
+    the mean step `(w0 - wE) / (lr * steps)` (DLG's objective, scale-free in lr and steps).
+    """
     if payload.is_gradient:
         raise ValueError("invert_fedavg needs returned weights (updated_state); use dlg/inverting_gradients.")
     victim = _Victim(model, payload)
+    lr, steps = float(payload.lr), int(payload.local_steps)
+    restored_labels = restore_labels(model, payload)
 
-    def simulate(dummy_images: torch.Tensor, restored_labels: torch.Tensor) -> Tensors:
-        return victim.local_delta(dummy_images, restored_labels, float(payload.lr), int(payload.local_steps),
-                                  payload.batch_size)
+    def simulate(dummy_images: torch.Tensor, labels: torch.Tensor) -> Tensors:
+        return victim.local_delta(dummy_images, labels, lr, steps, payload.batch_size)
 
-    return _invert_by_restarts("InvertFedAvg", payload, restore_labels(model, payload), simulate,
-                               payload.weight_delta(victim.names), config)
+    if isinstance(config, InvertingConfig):
+        return _invert_by_restarts("InvertFedAvg", payload, restored_labels, simulate,
+                                   payload.weight_delta(victim.names), config)
+    observed = payload.effective_gradient(victim.names)
+    generator = torch.Generator().manual_seed(config.seed)
+    dummy = _DummyImages(config.init.sample((payload.num_inputs, *payload.input_shape), generator),
+                         config.bound)
+
+    def objective() -> torch.Tensor:
+        mean_step = [d / (lr * steps) for d in simulate(dummy.images(), restored_labels)]
+        return squared_distance(mean_step, observed)
+
+    final = _lbfgs("InvertFedAvg", [dummy.raw], objective, dummy, config)
+    return Reconstruction(dummy.images().detach().clamp(0, 1), restored_labels, final, (final,))

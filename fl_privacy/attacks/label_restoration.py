@@ -8,6 +8,8 @@ estimating the batch's mean softmax output, which the weight gradient reveals (s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -57,7 +59,7 @@ def mean_probabilities(weight: torch.Tensor, bias: torch.Tensor, weight_grad: to
 
 def round_counts(raw: torch.Tensor, total: int) -> torch.Tensor:
     """Non-negative integer counts summing to `total`, closest to `raw` (largest-remainder rounding)."""
-    raw = raw.double().clamp_min(0)
+    raw = torch.nan_to_num(raw.double(), nan=0.0, posinf=float(total)).clamp_min(0)
     counts = raw.floor().long()
     remainder = raw - counts
     while int(counts.sum()) != total:
@@ -72,16 +74,34 @@ def round_counts(raw: torch.Tensor, total: int) -> torch.Tensor:
     return counts
 
 
-def label_counts(weight: torch.Tensor, bias: torch.Tensor, weight_grad: torch.Tensor,
+def label_counts(heads: Sequence[tuple[torch.Tensor, torch.Tensor]], weight_grad: torch.Tensor,
                  bias_grad: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Zero-shot label counts (C,) for a batch of `batch_size` with duplicates: `B (p_bar - db)`, rounded."""
-    p_bar = mean_probabilities(weight.double(), bias.double(), weight_grad.double(), bias_grad.double())
+    """Zero-shot label counts (C,) for a batch of `batch_size` with duplicates: `B (p_bar - db)`, rounded.
+
+    `heads` are the last layer's (weight, bias) at each local step the gradient averages over: one pair for
+    a shared gradient; for a FedAvg update the mean probability is averaged along the trajectory.
+    """
+    p_bar = torch.stack([mean_probabilities(weight.double(), bias.double(), weight_grad.double(),
+                                            bias_grad.double()) for weight, bias in heads]).mean(dim=0)
     return round_counts(batch_size * (p_bar - bias_grad.double()), batch_size)
 
 
 def counts_to_labels(counts: torch.Tensor) -> torch.Tensor:
     """The sorted multiset of labels with the given per-class counts."""
     return torch.repeat_interleave(torch.arange(len(counts)), counts.long())
+
+
+def head_trajectory(payload: CapturedUpdate, names: tuple[str, str]) -> list[tuple[torch.Tensor, ...]]:
+    """The last layer at each local step: the sent one, or for FedAvg the straight line to the returned one.
+
+    The server sees only the start and end of the client's local SGD; step t of E is taken at `t / E`.
+    """
+    start = [payload.global_state[n] for n in names]
+    if payload.updated_state is None:
+        return [tuple(start)]
+    steps = int(payload.local_steps)
+    end = [payload.updated_state[n] for n in names]
+    return [tuple(s + (t / steps) * (e - s) for s, e in zip(start, end, strict=True)) for t in range(steps)]
 
 
 def restore_labels(model: nn.Module, payload: CapturedUpdate) -> torch.Tensor:
@@ -95,6 +115,6 @@ def restore_labels(model: nn.Module, payload: CapturedUpdate) -> torch.Tensor:
     weight_grad, bias_grad = payload.effective_gradient([weight_name, bias_name])
     if payload.num_inputs == 1:
         return torch.tensor([idlg_label(weight_grad, bias_grad)])
-    counts = label_counts(payload.global_state[weight_name], payload.global_state[bias_name],
-                          weight_grad, bias_grad, payload.num_inputs)
+    counts = label_counts(head_trajectory(payload, (weight_name, bias_name)), weight_grad, bias_grad,
+                          payload.num_inputs)
     return counts_to_labels(counts)

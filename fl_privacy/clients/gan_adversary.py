@@ -29,7 +29,7 @@ from fl_privacy.attacks.gan import (
 from fl_privacy.clients import node_state
 from fl_privacy.clients.roles import ClientJob, honest
 from fl_privacy.data.datasets import ImageDataset
-from fl_privacy.results import GAN_GENERATOR_FILE, save_state_dict
+from fl_privacy.results import GAN_GENERATOR_FILE, save_torch
 from fl_privacy.seeding import GAN_ATTACK, derive_seed
 from fl_privacy.training import TrainSettings, train
 from strategies.fedavg_warmup import ANNOUNCED_ACCURACY
@@ -95,7 +95,7 @@ def gan_adversary(job: ClientJob, model: nn.Module) -> dict[str, float]:
     settings = GanAttackSettings.from_cfg(job.cfg.client.gan)
     context = job.context
     progress = node_state.load_counters(context, PROGRESS_KEY)
-    if not attack_is_on(settings, job.server_round, job.announced.get(ANNOUNCED_ACCURACY),
+    if not attack_is_on(settings, job.server_round, job.round_config.get(ANNOUNCED_ACCURACY),
                         bool(progress)):
         return honest(job, model)
 
@@ -129,7 +129,7 @@ def gan_adversary(job: ClientJob, model: nn.Module) -> dict[str, float]:
     node_state.save_optimizer(context, OPTIMIZER_KEY, optimizer)
     node_state.save_tensor(context, POOL_KEY, pool)
     node_state.save_counters(context, PROGRESS_KEY, progress)
-    save_state_dict(job.run_dir / GAN_GENERATOR_FILE,
+    save_torch(job.run_dir / GAN_GENERATOR_FILE,
                     {"round": job.server_round, "progress": progress,
                      "latent_dim": settings.latent_dim, "generator": generator.state_dict()})
     log.info("round %d: GAN attack round %d, generator loss %.3f, %d fakes", job.server_round,

@@ -7,17 +7,22 @@ roles; the config validator checks role names against it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+import torch
 from flwr.app import Context
 from omegaconf import DictConfig
 from torch import nn
 
+from fl_privacy.data.datasets import ImageDataset
 from fl_privacy.data.federation import Federation
-from fl_privacy.seeding import CLIENT_TRAINING, derive_seed
-from fl_privacy.training import TrainSettings, train
+from fl_privacy.seeding import CLIENT_DATA, CLIENT_TRAINING, derive_seed
+from fl_privacy.training import TrainSettings, batch_gradient, train
+
+UPDATES = ("fedavg", "fedsgd")
 
 
 @dataclass
@@ -30,18 +35,51 @@ class ClientJob:
     partition_id: int
     server_round: int
     context: Context
-    run_dir: Path
-    announced: dict = field(default_factory=dict)
+    run_dir: Path | None = None
+    # The server's train config of this round (it may ask for another `update-mode` / `batch-size`).
+    round_config: Mapping = field(default_factory=dict)
+    # Set by a FedSGD role: the gradient is sent instead of the model's weights.
+    gradient: dict[str, torch.Tensor] | None = None
+    # Indices into the training split this round's update used (the lab's evaluation side channel).
+    used_indices: np.ndarray | None = None
 
     @property
     def seed(self) -> int:
         return derive_seed(self.cfg.seed, CLIENT_TRAINING, self.server_round, self.partition_id)
 
+    @property
+    def update_mode(self) -> str:
+        """`fedavg` or `fedsgd`: the server's request for this round, else `client.update_mode`."""
+        return str(self.round_config.get("update-mode", self.cfg.client.update_mode))
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.round_config.get("batch-size", self.cfg.client.batch_size))
+
+    def training_data(self) -> ImageDataset:
+        """This round's local data: one batch of `batch_size` for FedSGD, `examples_per_round` for FedAvg.
+
+        The examples are drawn from the partition with the seed (all of it when the count is null or
+        larger) and remembered in `used_indices`.
+        """
+        own = self.federation.client_indices[self.partition_id]
+        count = self.batch_size if self.update_mode == "fedsgd" else self.cfg.client.examples_per_round
+        if count is not None and count < len(own):
+            rng = np.random.default_rng(derive_seed(self.cfg.seed, CLIENT_DATA, self.server_round,
+                                                    self.partition_id))
+            own = np.sort(rng.choice(own, int(count), replace=False))
+        self.used_indices = own
+        return self.federation.splits.train.subset(own)
+
 
 def honest(job: ClientJob, model: nn.Module) -> dict[str, float]:
-    """Train locally on the own partition as configured in `client`."""
-    stats = train(model, job.federation.client_data(job.partition_id),
-                  TrainSettings.from_cfg(job.cfg.client), seed=job.seed)
+    """Train locally as configured in `client` (FedAvg), or take the gradient of one batch (FedSGD)."""
+    data = job.training_data()
+    if job.update_mode == "fedsgd":
+        job.gradient, stats = batch_gradient(model, data)
+    else:
+        settings = replace(TrainSettings.from_cfg(job.cfg.client), batch_size=job.batch_size)
+        stats = train(model, data, settings, seed=job.seed)
     return {"train_loss": stats.loss, "train_accuracy": stats.accuracy,
             "num-examples": stats.num_examples, "local_steps": stats.steps}
 

@@ -87,6 +87,35 @@ def _lfw_offline(data_cfg, seed: int) -> DataSplits:
     return _stratified_split("lfw_offline", images, labels, data_cfg.test_fraction, seed)
 
 
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field",
+          "stereo_motorcycle", "retina")
+
+
+def _skimage_photos(data_cfg, seed: int) -> DataSplits:
+    """Colour photographs bundled with scikit-image, one class per photo: random square crops (half to all
+    of the short side) resized to `data.size` x `data.size`, `data.crops_per_photo` per photo."""
+    import skimage.data
+    from skimage.transform import resize
+
+    rng = np.random.default_rng([seed, 5])
+    size, images, labels = int(data_cfg.size), [], []
+    for label, name in enumerate(PHOTOS):
+        photo = getattr(skimage.data, name)()
+        photo = photo[0] if isinstance(photo, tuple) else photo  # stereo_motorcycle: (left, right, disparity)
+        shrink = 4 * size / min(photo.shape[:2])  # crops come from a copy whose short side is 4 x size
+        photo = resize(photo[..., :3], (round(photo.shape[0] * shrink), round(photo.shape[1] * shrink)),
+                       anti_aliasing=True, preserve_range=True)
+        height, width = photo.shape[:2]
+        for _ in range(int(data_cfg.crops_per_photo)):
+            side = int(rng.integers(min(height, width) // 2, min(height, width) + 1))
+            top, left = rng.integers(0, height - side + 1), rng.integers(0, width - side + 1)
+            crop = photo[top:top + side, left:left + side]
+            images.append(resize(crop, (size, size), anti_aliasing=True, preserve_range=True))
+            labels.append(label)
+    return _stratified_split("skimage_photos", np.stack(images).astype(np.uint8), np.asarray(labels),
+                             data_cfg.test_fraction, seed)
+
+
 def _torchvision_loader(class_name: str) -> Callable:
     def load(data_cfg, seed: int) -> DataSplits:
         import torchvision
@@ -116,6 +145,7 @@ def _torchvision_loader(class_name: str) -> Callable:
 DATASETS: dict[str, Callable] = {
     "mnist_offline": _mnist_offline,
     "lfw_offline": _lfw_offline,
+    "skimage_photos": _skimage_photos,
     "mnist": _torchvision_loader("MNIST"),
     "fashion_mnist": _torchvision_loader("FashionMNIST"),
     "cifar10": _torchvision_loader("CIFAR10"),

@@ -1,0 +1,125 @@
+"""An honest-but-curious FedAvg server that records exactly what it sees, for gradient-inversion attacks.
+
+For the configured rounds and partitions it saves the global weights it sent and each client's reply
+with the metadata Flower carries, one file per client: `captures/round_XXX/partition_YY.pt`.
+Aggregation stays FedAvg, so the federated run is real. FedSGD clients (`client.update_mode=fedsgd`,
+announced by the reply metric `fedsgd=1`) send the mean gradient of one batch as their arrays; the
+server averages the gradients and steps the global model by the announced lr (FedSGD, McMahan et al.
+2017). With `capture.update_mode=fedsgd` the server asks for such a FedSGD round only in the captured
+rounds (a probe inside otherwise FedAvg training).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+
+from fl_privacy.attacks import CapturedUpdate
+from fl_privacy.results import CAPTURES, round_file, save_torch
+from strategies.fedavg_warmup import FedAvgWithWarmup
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CaptureSchedule:
+    """Which rounds and partition ids to capture (`partitions=None`: every sampled client)."""
+
+    rounds: tuple[int, ...]
+    partitions: tuple[int, ...] | None = None
+    # Asked of every client in captured rounds (None: the clients' own client.update_mode / batch_size).
+    update_mode: str | None = None
+    batch_size: int | None = None
+
+    @classmethod
+    def from_cfg(cls, capture_cfg) -> CaptureSchedule:
+        partitions = capture_cfg.partitions
+        return cls(tuple(int(r) for r in capture_cfg.rounds),
+                   None if partitions is None else tuple(int(p) for p in partitions),
+                   capture_cfg.update_mode, capture_cfg.batch_size)
+
+    def request(self, server_round: int) -> dict[str, str | int]:
+        """Train-config entries for `server_round`: a FedSGD probe in captured rounds when configured."""
+        if server_round not in self.rounds:
+            return {}
+        asked = {"update-mode": self.update_mode, "batch-size": self.batch_size}
+        return {key: value for key, value in asked.items() if value is not None}
+
+    def covers(self, server_round: int, partition_id: int) -> bool:
+        return server_round in self.rounds and (self.partitions is None or partition_id in self.partitions)
+
+
+def load_capture(path: Path) -> tuple[CapturedUpdate, dict]:
+    """A capture file as the attack's payload and the metadata the server saw."""
+    record = torch.load(path, weights_only=True)
+    meta = record["metadata"]
+    payload = CapturedUpdate(
+        record["global_state"], tuple(meta["input_shape"]), batch_size=int(meta["batch_size"]),
+        num_examples=int(meta["num_examples"]), gradient=record.get("gradient"),
+        updated_state=record.get("updated_state"), lr=meta["lr"], local_steps=meta["local_steps"])
+    return payload, meta
+
+
+class GradientCapture(FedAvgWithWarmup):
+    """FedAvgWithWarmup that records sent weights + client updates for `schedule` under `run_dir/captures`."""
+
+    def __init__(self, *, run_dir: Path, schedule: CaptureSchedule, input_shape: Sequence[int],
+                 num_classes: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.run_dir = Path(run_dir)
+        self.schedule = schedule
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.num_classes = num_classes
+        self._sent: ArrayRecord | None = None
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        self._sent = arrays
+        config.update(self.schedule.request(server_round))
+        return super().configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Capture the scheduled replies, then aggregate (FedAvg, or a FedSGD step for gradients)."""
+        replies = list(replies)
+        sent = self._sent.to_torch_state_dict()
+        for reply in replies:
+            partition = self.partition_of.get(reply.metadata.src_node_id, -1)
+            if not reply.has_error() and self.schedule.covers(server_round, partition):
+                self._save(server_round, partition, reply, sent)
+        arrays, metrics = super().aggregate_train(server_round, replies)
+        if arrays is not None and metrics is not None and metrics.get("fedsgd", 0) > 0:
+            arrays = self._gradient_step(sent, arrays.to_torch_state_dict(), float(metrics["lr"]))
+        return arrays, metrics
+
+    @staticmethod
+    def _gradient_step(sent: dict[str, torch.Tensor], gradient: dict[str, torch.Tensor],
+                       lr: float) -> ArrayRecord:
+        """FedSGD: the sent weights minus lr times the example-weighted mean gradient."""
+        return ArrayRecord({name: value - lr * gradient[name] if name in gradient else value
+                            for name, value in sent.items()})
+
+    def _save(self, server_round: int, partition: int, reply: Message,
+              sent: dict[str, torch.Tensor]) -> None:
+        metrics = reply.content["metrics"]
+        returned = reply.content["arrays"].to_torch_state_dict()
+        fedsgd = metrics.get("fedsgd", 0) > 0
+        num_examples = int(metrics["num-examples"])
+        meta = {"round": server_round, "partition": partition, "node_id": int(reply.metadata.src_node_id),
+                "mode": "fedsgd" if fedsgd else "fedavg", "lr": float(metrics["lr"]),
+                "local_steps": int(metrics["local_steps"]), "num_examples": num_examples,
+                # a FedSGD batch is the examples the gradient was taken over
+                "batch_size": num_examples if fedsgd else int(metrics["batch_size"]),
+                "input_shape": list(self.input_shape), "num_classes": self.num_classes}
+        record = {"global_state": sent, "metadata": meta,
+                  ("gradient" if fedsgd else "updated_state"): returned}
+        path = round_file(self.run_dir, CAPTURES, server_round, partition, ".pt")
+        save_torch(path, record)
+        log.info("captured round %d partition %d (%s, %d examples)", server_round, partition,
+                 meta["mode"], num_examples)
