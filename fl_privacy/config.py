@@ -177,8 +177,8 @@ def _check_gan_attack(cfg: DictConfig) -> None:
     if gan.max_grad_norm is not None:
         _positive("client.gan.max_grad_norm", gan.max_grad_norm)
     oracle = cfg.oracle
-    for key in ("epochs", "batch_size", "components", "samples_per_round"):
-        _integer(f"oracle.{key}", oracle[key], 2)
+    for key, minimum in (("epochs", 1), ("batch_size", 1), ("components", 2), ("samples_per_round", 2)):
+        _integer(f"oracle.{key}", oracle[key], minimum)
     _positive("oracle.lr", oracle.lr)
 
 
