@@ -10,7 +10,6 @@ from fl_privacy.attacks.gradient_inversion import (
     invert_fedavg,
     inverting_gradients,
     squared_distance,
-    total_variation,
 )
 from fl_privacy.attacks.label_restoration import (
     idlg_label,
@@ -20,6 +19,7 @@ from fl_privacy.attacks.label_restoration import (
     restore_labels,
 )
 from fl_privacy.attacks.payload import CapturedUpdate
+from fl_privacy.attacks.priors import total_variation
 
 __all__ = [
     "CapturedUpdate",

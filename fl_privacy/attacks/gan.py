@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fl_privacy.attacks.priors import total_variation
+
 FakePool = Literal["replace", "accumulate"]
 FAKE_POOLS = ("replace", "accumulate")
 
@@ -83,12 +85,6 @@ class GeneratorTraining:
 def make_generator_optimizer(generator: nn.Module, lr: float) -> torch.optim.Adam:
     """Adam with DCGAN's betas (0.5, 0.999)."""
     return torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))
-
-
-def total_variation(images: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference between neighbouring pixels (anisotropic TV)."""
-    return ((images[..., 1:, :] - images[..., :-1, :]).abs().mean()
-            + (images[..., :, 1:] - images[..., :, :-1]).abs().mean())
 
 
 def mode_seeking_term(images: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from fl_privacy.attacks.label_restoration import last_linear_names, restore_labels
 from fl_privacy.attacks.payload import CapturedUpdate
+from fl_privacy.attacks.priors import total_variation
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +166,6 @@ def cosine_distance(dummy: Tensors, observed: Tensors) -> torch.Tensor:
     dummy_norm = torch.sqrt(sum((d * d).sum() for d in dummy))
     observed_norm = torch.sqrt(sum((o * o).sum() for o in observed))
     return 1 - dot / (dummy_norm * observed_norm).clamp_min(1e-30)
-
-
-def total_variation(dummy_images: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference between horizontally and vertically neighbouring pixels."""
-    x = dummy_images
-    return (x[..., :, 1:] - x[..., :, :-1]).abs().mean() + (x[..., 1:, :] - x[..., :-1, :]).abs().mean()
 
 
 def _steps(count: int, progress: bool, description: str) -> Iterable[int]:
