@@ -1,8 +1,9 @@
 """Keep freed memory in the process instead of handing it back to the OS after every step.
 
 glibc's malloc returns large blocks (per-sample gradients of a DP-SGD step are tens of MB) to the OS
-on free and page-faults them in again at the next step; measured here that doubled the cost of an
-Opacus step (benchmarks/dp_step.py). Raising the mmap and trim thresholds with `mallopt` keeps them.
+on free and page-faults them in again at the next step; measured here that made an Opacus step
+about 1.5x slower (benchmarks/dp_step.py --untuned). With `mallopt` large blocks come from the heap
+and freed heap memory (up to 1 GiB) is kept for reuse.
 A no-op where glibc is not the allocator.
 """
 
@@ -12,7 +13,7 @@ import ctypes
 import ctypes.util
 import functools
 
-M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -2, -3, -4
 
 
 @functools.cache
@@ -24,5 +25,6 @@ def keep_freed_memory() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20) and mallopt(M_TRIM_THRESHOLD, 1 << 30)
-                and mallopt(M_TOP_PAD, 256 << 20))
+    # no mmap'ed blocks (they are unmapped on free), and keep up to 1 GiB of freed heap for reuse
+    return bool(mallopt(M_MMAP_MAX, 0) and mallopt(M_TRIM_THRESHOLD, 1 << 30)
+                and mallopt(M_TOP_PAD, 64 << 20))
