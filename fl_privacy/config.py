@@ -176,6 +176,10 @@ def _check_gan_attack(cfg: DictConfig) -> None:
     _choice("client.gan.fake_pool", gan.fake_pool, FAKE_POOLS)
     if gan.max_grad_norm is not None:
         _positive("client.gan.max_grad_norm", gan.max_grad_norm)
+    _check_oracle(cfg)
+
+
+def _check_oracle(cfg: DictConfig) -> None:
     oracle = cfg.oracle
     for key, minimum in (("epochs", 1), ("batch_size", 1), ("components", 2), ("samples_per_round", 2)):
         _integer(f"oracle.{key}", oracle[key], minimum)
@@ -200,6 +204,25 @@ def _check_simulation(cfg: DictConfig) -> None:
                               "simulation.dashboard=false")
 
 
+def _check_par_gan(cfg: DictConfig) -> None:
+    par_gan = cfg.par_gan
+    for key in ("members", "steps", "batch_size", "latent_dim", "neighbours", "torch_threads"):
+        _integer(f"par_gan.{key}", par_gan[key], 1)
+    _integer("par_gan.samples", par_gan.samples, max(2, par_gan.neighbours))
+    _integer("par_gan.log_every", par_gan.log_every, 0)
+    _integers("par_gan.discriminators", par_gan.discriminators, 1, par_gan.batch_size)
+    for k in par_gan.discriminators:
+        if par_gan.batch_size % k:
+            raise ConfigError("par_gan.batch_size", par_gan.batch_size,
+                              f"must be divisible by every entry of par_gan.discriminators (here {k}) so "
+                              "that every discriminator gets an equal share of each step's records")
+    for key in ("generator_lr", "discriminator_lr"):
+        _positive(f"par_gan.{key}", par_gan[key])
+    _number("par_gan.discriminator_dropout", par_gan.discriminator_dropout, 0, 1,
+            low_open=False, high_open=True)
+    _check_oracle(cfg)
+
+
 def validate(cfg: DictConfig) -> None:
     """Check the whole config; raise `ConfigError` on the first bad key."""
     _integer("seed", cfg.seed, 0)
@@ -210,6 +233,8 @@ def validate(cfg: DictConfig) -> None:
     _check_clients(cfg)
     _check_gan_attack(cfg)
     _check_simulation(cfg)
+    if "par_gan" in cfg:
+        _check_par_gan(cfg)
     if "attack" in cfg:
         check_attack(cfg.attack)
         if cfg.attack.after_run and cfg.strategy.name != "gradient_capture":

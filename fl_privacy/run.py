@@ -56,6 +56,10 @@ def final_metrics(records: list[dict]) -> dict:
 
 def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     """Run one validated experiment and write its files into `run_dir`; returns the summary."""
+    if "par_gan" in cfg:  # in-process GAN training, no Flower simulation (README: GANs and membership)
+        from fl_privacy.gan_membership import run_par_gan
+
+        return run_par_gan(cfg, run_dir)
     configure_telemetry(bool(cfg.telemetry))
     from flwr.simulation import run_simulation
 
