@@ -223,6 +223,31 @@ def _check_par_gan(cfg: DictConfig) -> None:
     _check_oracle(cfg)
 
 
+def check_representation_inversion(cfg: DictConfig) -> None:
+    """The `representation_inversion` keys (checked before the run or the inversion command starts)."""
+    from fl_privacy.attacks.representation_inversion import INVERSION_OPTIMIZERS, layer_names
+    from fl_privacy.models import build_model
+
+    node = cfg.representation_inversion
+    nodes = layer_names(build_model(cfg.model, (1, 28, 28), 10))  # node names do not depend on the shape
+    if not OmegaConf.is_list(node.layers) or not node.layers:
+        raise ConfigError("representation_inversion.layers", node.layers, f"a non-empty list of {nodes}")
+    for layer in node.layers:
+        _choice("representation_inversion.layers", layer, nodes)
+    for key in ("images", "iterations", "torch_threads"):
+        _integer(f"representation_inversion.{key}", node[key], 1)
+    _integer("representation_inversion.seed", node.seed, 0)
+    _choice("representation_inversion.split", node.split, ("train", "test"))
+    _choice("representation_inversion.optimizer", node.optimizer, INVERSION_OPTIMIZERS)
+    _positive("representation_inversion.lr", node.lr)
+    for key in ("tv_weight", "l2_weight"):
+        _number(f"representation_inversion.{key}", node[key], 0, float("inf"), low_open=False, high_open=True)
+    if node.after_run and not cfg.save_model:
+        raise ConfigError("representation_inversion.after_run", True, "needs save_model=true (it inverts "
+                          "final_model.pt)")
+    _check_oracle(cfg)
+
+
 def validate(cfg: DictConfig) -> None:
     """Check the whole config; raise `ConfigError` on the first bad key."""
     _integer("seed", cfg.seed, 0)
@@ -235,6 +260,8 @@ def validate(cfg: DictConfig) -> None:
     _check_simulation(cfg)
     if "par_gan" in cfg:
         _check_par_gan(cfg)
+    if "representation_inversion" in cfg:
+        check_representation_inversion(cfg)
     if "attack" in cfg:
         check_attack(cfg.attack)
         if cfg.attack.after_run and cfg.strategy.name != "gradient_capture":
