@@ -211,7 +211,7 @@ def oracle_cache(tmp_path_factory):
 
 def test_representation_inversion_scores_each_layer(cfg_factory, tmp_path, oracle_cache):
     cfg = cfg_factory("+experiment=representation_inversion", "representation_inversion.images=2",
-                      "representation_inversion.iterations=40",
+                      "representation_inversion.iterations=20",
                       "representation_inversion.layers=[body.2,head]",
                       "oracle.epochs=1", "oracle.components=8", f"oracle.cache_dir={oracle_cache}")
     torch.manual_seed(0)
