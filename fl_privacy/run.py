@@ -100,7 +100,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
         summary["attack"] = attack_run(run_dir, cfg, cfg.attack)["summary"]
         write_json(run_dir / "summary.json", summary)
     if "representation_inversion" in cfg and cfg.representation_inversion.after_run:
-        from fl_privacy.evaluation.representation_inversion import run_representation_inversion
+        from fl_privacy.representation_inversion import run_representation_inversion
 
         summary["representation_inversion"] = run_representation_inversion(run_dir, cfg)
         write_json(run_dir / "summary.json", summary)

@@ -29,9 +29,9 @@ from fl_privacy.defenses.par_gan import ParGanSettings, generator_loss, split_pa
 from fl_privacy.errors import ConfigError
 from fl_privacy.evaluation.membership import membership_scores, top_k_accuracy
 from fl_privacy.evaluation.reconstruction import mse
-from fl_privacy.evaluation.representation_inversion import run_representation_inversion
 from fl_privacy.gan_membership import draw_membership
 from fl_privacy.models import SeedCNN
+from fl_privacy.representation_inversion import run_representation_inversion
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (1, 8, 8)

@@ -1,6 +1,6 @@
 """Invert a run's final model's representations of unseen images, layer by layer, and score them.
 
-`python -m fl_privacy.evaluation.representation_inversion RUN_DIR [KEY=VALUE ...]` (or
+`python -m fl_privacy.representation_inversion RUN_DIR [KEY=VALUE ...]` (or
 `representation_inversion.after_run=true` in a run): the lab picks `images` images from the
 `split`, computes each layer's activation, hands only the activation to the attack
 (fl_privacy/attacks/representation_inversion.py), then scores each reconstruction against the truth
@@ -99,7 +99,7 @@ def run_representation_inversion(run_dir: Path, cfg: DictConfig) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fl_privacy.evaluation.representation_inversion",
+    parser = argparse.ArgumentParser(prog="python -m fl_privacy.representation_inversion",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a finished run directory (with final_model.pt)")
     parser.add_argument("overrides", nargs="*", help="representation_inversion.KEY=VALUE")
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fl_privacy.config import check_representation_inversion
     from fl_privacy.errors import ConfigError
 
-    default = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / OUTPUT / "default.yaml")
+    default = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / OUTPUT / "default.yaml")
     try:
         cfg = OmegaConf.create(json.loads((args.run_dir / "summary.json").read_text())["config"])
         node = OmegaConf.merge(default, cfg.get(OUTPUT) or {}, OmegaConf.from_dotlist(
