@@ -178,6 +178,10 @@ def _check_gan_attack(cfg: DictConfig) -> None:
     _choice("client.gan.fake_pool", gan.fake_pool, FAKE_POOLS)
     if gan.max_grad_norm is not None:
         _positive("client.gan.max_grad_norm", gan.max_grad_norm)
+    _check_oracle(cfg)
+
+
+def _check_oracle(cfg: DictConfig) -> None:
     oracle = cfg.oracle
     for key, minimum in (("epochs", 1), ("batch_size", 1), ("components", 2), ("samples_per_round", 2)):
         _integer(f"oracle.{key}", oracle[key], minimum)
@@ -200,6 +204,50 @@ def _check_simulation(cfg: DictConfig) -> None:
                               f"Ray's dashboard needs packages that are missing "
                               f"({', '.join(missing)}); pip install 'ray[default]' or set "
                               "simulation.dashboard=false")
+
+
+def _check_par_gan(cfg: DictConfig) -> None:
+    par_gan = cfg.par_gan
+    for key in ("members", "steps", "batch_size", "latent_dim", "neighbours", "torch_threads"):
+        _integer(f"par_gan.{key}", par_gan[key], 1)
+    _integer("par_gan.samples", par_gan.samples, max(2, par_gan.neighbours))
+    _integer("par_gan.log_every", par_gan.log_every, 0)
+    _integers("par_gan.discriminators", par_gan.discriminators, 1, par_gan.batch_size)
+    for k in par_gan.discriminators:
+        if par_gan.batch_size % k:
+            raise ConfigError("par_gan.batch_size", par_gan.batch_size,
+                              f"must be divisible by every entry of par_gan.discriminators (here {k}) so "
+                              "that every discriminator gets an equal share of each step's records")
+    for key in ("generator_lr", "discriminator_lr"):
+        _positive(f"par_gan.{key}", par_gan[key])
+    _number("par_gan.discriminator_dropout", par_gan.discriminator_dropout, 0, 1,
+            low_open=False, high_open=True)
+    _check_oracle(cfg)
+
+
+def check_representation_inversion(cfg: DictConfig) -> None:
+    """The `representation_inversion` keys (checked before the run or the inversion command starts)."""
+    from fl_privacy.attacks.representation_inversion import INVERSION_OPTIMIZERS, layer_names
+    from fl_privacy.models import build_model
+
+    node = cfg.representation_inversion
+    nodes = layer_names(build_model(cfg.model, (1, 28, 28), 10))  # node names do not depend on the shape
+    if not OmegaConf.is_list(node.layers) or not node.layers:
+        raise ConfigError("representation_inversion.layers", node.layers, f"a non-empty list of {nodes}")
+    for layer in node.layers:
+        _choice("representation_inversion.layers", layer, nodes)
+    for key in ("images", "iterations", "torch_threads"):
+        _integer(f"representation_inversion.{key}", node[key], 1)
+    _integer("representation_inversion.seed", node.seed, 0)
+    _choice("representation_inversion.split", node.split, ("train", "test"))
+    _choice("representation_inversion.optimizer", node.optimizer, INVERSION_OPTIMIZERS)
+    _positive("representation_inversion.lr", node.lr)
+    for key in ("tv_weight", "l2_weight"):
+        _number(f"representation_inversion.{key}", node[key], 0, float("inf"), low_open=False, high_open=True)
+    if node.after_run and not cfg.save_model:
+        raise ConfigError("representation_inversion.after_run", True, "needs save_model=true (it inverts "
+                          "final_model.pt)")
+    _check_oracle(cfg)
 
 
 def _non_negative(key: str, value) -> None:
@@ -287,6 +335,10 @@ def validate(cfg: DictConfig) -> None:
     _check_gan_attack(cfg)
     _check_defense(cfg)
     _check_simulation(cfg)
+    if "par_gan" in cfg:
+        _check_par_gan(cfg)
+    if "representation_inversion" in cfg:
+        check_representation_inversion(cfg)
     if "attack" in cfg:
         check_attack(cfg.attack)
         if cfg.attack.after_run and cfg.strategy.name != "gradient_capture":

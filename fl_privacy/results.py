@@ -86,3 +86,15 @@ class MetricsLog:
 def read_metrics(path: Path) -> list[dict]:
     """The records of a metrics.jsonl file."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Write rows (dicts with the same keys) as a CSV table with a header line, atomically."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(_jsonable(rows))
+    _atomic_write(Path(path), lambda handle: handle.write(buffer.getvalue().encode()))

@@ -69,6 +69,10 @@ def privacy_summary(cfg: DictConfig, records: list[dict]) -> dict:
 
 def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     """Run one validated experiment and write its files into `run_dir`; returns the summary."""
+    if "par_gan" in cfg:  # in-process GAN training, no Flower simulation (README: GANs and membership)
+        from fl_privacy.gan_membership import run_par_gan
+
+        return run_par_gan(cfg, run_dir)
     configure_telemetry(bool(cfg.telemetry))
     from flwr.simulation import run_simulation
 
@@ -108,6 +112,11 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
         from fl_privacy.attack import attack_run
 
         summary["attack"] = attack_run(run_dir, cfg, cfg.attack)["summary"]
+        write_json(run_dir / "summary.json", summary)
+    if "representation_inversion" in cfg and cfg.representation_inversion.after_run:
+        from fl_privacy.representation_inversion import run_representation_inversion
+
+        summary["representation_inversion"] = run_representation_inversion(run_dir, cfg)
         write_json(run_dir / "summary.json", summary)
     plot_accuracy(metrics_log.records, run_dir / "accuracy.png",
                   f"{cfg.data.name}, {cfg.partition.name}, {cfg.simulation.num_clients} clients")
