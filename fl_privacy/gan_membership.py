@@ -3,7 +3,7 @@
 1. The lab draws members and non-members from the train split and trains one GAN per entry of
    `par_gan.discriminators` on the members (fl_privacy/defenses/par_gan.py).
 2. The attacker gets the shuffled candidate records plus the discriminators (white-box) or the
-   generated samples (black-box) and returns scores (fl_privacy/attacks/membership.py); it never
+   generated samples (black-box) and returns scores (fl_privacy/attacks/gan_membership.py); it never
    sees who is a member.
 3. The evaluation loads the membership labels and scores the rankings (accuracy, ROC AUC), and the
    oracle judges the samples. Writes `par_gan_table.{json,csv}`, `samples_k{K}.png`, `summary.json`.
@@ -20,11 +20,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import save_image
 
-from fl_privacy.attacks.membership import nearest_sample_scores, white_box_scores
+from fl_privacy.attacks.gan_membership import nearest_sample_scores, white_box_scores
 from fl_privacy.data.datasets import ImageDataset, load_splits
 from fl_privacy.defenses.par_gan import ParGanSettings, train_par_gan
 from fl_privacy.errors import ConfigError
-from fl_privacy.evaluation.membership import membership_scores
+from fl_privacy.evaluation.gan_membership import membership_scores
 from fl_privacy.evaluation.oracle import FeatureSpace, OracleSettings, frechet_distance, load_or_train_oracle
 from fl_privacy.evaluation.sample_quality import sample_quality
 from fl_privacy.results import write_csv, write_json

@@ -15,8 +15,8 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
 
-from fl_privacy.attacks import membership, representation_inversion
-from fl_privacy.attacks.membership import nearest_sample_scores, white_box_scores
+from fl_privacy.attacks import gan_membership, representation_inversion
+from fl_privacy.attacks.gan_membership import nearest_sample_scores, white_box_scores
 from fl_privacy.attacks.representation_inversion import (
     InversionSettings,
     invert_representation,
@@ -27,7 +27,7 @@ from fl_privacy.data.datasets import ImageDataset
 from fl_privacy.defenses import par_gan
 from fl_privacy.defenses.par_gan import ParGanSettings, generator_loss, split_partitions, train_par_gan
 from fl_privacy.errors import ConfigError
-from fl_privacy.evaluation.membership import membership_scores, top_k_accuracy
+from fl_privacy.evaluation.gan_membership import membership_scores, top_k_accuracy
 from fl_privacy.evaluation.reconstruction import mse
 from fl_privacy.gan_membership import draw_membership
 from fl_privacy.models import SeedCNN
@@ -153,7 +153,7 @@ FORBIDDEN = re.compile(r"^(is_member|members?|membership|non_members|truth|label
 
 def test_attacks_take_no_ground_truth():
     checked = 0
-    for module in (membership, representation_inversion):
+    for module in (gan_membership, representation_inversion):
         for name, item in vars(module).items():
             own = callable(item) and getattr(item, "__module__", "") == module.__name__
             if own and not name[0].isupper():  # classes are settings and results
