@@ -14,6 +14,7 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 from torch import nn
 
 from fl_privacy.data.datasets import ImageDataset
+from fl_privacy.progress import RoundBar, round_progress
 from fl_privacy.training import TrainSettings, train
 from strategies.partition_sampling import (
     discover_partitions,
@@ -68,6 +69,7 @@ class FedAvgWithWarmup(FedAvg):
         self.partition_of: dict[int, int] = {}
         self._round_metrics: dict[str, dict] = {}
         self._round_started = time.monotonic()
+        self._bar = RoundBar()
 
     # --- warm-up -----------------------------------------------------------------------------
     def warm_up(self, arrays: ArrayRecord) -> ArrayRecord:
@@ -87,12 +89,14 @@ class FedAvgWithWarmup(FedAvg):
               evaluate_config: ConfigRecord | None = None,
               evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
               ) -> Result:
-        """Learn the node -> partition map, warm up, then run Flower's FedAvg loop."""
+        """Learn the node -> partition map, warm up, then run Flower's FedAvg loop (with a progress bar
+        over the rounds in a terminal; the per-round log lines otherwise)."""
         self.partition_of = discover_partitions(grid, self.num_nodes, timeout)
         self._round_started = time.monotonic()
         arrays = self.warm_up(initial_arrays)
-        return super().start(grid, arrays, num_rounds, timeout, train_config, evaluate_config,
-                             evaluate_fn=self._recording(evaluate_fn, num_rounds))
+        with round_progress(num_rounds) as self._bar:
+            return super().start(grid, arrays, num_rounds, timeout, train_config, evaluate_config,
+                                 evaluate_fn=self._recording(evaluate_fn, num_rounds))
 
     # --- sampling and aggregation --------------------------------------------------------------
     def _messages(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -152,6 +156,7 @@ class FedAvgWithWarmup(FedAvg):
                 self.announced_accuracy = float(accuracy)
             log.info("round %d/%d: central accuracy %.4f (%.1f s)", server_round, num_rounds,
                      accuracy, record["seconds"])
+            self._bar.update(server_round, accuracy=accuracy)
             if self.round_logger:
                 self.round_logger(record)
             return central
