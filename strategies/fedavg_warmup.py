@@ -91,7 +91,9 @@ class FedAvgWithWarmup(FedAvg):
               ) -> Result:
         """Learn the node -> partition map, warm up, then run Flower's FedAvg loop (with a progress bar
         over the rounds in a terminal; the per-round log lines otherwise)."""
+        asked = time.monotonic()
         self.partition_of = discover_partitions(grid, self.num_nodes, timeout)
+        log.info("partition ids of %d nodes in %.1f s", len(self.partition_of), time.monotonic() - asked)
         self._round_started = time.monotonic()
         arrays = self.warm_up(initial_arrays)
         with round_progress(num_rounds) as self._bar:

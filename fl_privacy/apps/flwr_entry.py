@@ -51,6 +51,19 @@ def run_dir_of(context: Context) -> Path:
     return Path(str(context.run_config.get("output-dir", "outputs/flwr"))).resolve() / str(context.run_id)
 
 
+def log_to_run_dir(run_dir: Path) -> None:
+    """Outside Hydra nothing configures logging: send the package's INFO lines to Flower's console handler
+    (streamed by `flwr run --stream`) and to `run_dir/run.log`."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    file_handler = logging.FileHandler(run_dir / "run.log")
+    file_handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    for name in ("fl_privacy", "strategies"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        for handler in [*logging.getLogger("flwr").handlers, file_handler]:
+            logger.addHandler(handler)
+
+
 def _client_cfg(context: Context) -> DictConfig:
     cfg = compose_config(tuple(hydra_overrides(dict(context.run_config))))
     partitions = int(context.node_config.get("num-partitions", cfg.simulation.num_clients))
@@ -75,6 +88,7 @@ def main(grid: Grid, context: Context) -> None:
     cfg = compose_config(tuple(hydra_overrides(dict(context.run_config))))
     configure_telemetry(bool(cfg.telemetry))
     run_dir = run_dir_of(context)
+    log_to_run_dir(run_dir)
     log.info("flwr run: %s -> %s", " ".join(hydra_overrides(dict(context.run_config))) or "defaults", run_dir)
     started = time.monotonic()
     federation, metrics_log, probes = prepare_run(cfg, run_dir)
