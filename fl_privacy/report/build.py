@@ -73,6 +73,11 @@ def build_report(root: Path, out: Path | None = None, metric: str | None = None,
     notes = [f"Source: {root.resolve()}"]
     if swept:
         notes.append("Swept: " + ", ".join(swept))
+    common = [key for key in dict.fromkeys(k for job in jobs for k in job.overrides) if key not in swept]
+    if common and len(jobs) > 1:
+        notes.append("Common overrides (in jobs.csv, not in the table below): "
+                     + " ".join(f"{key}={jobs[0].overrides.get(key)}" for key in common))
+    shown = [c for c in columns if c not in common] if len(jobs) > 1 else columns
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
     try:
@@ -88,7 +93,7 @@ def build_report(root: Path, out: Path | None = None, metric: str | None = None,
         elif len(jobs) > 1:
             notes.append(f"No frontier plot: needs an attack measure ({metric or 'none found'}) "
                          "in at least two finished jobs.")
-        page = html_page(f"fl-privacy report: {root.name}", jobs, columns, rows, plots, notes)
+        page = html_page(f"fl-privacy report: {root.name}", jobs, shown, rows, plots, notes)
         (staging / "report.html").write_text(page)
         staging.chmod(0o755)
         _swap_in(staging, out)
