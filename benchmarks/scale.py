@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -71,6 +72,7 @@ def run_sampled(command: list[str], interval: float) -> tuple[float, int, int]:
 def measure(clients: int, rounds: int, per_round: int, interval: float, overrides: list[str]) -> dict:
     """One simulation of `clients` virtual clients; its round times and memory."""
     fraction = min(1.0, per_round / clients)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as run_dir:
         command = [sys.executable, "-m", "fl_privacy.run", "partition=iid",
                    f"simulation.num_clients={clients}", f"strategy.num_rounds={rounds}",
@@ -89,6 +91,7 @@ def measure(clients: int, rounds: int, per_round: int, interval: float, override
             "outside_rounds_s": wall - sum(seconds), "wall_s": wall,
             "peak_tree_rss_gib": peak_rss / GIB, "peak_processes": processes,
             "discovery_log": discovery[-1].split(" - ", 1)[-1] if discovery else None,
+            "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "overrides": overrides}
 
 
