@@ -15,7 +15,7 @@ import pytest
 
 from fl_privacy.plots import plt
 from fl_privacy.report import build_report
-from fl_privacy.report.jobs import find_jobs, flatten_numbers
+from fl_privacy.report.jobs import expected_jobs, find_jobs, flatten_numbers
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ["strategy.num_rounds=2", "client.dp.noise_multiplier=0.5,1.0,2.0,4.0"]
@@ -62,6 +62,15 @@ def sweep(tmp_path) -> Path:
 def test_flatten_numbers_keeps_numeric_leaves_with_dotted_names():
     flat = flatten_numbers({"a": {"b": 1, "c": [1, 2], "d": "x", "e": {"f": 2.5}}, "g": True})
     assert flat == {"a.b": 1, "a.e.f": 2.5, "g": 1}
+
+
+def test_expected_jobs_follow_hydra_sweeper_params_and_the_command_line(tmp_path):
+    """A preset's `hydra.sweeper.params` sweeps unless the command line sweeps the same key."""
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      a: 1,2,3\n      b: x,y\n"
+        "  overrides:\n    task:\n    - +experiment=e\n    - a=7,8\n")
+    assert expected_jobs(tmp_path / "multirun.yaml") == [
+        {"a": a, "b": b, "experiment": "e"} for a in ("7", "8") for b in ("x", "y")]
 
 
 def test_csv_has_one_row_per_job_with_status_overrides_and_flat_metrics(sweep):

@@ -87,7 +87,8 @@ def build_report(root: Path, out: Path | None = None, metric: str | None = None,
             plots.append((staging / "accuracy_rounds.png", "central test accuracy per round"))
         measures = plot_attack_rounds(jobs, swept, staging / "attack_rounds.png")
         if measures:
-            plots.append((staging / "attack_rounds.png", "attack success per round: " + ", ".join(measures)))
+            plots.append((staging / "attack_rounds.png",
+                          "attack and privacy measures per round: " + ", ".join(measures)))
         if metric and plot_frontier(rows, metric, color, staging / "frontier.png"):
             plots.append((staging / "frontier.png", f"{metric} vs accuracy, colour: {color}"))
         elif len(jobs) > 1:

@@ -35,8 +35,10 @@ def plot_accuracy_rounds(jobs: list[Job], keys: list[str], path: Path) -> bool:
 
 
 def round_attack_keys(jobs: list[Job]) -> list[str]:
-    """The per-round attack measures in the jobs' metrics.jsonl (e.g. `gan_attack.victim_share`)."""
-    keys = {key for job in jobs for record in job.records for key in round_values(record)}
+    """The per-round attack (and privacy) measures in the jobs' metrics.jsonl (e.g. `gan_attack.victim_share`,
+    `privacy.max_epsilon`); per-client numbers are left to the table."""
+    keys = {key for job in jobs for record in job.records for key in round_values(record)
+            if ".per_client." not in key}
     preferred = [key for key in keys if key.endswith(("victim_share", "psnr", "auc"))]
     return sorted(preferred) + sorted(keys - set(preferred))
 

@@ -118,10 +118,11 @@ def expected_jobs(multirun_yaml: Path) -> list[dict[str, str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     cfg = OmegaConf.load(multirun_yaml)
-    task = list(OmegaConf.select(cfg, "hydra.overrides.task", default=[]) or [])
     params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
-    task += [f"{key}={value}" for key, value in params.items()]
-    parsed = OverridesParser.create().parse_overrides(task)
+    task = list(OmegaConf.select(cfg, "hydra.overrides.task", default=[]) or [])
+    # As Hydra's basic sweeper: the preset's sweeper.params first, the command line's overrides win.
+    sweep = [f"{key}={value}" for key, value in params.items()] + task
+    parsed = OverridesParser.create().parse_overrides(sweep)
     batches = BasicSweeper.split_arguments(parsed, None)
     return [parse_overrides(job) for batch in batches for job in batch]
 
