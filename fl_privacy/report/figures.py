@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.colors import LogNorm
+
 from fl_privacy.plots import plt, save_figure
 from fl_privacy.report.jobs import Job, round_values
 
@@ -82,7 +84,9 @@ def plot_frontier(rows: list[dict], metric: str, color: str | None, path: Path) 
     y = [float(row[metric]) for row in points]
     shades = [_number(row.get(color)) for row in points] if color else []
     if shades and all(s is not None for s in shades):
-        drawn = axis.scatter(x, y, c=shades, cmap="viridis", s=46, edgecolors="black", linewidths=0.5)
+        spread = min(shades) > 0 and max(shades) / min(shades) > 100  # e.g. ε over orders of magnitude
+        drawn = axis.scatter(x, y, c=shades, cmap="viridis", s=46, edgecolors="black", linewidths=0.5,
+                             norm=LogNorm() if spread else None)
         figure.colorbar(drawn, ax=axis, label=color)
     else:
         for value in dict.fromkeys(str(row.get(color, "")) for row in points):
