@@ -17,7 +17,7 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from fl_privacy.attacks.dispatch import attack_settings, run_attack
 from fl_privacy.errors import ConfigError
 from fl_privacy.models import build_model
+from fl_privacy.progress import in_terminal, progress
 from fl_privacy.results import CAPTURES, RECONSTRUCTIONS, round_file, save_torch
 from strategies.gradient_capture import load_capture
 
@@ -52,19 +53,6 @@ def attack_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
     return OmegaConf.merge(base, OmegaConf.from_dotlist(dotlist))
 
 
-def _in_terminal() -> bool:
-    return sys.stderr.isatty()
-
-
-def _progress(paths: list[Path], name: str) -> Iterable[Path]:
-    """tqdm over the captures in a terminal; otherwise the per-capture log lines are the progress."""
-    if _in_terminal():
-        from tqdm.auto import tqdm
-
-        return tqdm(paths, desc=f"{name} on captures", unit="capture")
-    return paths
-
-
 def reconstruct_captures(run_dir: Path, model_cfg: DictConfig, attack: DictConfig) -> list[Path]:
     """Run `attack.name` on every capture under `run_dir/captures`; returns the reconstruction files."""
     run_dir = Path(run_dir)
@@ -74,10 +62,10 @@ def reconstruct_captures(run_dir: Path, model_cfg: DictConfig, attack: DictConfi
     if not captures:
         raise FileNotFoundError(f"no captures under {run_dir / CAPTURES} "
                                 "(run the experiment with strategy=gradient_capture)")
-    settings = attack_settings(attack.name, attack, progress=_in_terminal())
+    settings = attack_settings(attack.name, attack, progress=in_terminal())
     shutil.rmtree(run_dir / RECONSTRUCTIONS, ignore_errors=True)  # a previous attack's results
     written = []
-    for number, path in enumerate(_progress(captures, attack.name), start=1):
+    for number, path in enumerate(progress(captures, f"{attack.name} on captures", "capture"), start=1):
         payload, meta = load_capture(path)
         model = build_model(model_cfg, meta["input_shape"], meta["num_classes"])
         started = time.perf_counter()

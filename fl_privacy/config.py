@@ -197,6 +197,14 @@ def _check_simulation(cfg: DictConfig) -> None:
         _integer("simulation.num_cpus", sim.num_cpus, 1)
     _integer("simulation.torch_threads_per_client", sim.torch_threads_per_client, 1)
     _integer("simulation.dashboard_port", sim.dashboard_port, 1)
+    address = sim.get("ray_address")
+    if address is not None:
+        if not isinstance(address, str) or not address.strip():
+            raise ConfigError("simulation.ray_address", address, "null (local Ray), auto or HOST:PORT")
+        for key in ("num_cpus", "dashboard"):
+            if sim[key]:
+                raise ConfigError(f"simulation.{key}", sim[key], "belongs to the cluster when "
+                                  "simulation.ray_address is set; leave it null/false")
     if sim.dashboard:
         missing = [m for m in DASHBOARD_MODULES if importlib.util.find_spec(m) is None]
         if missing:

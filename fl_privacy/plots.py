@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
-import torch
-from torchvision.utils import make_grid
+
+if TYPE_CHECKING:
+    import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -23,17 +25,20 @@ def plot_accuracy(records: list[dict], path: Path, title: str = "") -> None:
     axis.set_title(title, fontsize=9)
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
-def _save(figure, path: Path) -> None:
+def save_figure(figure, path: Path) -> None:
+    """Save and close `figure`; no version in the PNG, so the same figure gives the same bytes."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    figure.savefig(path, metadata={"Software": None})
     plt.close(figure)
 
 
 def plot_image_rows(rows: list[torch.Tensor], labels: list[str], path: Path, title: str = "") -> None:
     """One labelled row per image batch (N x C x H x W in [0, 1]), tiled with torchvision's make_grid."""
+    from torchvision.utils import make_grid
+
     columns = max(len(row) for row in rows)
     figure, axes = plt.subplots(len(rows), 1, figsize=(0.7 * columns + 1.2, 0.75 * len(rows) + 0.5),
                                 dpi=120, squeeze=False)
@@ -45,4 +50,4 @@ def plot_image_rows(rows: list[torch.Tensor], labels: list[str], path: Path, tit
         axis.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)

@@ -7,9 +7,10 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used, so reading results (e.g. the report) stays light
+    import torch
 
 GAN_GENERATOR_FILE = "gan/generator.pt"
 """Where the GAN adversary leaves its latest generator for the evaluation (relative to the run)."""
@@ -54,6 +55,8 @@ def save_state_dict(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
 
 def save_torch(path: Path, obj: Any) -> None:
     """`torch.save` any object (tensors, dicts of tensors and numbers) atomically."""
+    import torch
+
     _atomic_write(Path(path), lambda handle: torch.save(obj, handle))
 
 

@@ -78,19 +78,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
 
     from fl_privacy.apps.client_app import build_client_app
     from fl_privacy.apps.server_app import build_server_app
-    from fl_privacy.data.federation import build_federation
-    from fl_privacy.evaluation.gan_attack import build_gan_monitor
-    from fl_privacy.plots import plot_accuracy
-    from fl_privacy.results import MetricsLog, write_json
 
     started = time.monotonic()
-    federation = build_federation(cfg)
-    log.info("data %s: %d train (%d warm-up, clients %s), %d test", cfg.data.name,
-             len(federation.splits.train), len(federation.warmup_indices),
-             [len(p) for p in federation.client_indices], len(federation.splits.test))
-    gan_monitor = build_gan_monitor(cfg, federation, run_dir)
-    probes = {"gan_attack": gan_monitor} if gan_monitor else {}
-    metrics_log = MetricsLog(run_dir / "metrics.jsonl")
+    federation, metrics_log, probes = prepare_run(cfg, run_dir)
     if cfg.simulation.dashboard:
         log.info("Ray dashboard: http://127.0.0.1:%d", cfg.simulation.dashboard_port)
     route_flower_logs()
@@ -100,6 +90,29 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
         num_supernodes=cfg.simulation.num_clients,
         backend_config=backend_config(cfg),
     )
+    return finish_run(cfg, run_dir, metrics_log, probes, started)
+
+
+def prepare_run(cfg: DictConfig, run_dir: Path):
+    """The server side's data, metrics log and attack monitors of a run (before Flower starts)."""
+    from fl_privacy.data.federation import build_federation
+    from fl_privacy.evaluation.gan_attack import build_gan_monitor
+    from fl_privacy.results import MetricsLog
+
+    federation = build_federation(cfg)
+    log.info("data %s: %d train (%d warm-up, clients %s), %d test", cfg.data.name,
+             len(federation.splits.train), len(federation.warmup_indices),
+             [len(p) for p in federation.client_indices], len(federation.splits.test))
+    gan_monitor = build_gan_monitor(cfg, federation, run_dir)
+    probes = {"gan_attack": gan_monitor} if gan_monitor else {}
+    return federation, MetricsLog(run_dir / "metrics.jsonl"), probes
+
+
+def finish_run(cfg: DictConfig, run_dir: Path, metrics_log, probes: dict, started: float) -> dict:
+    """After the rounds: summary.json (and the attack step with `attack.after_run`), the accuracy figure."""
+    from fl_privacy.plots import plot_accuracy
+    from fl_privacy.results import write_json
+
     summary = {"config": OmegaConf.to_container(cfg, resolve=True),
                "versions": package_versions(),
                "telemetry_environment": {name: os.environ.get(name) for name in TELEMETRY_VARIABLES},

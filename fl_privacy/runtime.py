@@ -43,13 +43,20 @@ def route_flower_logs() -> None:
 
 
 def backend_config(cfg: DictConfig) -> dict:
-    """Flower's Ray backend config: client resources and ray.init arguments from `simulation`."""
+    """Flower's Ray backend config: client resources and ray.init arguments from `simulation`.
+
+    `simulation.ray_address` null starts a local Ray; an address (`HOST:PORT`, `auto`) joins that
+    running cluster, whose size and dashboard are then the cluster's own."""
     sim = cfg.simulation
-    init_args: dict = {"include_dashboard": bool(sim.dashboard)}
-    if sim.dashboard:
-        init_args.update(dashboard_host="127.0.0.1", dashboard_port=int(sim.dashboard_port))
-    if sim.num_cpus is not None:
-        init_args["num_cpus"] = int(sim.num_cpus)
+    address = sim.get("ray_address")
+    if address is not None:
+        init_args: dict = {"address": str(address)}
+    else:
+        init_args = {"include_dashboard": bool(sim.dashboard)}
+        if sim.dashboard:
+            init_args.update(dashboard_host="127.0.0.1", dashboard_port=int(sim.dashboard_port))
+        if sim.num_cpus is not None:
+            init_args["num_cpus"] = int(sim.num_cpus)
     return {
         "client_resources": {"num_cpus": float(sim.client_resources.num_cpus),
                              "num_gpus": float(sim.client_resources.num_gpus)},

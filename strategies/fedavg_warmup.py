@@ -14,6 +14,7 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 from torch import nn
 
 from fl_privacy.data.datasets import ImageDataset
+from fl_privacy.progress import RoundBar, round_progress
 from fl_privacy.training import TrainSettings, train
 from strategies.partition_sampling import (
     discover_partitions,
@@ -74,6 +75,7 @@ class FedAvgWithWarmup(FedAvg):
         self.outer: Strategy | None = None
         self._round_metrics: dict[str, dict] = {}
         self._round_started = time.monotonic()
+        self._bar = RoundBar()
 
     # --- warm-up -----------------------------------------------------------------------------
     def warm_up(self, arrays: ArrayRecord) -> ArrayRecord:
@@ -94,16 +96,18 @@ class FedAvgWithWarmup(FedAvg):
               evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
               ) -> Result:
         """Learn the node -> partition map, warm up, then run Flower's round loop (through `outer`,
-        a wrapper such as central DP, when one is set)."""
+        a wrapper such as central DP, when one is set), with a progress bar over the rounds in a
+        terminal (the per-round log lines otherwise)."""
+        asked = time.monotonic()
         self.partition_of = discover_partitions(grid, self.num_nodes, timeout)
+        log.info("partition ids of %d nodes in %.1f s", len(self.partition_of), time.monotonic() - asked)
         self._round_started = time.monotonic()
         arrays = self.warm_up(initial_arrays)
         recording = self._recording(evaluate_fn, num_rounds)
-        if self.outer is not None:
-            return self.outer.start(grid, arrays, num_rounds, timeout, train_config, evaluate_config,
-                                    evaluate_fn=recording)
-        return super().start(grid, arrays, num_rounds, timeout, train_config, evaluate_config,
-                             evaluate_fn=recording)
+        runner = self.outer.start if self.outer is not None else super().start
+        with round_progress(num_rounds) as self._bar:
+            return runner(grid, arrays, num_rounds, timeout, train_config, evaluate_config,
+                          evaluate_fn=recording)
 
     # --- sampling and aggregation --------------------------------------------------------------
     def _messages(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -182,6 +186,7 @@ class FedAvgWithWarmup(FedAvg):
                 self.announced_accuracy = float(accuracy)
             log.info("round %d/%d: central accuracy %.4f (%.1f s)", server_round, num_rounds,
                      accuracy, record["seconds"])
+            self._bar.update(server_round, accuracy=accuracy)
             if self.round_logger:
                 self.round_logger(record)
             return central

@@ -72,3 +72,20 @@ def test_telemetry_is_off_by_default(sweep):
     summary = json.loads((sweep[0] / "summary.json").read_text())
     assert summary["telemetry_environment"] == {"FLWR_TELEMETRY_ENABLED": "0",
                                                 "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+@pytest.mark.simulation
+def test_report_of_the_real_sweep(sweep):
+    """The report command over the real multirun: one CSV row per job, the accuracy curves, one page."""
+    root = sweep[0].parent
+    result = subprocess.run([sys.executable, "-m", "fl_privacy.report", str(root)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = (root / "report" / "jobs.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert len(rows) == 4 and [row.split(",")[header.index("status")] for row in rows[1:]] == ["ok"] * 3
+    assert [row.split(",")[header.index("seed")] for row in rows[1:]] == ["0", "0", "1"]
+    final = json.loads((sweep[2] / "summary.json").read_text())["metrics"]["final"]["accuracy"]
+    assert float(rows[3].split(",")[header.index("accuracy")]) == pytest.approx(final, abs=1e-6)
+    page = (root / "report" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 1  # accuracy per round; no attack in this sweep

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -94,20 +95,26 @@ def handle_query(msg: Message, context: Context) -> Message:
     return Message(content=RecordDict({"partition": record}), reply_to=msg)
 
 
-def build_client_app(cfg: DictConfig, run_dir: Path | None = None) -> ClientApp:
-    """A ClientApp whose handlers carry the experiment config (and the run directory) into the Ray actors."""
+def client_app_from(cfg_of: Callable[[Context], DictConfig],
+                    run_dir_of: Callable[[Context], Path | None]) -> ClientApp:
+    """A ClientApp whose handlers get the experiment config and run directory from each node's context."""
     app = ClientApp()
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        return handle_train(cfg, msg, context, run_dir)
+        return handle_train(cfg_of(context), msg, context, run_dir_of(context))
 
     @app.evaluate()
     def evaluate_(msg: Message, context: Context) -> Message:
-        return handle_evaluate(cfg, msg, context)
+        return handle_evaluate(cfg_of(context), msg, context)
 
     @app.query()
     def query(msg: Message, context: Context) -> Message:
         return handle_query(msg, context)
 
     return app
+
+
+def build_client_app(cfg: DictConfig, run_dir: Path | None = None) -> ClientApp:
+    """A ClientApp whose handlers carry the experiment config (and the run directory) into the Ray actors."""
+    return client_app_from(lambda context: cfg, lambda context: run_dir)

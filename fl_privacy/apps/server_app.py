@@ -60,32 +60,38 @@ def with_central_dp(strategy: FedAvgWithWarmup, cfg: DictConfig) -> AccountedSer
         population=num_clients, delta=float(central.delta))
 
 
-def build_server_app(cfg: DictConfig, federation: Federation, run_dir: Path,
-                     metrics_log: MetricsLog, round_probes: dict[str, RoundProbe] | None = None
-                     ) -> ServerApp:
-    """A ServerApp that runs `cfg.strategy` and writes rounds (with `round_probes`' results,
-    e.g. attack monitors) to `metrics_log`."""
-    app = ServerApp()
+def run_server(grid: Grid, cfg: DictConfig, federation: Federation, run_dir: Path, metrics_log: MetricsLog,
+               round_probes: dict[str, RoundProbe] | None = None) -> None:
+    """The ServerApp's work: run `cfg.strategy` on `grid`, write rounds (with `round_probes`' results,
+    e.g. attack monitors) to `metrics_log` and the final model to `run_dir`."""
     splits = federation.splits
     model_fn = model_factory(cfg.model, splits.image_shape,
                              model_outputs(cfg, splits.num_classes), cfg.seed)
+    strategy = STRATEGIES[cfg.strategy.name](
+        model_fn=model_fn, num_nodes=cfg.simulation.num_clients, seed=cfg.seed,
+        warmup_data=federation.warmup, warmup=TrainSettings.from_cfg(cfg.strategy.warmup),
+        round_logger=metrics_log.append, round_probes=round_probes,
+        fraction_train=cfg.strategy.fraction_train,
+        fraction_evaluate=cfg.strategy.fraction_evaluate,
+        **strategy_options(cfg, run_dir, federation),
+    )
+    if cfg.defense.central_dp.enabled:
+        with_central_dp(strategy, cfg)
+    result = strategy.start(grid=grid, initial_arrays=ArrayRecord(model_fn().state_dict()),
+                            num_rounds=cfg.strategy.num_rounds, train_config=ConfigRecord(),
+                            evaluate_fn=central_evaluator(model_fn, federation))
+    if cfg.save_model and result.arrays is not None:
+        save_state_dict(run_dir / "final_model.pt", result.arrays.to_torch_state_dict())
+
+
+def build_server_app(cfg: DictConfig, federation: Federation, run_dir: Path,
+                     metrics_log: MetricsLog, round_probes: dict[str, RoundProbe] | None = None
+                     ) -> ServerApp:
+    """A ServerApp that runs `run_server` with this experiment's config."""
+    app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        strategy = STRATEGIES[cfg.strategy.name](
-            model_fn=model_fn, num_nodes=cfg.simulation.num_clients, seed=cfg.seed,
-            warmup_data=federation.warmup, warmup=TrainSettings.from_cfg(cfg.strategy.warmup),
-            round_logger=metrics_log.append, round_probes=round_probes,
-            fraction_train=cfg.strategy.fraction_train,
-            fraction_evaluate=cfg.strategy.fraction_evaluate,
-            **strategy_options(cfg, run_dir, federation),
-        )
-        if cfg.defense.central_dp.enabled:
-            with_central_dp(strategy, cfg)
-        result = strategy.start(grid=grid, initial_arrays=ArrayRecord(model_fn().state_dict()),
-                                num_rounds=cfg.strategy.num_rounds, train_config=ConfigRecord(),
-                                evaluate_fn=central_evaluator(model_fn, federation))
-        if cfg.save_model and result.arrays is not None:
-            save_state_dict(run_dir / "final_model.pt", result.arrays.to_torch_state_dict())
+        run_server(grid, cfg, federation, run_dir, metrics_log, round_probes)
 
     return app

@@ -1,0 +1,96 @@
+"""`flwr run .`: the ServerApp and ClientApp of `python -m fl_privacy.run`, configured by Flower's run config.
+
+`[tool.flwr.app.config]` in pyproject.toml carries `experiment` (a preset in conf/experiment, "" for
+none) and `overrides` (Hydra overrides separated by spaces), e.g.
+`flwr run . --run-config "overrides='strategy.num_rounds=2'"`. Both sides compose the Hydra config from the
+package's conf/ and validate it; the server writes the usual files into `<output-dir>/<run id>`
+(default `outputs/flwr/<run id>`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shlex
+import time
+from pathlib import Path
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+from fl_privacy.apps.client_app import client_app_from
+from fl_privacy.config import validate
+from fl_privacy.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def hydra_overrides(run_config: dict) -> list[str]:
+    """The Hydra overrides that Flower's run config stands for."""
+    experiment = str(run_config.get("experiment", "")).strip()
+    overrides = shlex.split(str(run_config.get("overrides", "")))
+    return ([f"+experiment={experiment}"] if experiment else []) + overrides
+
+
+@functools.lru_cache(maxsize=4)
+def compose_config(overrides: tuple[str, ...]) -> DictConfig:
+    """Compose and validate the config `python -m fl_privacy.run OVERRIDES` would run (cached per process)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+    validate(cfg)
+    return cfg
+
+
+def run_dir_of(context: Context) -> Path:
+    return Path(str(context.run_config.get("output-dir", "outputs/flwr"))).resolve() / str(context.run_id)
+
+
+def log_to_run_dir(run_dir: Path) -> None:
+    """Outside Hydra nothing configures logging: send the package's INFO lines to Flower's console handler
+    (streamed by `flwr run --stream`) and to `run_dir/run.log`."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    file_handler = logging.FileHandler(run_dir / "run.log")
+    file_handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    for name in ("fl_privacy", "strategies"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        for handler in [*logging.getLogger("flwr").handlers, file_handler]:
+            logger.addHandler(handler)
+
+
+def _client_cfg(context: Context) -> DictConfig:
+    cfg = compose_config(tuple(hydra_overrides(dict(context.run_config))))
+    partitions = int(context.node_config.get("num-partitions", cfg.simulation.num_clients))
+    if partitions != cfg.simulation.num_clients:
+        raise ConfigError("simulation.num_clients", cfg.simulation.num_clients,
+                          f"the federation has {partitions} supernodes (options.num-supernodes); "
+                          "set both to the same number")
+    return cfg
+
+
+server_app = ServerApp()
+client_app = client_app_from(_client_cfg, run_dir_of)
+
+
+@server_app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Compose the experiment, build the data and attack monitors, run the strategy, write the run's files."""
+    from fl_privacy.apps.server_app import run_server
+    from fl_privacy.run import finish_run, prepare_run
+    from fl_privacy.runtime import configure_telemetry
+
+    cfg = compose_config(tuple(hydra_overrides(dict(context.run_config))))
+    configure_telemetry(bool(cfg.telemetry))
+    run_dir = run_dir_of(context)
+    log_to_run_dir(run_dir)
+    log.info("flwr run: %s -> %s", " ".join(hydra_overrides(dict(context.run_config))) or "defaults", run_dir)
+    started = time.monotonic()
+    federation, metrics_log, probes = prepare_run(cfg, run_dir)
+    run_server(grid, cfg, federation, run_dir, metrics_log, probes)
+    finish_run(cfg, run_dir, metrics_log, probes, started)

@@ -1,0 +1,106 @@
+"""Build `PATH/report/`: jobs.csv, the plots, and report.html, written to a fresh folder then swapped in."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from fl_privacy.report.figures import plot_accuracy_rounds, plot_attack_rounds, plot_frontier
+from fl_privacy.report.jobs import (
+    ATTACK_METRICS,
+    COLOR_KEYS,
+    REPORT_DIR,
+    Job,
+    find_jobs,
+    first_match,
+    varying_overrides,
+)
+from fl_privacy.report.page import csv_text, html_page, table_rows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Report:
+    """What `build_report` wrote and read: the folder, the jobs, the table, the chosen frontier axes."""
+
+    out: Path
+    jobs: list[Job]
+    columns: list[str]
+    rows: list[dict]
+    metric: str | None
+    color: str | None
+
+    @property
+    def html(self) -> Path:
+        return self.out / "report.html"
+
+    @property
+    def csv(self) -> Path:
+        return self.out / "jobs.csv"
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Replace `out` by the finished `staging` folder (rename; the old folder is removed afterwards)."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+    staging.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def build_report(root: Path, out: Path | None = None, metric: str | None = None,
+                 color: str | None = None) -> Report:
+    """Aggregate the run or multirun directory `root` into `out` (default `root/report`).
+
+    `metric`: the attack-success column of the frontier (default: the first of `ATTACK_METRICS` found);
+    `color`: the column that colours it (default: `privacy.max_epsilon`, else the first swept key).
+    Rerunning on the same jobs rewrites byte-identical files.
+    """
+    root = Path(root)
+    out = Path(out) if out is not None else root / REPORT_DIR
+    jobs = find_jobs(root)
+    columns, rows = table_rows(jobs)
+    swept = varying_overrides(jobs)
+    metric = metric or first_match(ATTACK_METRICS, columns)
+    color = color or first_match(COLOR_KEYS, columns) or (swept[0] if swept else None)
+    notes = [f"Source: {root.resolve()}"]
+    if swept:
+        notes.append("Swept: " + ", ".join(swept))
+    common = [key for key in dict.fromkeys(k for job in jobs for k in job.overrides) if key not in swept]
+    if common and len(jobs) > 1:
+        notes.append("Common overrides (in jobs.csv, not in the table below): "
+                     + " ".join(f"{key}={jobs[0].overrides.get(key)}" for key in common))
+    shown = [c for c in columns if c not in common] if len(jobs) > 1 else columns
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
+    try:
+        (staging / "jobs.csv").write_text(csv_text(columns, rows))
+        plots = []
+        if plot_accuracy_rounds(jobs, swept, staging / "accuracy_rounds.png"):
+            plots.append((staging / "accuracy_rounds.png", "central test accuracy per round"))
+        measures = plot_attack_rounds(jobs, swept, staging / "attack_rounds.png")
+        if measures:
+            plots.append((staging / "attack_rounds.png",
+                          "attack and privacy measures per round: " + ", ".join(measures)))
+        if metric and plot_frontier(rows, metric, color, staging / "frontier.png"):
+            plots.append((staging / "frontier.png", f"{metric} vs accuracy, colour: {color}"))
+        elif len(jobs) > 1:
+            notes.append(f"No frontier plot: needs an attack measure ({metric or 'none found'}) "
+                         "in at least two finished jobs.")
+        page = html_page(f"fl-privacy report: {root.name}", jobs, shown, rows, plots, notes)
+        (staging / "report.html").write_text(page)
+        staging.chmod(0o755)
+        _swap_in(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("report of %d jobs (%s) in %s", len(jobs),
+             ", ".join(f"{job.name}: {job.status}" for job in jobs), out)
+    return Report(out, jobs, columns, rows, metric, color)

@@ -1,0 +1,106 @@
+"""The report's plots: accuracy per round, attack success per round, the privacy-utility-attack frontier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from matplotlib.colors import LogNorm
+
+from fl_privacy.plots import plt, save_figure
+from fl_privacy.report.jobs import Job, round_values
+
+MAX_ROUND_PANELS = 4
+
+
+def _label(job: Job, keys: list[str]) -> str:
+    swept = ", ".join(f"{key}={job.overrides.get(key, '?')}" for key in keys)
+    return f"job {job.name}" + (f": {swept}" if swept else "")
+
+
+def plot_accuracy_rounds(jobs: list[Job], keys: list[str], path: Path) -> bool:
+    """Central test accuracy per round, one line per job; False when no job has rounds."""
+    jobs = [job for job in jobs if any(r.get("central") for r in job.records)]
+    if not jobs:
+        return False
+    figure, axis = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    for job in jobs:
+        points = [(r["round"], r["central"]["accuracy"]) for r in job.records if r.get("central")]
+        axis.plot(*zip(*points, strict=True), marker=".", linewidth=1.1, label=_label(job, keys),
+                  linestyle="--" if job.status != "ok" else "-")
+    axis.set_xlabel("round (0 = after warm-up)")
+    axis.set_ylabel("central test accuracy")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=6, loc="best")
+    figure.tight_layout()
+    save_figure(figure, path)
+    return True
+
+
+def round_attack_keys(jobs: list[Job]) -> list[str]:
+    """The per-round attack (and privacy) measures in the jobs' metrics.jsonl (e.g. `gan_attack.victim_share`,
+    `privacy.max_epsilon`); per-client numbers are left to the table."""
+    keys = {key for job in jobs for record in job.records for key in round_values(record)
+            if ".per_client." not in key}
+    preferred = [key for key in keys if key.endswith(("victim_share", "psnr", "auc"))]
+    return sorted(preferred) + sorted(keys - set(preferred))
+
+
+def plot_attack_rounds(jobs: list[Job], keys: list[str], path: Path) -> list[str]:
+    """Attack success per round (one panel per measure, at most 4); returns the measures drawn."""
+    measures = round_attack_keys(jobs)[:MAX_ROUND_PANELS]
+    if not measures:
+        return []
+    figure, axes = plt.subplots(1, len(measures), figsize=(4.2 * len(measures), 3.4), dpi=110, squeeze=False)
+    for axis, measure in zip(axes[0], measures, strict=True):
+        for job in jobs:
+            points = [(r["round"], v) for r in job.records if (v := round_values(r).get(measure)) is not None]
+            if points:
+                axis.plot(*zip(*points, strict=True), marker=".", linewidth=1.1, label=_label(job, keys))
+        axis.set_xlabel("round")
+        axis.set_title(measure, fontsize=9)
+        axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=6, loc="best")
+    figure.tight_layout()
+    save_figure(figure, path)
+    return measures
+
+
+def _number(text) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def plot_frontier(rows: list[dict], metric: str, color: str | None, path: Path) -> bool:
+    """Attack success (`metric`) against accuracy, one point per finished job, coloured by `color`
+    (a number: colour scale; otherwise one colour per value); False when fewer than 2 points."""
+    points = [row for row in rows if row["status"] == "ok" and _number(row.get(metric)) is not None
+              and _number(row.get("accuracy")) is not None]
+    if len(points) < 2:
+        return False
+    figure, axis = plt.subplots(figsize=(5.6, 4.0), dpi=110)
+    x = [float(row["accuracy"]) for row in points]
+    y = [float(row[metric]) for row in points]
+    shades = [_number(row.get(color)) for row in points] if color else []
+    if shades and all(s is not None for s in shades):
+        spread = min(shades) > 0 and max(shades) / min(shades) > 100  # e.g. ε over orders of magnitude
+        drawn = axis.scatter(x, y, c=shades, cmap="viridis", s=46, edgecolors="black", linewidths=0.5,
+                             norm=LogNorm() if spread else None)
+        figure.colorbar(drawn, ax=axis, label=color)
+    else:
+        for value in dict.fromkeys(str(row.get(color, "")) for row in points):
+            chosen = [i for i, row in enumerate(points) if str(row.get(color, "")) == value]
+            axis.scatter([x[i] for i in chosen], [y[i] for i in chosen], s=46, edgecolors="black",
+                         linewidths=0.5, label=f"{color}={value}" if color else None)
+        if color:
+            axis.legend(fontsize=7)
+    for xi, yi, row in zip(x, y, points, strict=True):
+        axis.annotate(row["job"], (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    axis.set_xlabel("final central test accuracy (utility)")
+    axis.set_ylabel(f"{metric} (attack success)")
+    axis.set_title("privacy-utility-attack frontier", fontsize=9)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    save_figure(figure, path)
+    return True
