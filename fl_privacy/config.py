@@ -55,6 +55,8 @@ def _check_training(prefix: str, node, epochs_key: str) -> None:
     _integer(f"{prefix}.batch_size", node.batch_size, 1)
     _positive(f"{prefix}.lr", node.lr)
     _choice(f"{prefix}.optimizer", node.optimizer, TRAIN_OPTIMIZERS)
+    if node.get("max_grad_norm") is not None:
+        _positive(f"{prefix}.max_grad_norm", node.max_grad_norm)
 
 
 def _check_data(cfg: DictConfig) -> None:
