@@ -95,6 +95,11 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
 
         summary["attack"] = attack_run(run_dir, cfg, cfg.attack)["summary"]
         write_json(run_dir / "summary.json", summary)
+    if "mia" in cfg and cfg.mia.after_run:
+        from fl_privacy.membership import membership_run
+
+        summary["mia"] = membership_run(run_dir, cfg, cfg.mia)
+        write_json(run_dir / "summary.json", summary)
     plot_accuracy(metrics_log.records, run_dir / "accuracy.png",
                   f"{cfg.data.name}, {cfg.partition.name}, {cfg.simulation.num_clients} clients")
     log.info("wrote %s", run_dir)
