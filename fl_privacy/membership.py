@@ -13,7 +13,6 @@ Settings come from the run's `mia` config (or `conf/mia/default.yaml`) with `mia
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fl_privacy.attack import run_config
+from fl_privacy.attack import node_config, run_command
 from fl_privacy.attacks.membership import (
     LabelledImages,
     MembershipSettings,
@@ -44,18 +43,15 @@ MIA_DIR = "mia"
 
 
 def mia_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
-    """The run's `mia` node (or the default one) with `mia.KEY=VALUE` overrides applied.
+    """The run's `mia` node (or the default one, without holdout) with `mia.KEY=VALUE` overrides applied.
 
     `mia.holdout_fraction` decided which records the clients got, so it cannot change after the run."""
-    base = cfg.mia if "mia" in cfg else OmegaConf.merge(OmegaConf.load(DEFAULT_MIA),
-                                                         {"holdout_fraction": 0.0})
     for override in overrides:
-        if not override.startswith("mia.") or "=" not in override:
-            raise ConfigError(override, override, "overrides look like mia.KEY=VALUE")
         if override.startswith("mia.holdout_fraction="):
             raise ConfigError("mia.holdout_fraction", override.split("=", 1)[1],
                               "is fixed by the run (it decided the clients' data); set it for fl_privacy.run")
-    return OmegaConf.merge(base, OmegaConf.from_dotlist([o.removeprefix("mia.") for o in overrides]))
+    default = OmegaConf.merge(OmegaConf.load(DEFAULT_MIA), {"holdout_fraction": 0.0})
+    return node_config(cfg, "mia", default, overrides)
 
 
 def settings_from_cfg(mia: DictConfig) -> MembershipSettings:
@@ -158,26 +154,21 @@ def membership_run(run_dir: Path, cfg: DictConfig, mia: DictConfig) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fl_privacy.membership",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path, help="a finished fl_privacy.run directory")
-    parser.add_argument("overrides", nargs="*", help="mia.KEY=VALUE, e.g. mia.target=all")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(name)s][%(levelname)s] - %(message)s")
-    from fl_privacy.config import check_mia
+    def settings(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+        from fl_privacy.config import check_mia
 
-    try:
-        cfg = run_config(args.run_dir)
-        mia = mia_config(cfg, args.overrides)
+        mia = mia_config(cfg, overrides)
         check_mia(mia, cfg)
-    except (ConfigError, FileNotFoundError) as error:
-        log.error("%s", error)
-        return 2
-    result = membership_run(args.run_dir, cfg, mia)
-    summary = {name: {k: round(v, 4) for k, v in m.items() if k in ("auc", "tpr_at_1pct_fpr")}
-               for name, m in result["attacks"].items()}
-    log.info("membership scores: %s", json.dumps(summary))
-    return 0
+        return mia
+
+    def execute(run_dir: Path, cfg: DictConfig, mia: DictConfig) -> None:
+        result = membership_run(run_dir, cfg, mia)
+        log.info("membership AUC: %s", json.dumps({name: round(m["auc"], 4)
+                                                   for name, m in result["attacks"].items()}))
+
+    return run_command(argv, "fl_privacy.membership", __doc__.splitlines()[0],
+                       "a finished fl_privacy.run directory", "mia.KEY=VALUE, e.g. mia.target=all",
+                       settings, execute)
 
 
 if __name__ == "__main__":
