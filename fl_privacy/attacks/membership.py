@@ -80,7 +80,7 @@ class MembershipSettings:
 
     attacks: tuple[str, ...] = ATTACKS
     num_shadow: int = 4
-    num_reference: int = 8
+    num_reference: int = 4
     fixed_variance: bool = True
     seed: int = 0
 
