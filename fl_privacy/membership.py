@@ -148,7 +148,7 @@ def membership_run(run_dir: Path, cfg: DictConfig, mia: DictConfig) -> dict:
               **accuracy, "num_members": int(audit.is_member.sum()),
               "num_non_members": int((~audit.is_member).sum()), "num_population": len(audit.population),
               "attacks": evaluate_scores(scores, audit.is_member, out_dir, title),
-              "seconds": time.monotonic() - started}
+              "seconds": time.monotonic() - started, "settings": OmegaConf.to_container(mia, resolve=True)}
     write_json(out_dir / "scores.json", result)
     return result
 

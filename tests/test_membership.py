@@ -26,6 +26,7 @@ from fl_privacy.data.audit import audit_data
 from fl_privacy.data.federation import build_federation
 from fl_privacy.errors import ConfigError
 from fl_privacy.evaluation.membership import membership_metrics
+from fl_privacy.evaluation.membership_table import membership_table
 from fl_privacy.training import TrainSettings, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -272,4 +273,6 @@ def test_membership_command_audits_the_client_model(mia_run):
     assert code == 0
     scores = json.loads((mia_run / "mia" / "scores.json").read_text())
     assert scores["target_model"] == "client" and set(scores["attacks"]) == {"loss", "entropy"}
+    table = membership_table(mia_run, ["mia.target_model", "simulation.num_clients"]).splitlines()
+    assert len(table) == 4 and table[2].startswith("| client | 3 | loss | ")
     assert membership_command.main([str(mia_run), "mia.target=nobody"]) == 2

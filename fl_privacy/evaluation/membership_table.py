@@ -27,9 +27,10 @@ def membership_table(root: Path, by: Sequence[str] = ()) -> str:
     lines = ["| " + " | ".join([*by, *COLUMNS]) + " |", "|" + " --- |" * (len(by) + len(COLUMNS))]
     for scores_file in sorted(Path(root).rglob("mia/scores.json"), key=str):
         summary = json.loads((scores_file.parent.parent / "summary.json").read_text())
-        cfg = OmegaConf.create(summary["config"])
-        labels = [str(OmegaConf.select(cfg, key)) for key in by]
         scores = json.loads(scores_file.read_text())
+        # the audit's own settings (the membership command may have overridden the run's mia keys)
+        cfg = OmegaConf.merge(summary["config"], {"mia": scores.get("settings", {})})
+        labels = [str(OmegaConf.select(cfg, key)) for key in by]
         for name, metrics in scores["attacks"].items():
             cells = [name, f"{metrics['auc']:.3f}", f"{metrics['balanced_accuracy']:.3f}",
                      f"{metrics['tpr_at_1pct_fpr']:.3f}", f"{metrics['tpr_at_0.1pct_fpr']:.3f}",
