@@ -18,8 +18,10 @@ from fl_privacy.clients.roles import UPDATES
 from fl_privacy.data.audit import TARGETS as MIA_TARGETS
 from fl_privacy.data.datasets import DATASETS
 from fl_privacy.data.partition import PARTITIONERS
+from fl_privacy.defenses.dp_sgd import CLIP_RULES, check_opacus_compatible
+from fl_privacy.defenses.noise_schedules import NOISE_SCHEDULES
 from fl_privacy.errors import ConfigError
-from fl_privacy.models import INITS, MODELS, NORMS
+from fl_privacy.models import INITS, MODELS, NORMS, build_model
 from fl_privacy.training import OPTIMIZERS as TRAIN_OPTIMIZERS
 from strategies import STRATEGIES
 
@@ -235,6 +237,80 @@ def _check_simulation(cfg: DictConfig) -> None:
                               "simulation.dashboard=false")
 
 
+def _non_negative(key: str, value) -> None:
+    _number(key, value, 0, float("inf"), low_open=False, high_open=True)
+
+
+def _any_fedsgd(cfg: DictConfig) -> bool:
+    """Whether any round asks clients for FedSGD gradients instead of weights."""
+    capture = cfg.strategy.get("capture") or {}
+    return cfg.client.update_mode == "fedsgd" or capture.get("update_mode") == "fedsgd"
+
+
+def _uses_role(cfg: DictConfig, role: str) -> bool:
+    return role in {cfg.client.role, *(cfg.client.roles or {}).values()}
+
+
+def _check_local_dp(cfg: DictConfig) -> None:
+    dp = cfg.defense.dp
+    _non_negative("defense.dp.noise_multiplier", dp.noise_multiplier)
+    _positive("defense.dp.max_grad_norm", dp.max_grad_norm)
+    _number("defense.dp.delta", dp.delta, 0, 1, low_open=True, high_open=True)
+    if dp.target_epsilon is not None:
+        _number("defense.dp.target_epsilon", dp.target_epsilon, 0, float("inf"),
+                low_open=True, high_open=False)
+        if _any_fedsgd(cfg):
+            raise ConfigError("defense.dp.target_epsilon", dp.target_epsilon,
+                              "is calibrated for FedAvg training; DP-FedSGD uses defense.dp.noise_multiplier")
+    _choice("defense.dp.noise_decay.schedule", dp.noise_decay.schedule, NOISE_SCHEDULES)
+    _number("defense.dp.noise_decay.rate", dp.noise_decay.rate, 0, 1, low_open=False, high_open=True)
+    adaptive = dp.adaptive_clipping
+    if adaptive.enabled:
+        _number("defense.dp.adaptive_clipping.target_quantile", adaptive.target_quantile, 0, 1,
+                low_open=False, high_open=False)
+        _positive("defense.dp.adaptive_clipping.learning_rate", adaptive.learning_rate)
+        _choice("defense.dp.adaptive_clipping.rule", adaptive.rule, CLIP_RULES)
+        _positive("defense.dp.adaptive_clipping.min_norm", adaptive.min_norm)
+        _number("defense.dp.adaptive_clipping.max_norm", adaptive.max_norm, adaptive.min_norm, float("inf"),
+                low_open=True, high_open=True)
+        _positive("defense.dp.adaptive_clipping.count_noise", adaptive.count_noise)
+        if dp.target_epsilon is None and dp.noise_multiplier >= 2 * adaptive.count_noise:
+            raise ConfigError("defense.dp.adaptive_clipping.count_noise", adaptive.count_noise,
+                              f"must exceed defense.dp.noise_multiplier / 2 = {dp.noise_multiplier / 2} "
+                              "(Andrew et al. 2021, Theorem 1)")
+    problems = check_opacus_compatible(build_model(cfg.model, (1, 28, 28), 10))
+    if problems:
+        raise ConfigError("model", OmegaConf.to_container(cfg.model),
+                          f"cannot train with DP-SGD ({problems[0]}); use model.norm=group or none")
+
+
+def _check_defense(cfg: DictConfig) -> None:
+    defense = cfg.defense
+    if _uses_role(cfg, "dp"):
+        _check_local_dp(cfg)
+    central = defense.central_dp
+    if central.enabled:
+        _non_negative("defense.central_dp.noise_multiplier", central.noise_multiplier)
+        _positive("defense.central_dp.clipping_norm", central.clipping_norm)
+        _number("defense.central_dp.delta", central.delta, 0, 1, low_open=True, high_open=True)
+        if _any_fedsgd(cfg):
+            raise ConfigError("defense.central_dp.enabled", True, "clips model updates; FedSGD clients "
+                              "send gradients (use client.update_mode=fedavg)")
+    _number("defense.pruning.fraction", defense.pruning.fraction, 0, 1, low_open=False, high_open=True)
+    suppress = defense.suppress
+    if suppress.enabled:
+        _integer("defense.suppress.start_round", suppress.start_round, 0)
+        _integer("defense.suppress.rounds", suppress.rounds, 1)
+        for key in ("start_sparsity", "end_sparsity"):
+            _number(f"defense.suppress.{key}", suppress[key], 0, 1, low_open=False, high_open=True)
+        names = dict(build_model(cfg.model, (1, 28, 28), 10).named_parameters())
+        for layer in suppress.layers or ():
+            _choice("defense.suppress.layers", layer, names)
+    if defense.secure_aggregation and cfg.strategy.name != "gradient_capture":
+        raise ConfigError("defense.secure_aggregation", True,
+                          "is the capturing server's view; use strategy=gradient_capture")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check the whole config; raise `ConfigError` on the first bad key."""
     _integer("seed", cfg.seed, 0)
@@ -244,6 +320,7 @@ def validate(cfg: DictConfig) -> None:
     _check_strategy(cfg)
     _check_clients(cfg)
     _check_gan_attack(cfg)
+    _check_defense(cfg)
     _check_simulation(cfg)
     if "attack" in cfg:
         check_attack(cfg.attack)

@@ -54,6 +54,19 @@ def final_metrics(records: list[dict]) -> dict:
             "final_train": records[-1]["train"], "final_evaluate": records[-1]["evaluate"]}
 
 
+def privacy_summary(cfg: DictConfig, records: list[dict]) -> dict:
+    """The privacy spent by the end of the run: each DP client's cumulative ε and the maximum at
+    `defense.dp.delta`, and central DP's client-level ε (its own delta); empty without DP."""
+    last = records[-1] if records else {}
+    summary: dict = {}
+    if "privacy" in last:
+        summary = {"delta": float(cfg.defense.dp.delta), **last["privacy"]}
+    if "central_dp" in last:
+        summary["central"] = last["central_dp"]
+        summary.setdefault("max_epsilon", last["central_dp"]["epsilon"])
+    return summary
+
+
 def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
     """Run one validated experiment and write its files into `run_dir`; returns the summary."""
     configure_telemetry(bool(cfg.telemetry))
@@ -87,6 +100,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
                "versions": package_versions(),
                "telemetry_environment": {name: os.environ.get(name) for name in TELEMETRY_VARIABLES},
                "metrics": final_metrics(metrics_log.records),
+               "privacy": privacy_summary(cfg, metrics_log.records),
                "attacks": {name: probe.finish() for name, probe in probes.items()},
                "wall_seconds": time.monotonic() - started}
     write_json(run_dir / "summary.json", summary)

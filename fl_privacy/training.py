@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -61,30 +62,61 @@ def make_optimizer(params, settings: TrainSettings) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
 
 
-def train(model: nn.Module, data: ImageDataset, settings: TrainSettings, seed: int) -> TrainStats:
+StepHook = Callable[[], None]
+
+
+def fit_batches(model: nn.Module, optimizer: torch.optim.Optimizer,
+                batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *, max_grad_norm: float | None = None,
+                before_step: StepHook | None = None, after_step: StepHook | None = None) -> TrainStats:
+    """The training loop: one cross-entropy step per batch of `batches`.
+
+    `max_grad_norm` clips each step's whole gradient; `before_step` runs before each optimizer step
+    (e.g. a DP noise schedule) and `after_step` after it (e.g. a sparsity mask). Empty batches (possible
+    with Poisson sampling) still go through the model and the optimizer step, so a DP optimizer adds
+    its noise and accounts the step.
+    """
+    model.train()
+    total_loss, correct, seen, steps = 0.0, 0, 0, 0
+    for images, labels in batches:
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(images)
+        loss = F.cross_entropy(logits, labels) if len(labels) else logits.sum() * 0.0
+        loss.backward()
+        if len(labels):
+            total_loss += loss.item() * len(labels)
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(labels)
+        if max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        if before_step is not None:
+            before_step()
+        optimizer.step()
+        if after_step is not None:
+            after_step()
+        steps += 1
+    return TrainStats(total_loss / max(seen, 1), correct / max(seen, 1), seen, steps)
+
+
+def shuffled_batches(data: ImageDataset, batch_size: int, epochs: int, generator: torch.Generator
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """`epochs` passes over `data` in a fresh seeded order each, in batches of `batch_size`."""
+    for _ in range(epochs):
+        order = torch.randperm(len(data), generator=generator)
+        for start in range(0, len(data), batch_size):
+            batch = order[start:start + batch_size]
+            yield data.images[batch], data.labels[batch]
+
+
+def train(model: nn.Module, data: ImageDataset, settings: TrainSettings, seed: int,
+          after_step: StepHook | None = None) -> TrainStats:
     """Train `model` in place with cross-entropy; `seed` drives batch order and dropout."""
     torch.manual_seed(seed)
     optimizer = make_optimizer(model.parameters(), settings)
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    total_loss, correct, seen, steps = 0.0, 0, 0, 0
-    for _ in range(settings.epochs):
-        order = torch.randperm(len(data), generator=generator)
-        for start in range(0, len(data), settings.batch_size):
-            batch = order[start:start + settings.batch_size]
-            images, labels = data.images[batch], data.labels[batch]
-            optimizer.zero_grad(set_to_none=True)
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels)
-            loss.backward()
-            if settings.max_grad_norm is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-            optimizer.step()
-            total_loss += loss.item() * len(batch)
-            correct += (logits.argmax(1) == labels).sum().item()
-            seen += len(batch)
-            steps += 1
-    return TrainStats(total_loss / max(seen, 1), correct / max(seen, 1), len(data), steps)
+    batches = shuffled_batches(data, settings.batch_size, settings.epochs,
+                               torch.Generator().manual_seed(seed))
+    stats = fit_batches(model, optimizer, batches, max_grad_norm=settings.max_grad_norm,
+                        after_step=after_step)
+    return replace(stats, num_examples=len(data))
 
 
 @torch.no_grad()

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg, Result
+from flwr.serverapp.strategy import FedAvg, Result, Strategy
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 from torch import nn
 
@@ -26,13 +26,15 @@ log = logging.getLogger(__name__)
 RoundLogger = Callable[[dict], None]
 RoundProbe = Callable[[int], dict]
 ANNOUNCED_ACCURACY = "global-accuracy"
+# The reply metric in which a DP client reports its cumulative ε.
+CLIENT_EPSILON = "epsilon"
 
 
 def aggregate_with_counts(records: list[RecordDict], weighting_key: str) -> MetricRecord:
-    """Flower's weighted average of client metrics, plus the total examples and the client count."""
+    """Flower's weighted average of client metrics, total examples and weights, and the client count."""
     metrics = aggregate_metricrecords(records, weighting_key)
-    metrics[weighting_key] = sum(int(next(iter(r.metric_records.values()))[weighting_key])
-                                 for r in records)
+    for key in {weighting_key, "num-examples"}:
+        metrics[key] = sum(int(next(iter(r.metric_records.values()))[key]) for r in records)
     metrics["num-clients"] = len(records)
     return metrics
 
@@ -66,6 +68,9 @@ class FedAvgWithWarmup(FedAvg):
         self.round_probes = round_probes or {}
         self.announced_accuracy: float | None = None
         self.partition_of: dict[int, int] = {}
+        self.client_epsilons: dict[int, float] = {}
+        # A strategy wrapper (e.g. Flower's central DP) that runs the rounds around this strategy.
+        self.outer: Strategy | None = None
         self._round_metrics: dict[str, dict] = {}
         self._round_started = time.monotonic()
 
@@ -87,12 +92,17 @@ class FedAvgWithWarmup(FedAvg):
               evaluate_config: ConfigRecord | None = None,
               evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
               ) -> Result:
-        """Learn the node -> partition map, warm up, then run Flower's FedAvg loop."""
+        """Learn the node -> partition map, warm up, then run Flower's round loop (through `outer`,
+        a wrapper such as central DP, when one is set)."""
         self.partition_of = discover_partitions(grid, self.num_nodes, timeout)
         self._round_started = time.monotonic()
         arrays = self.warm_up(initial_arrays)
+        recording = self._recording(evaluate_fn, num_rounds)
+        if self.outer is not None:
+            return self.outer.start(grid, arrays, num_rounds, timeout, train_config, evaluate_config,
+                                    evaluate_fn=recording)
         return super().start(grid, arrays, num_rounds, timeout, train_config, evaluate_config,
-                             evaluate_fn=self._recording(evaluate_fn, num_rounds))
+                             evaluate_fn=recording)
 
     # --- sampling and aggregation --------------------------------------------------------------
     def _messages(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -120,10 +130,28 @@ class FedAvgWithWarmup(FedAvg):
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """FedAvg over the replies taken in partition order (reproducible float sums)."""
-        arrays, metrics = super().aggregate_train(
-            server_round, in_partition_order(replies, self.partition_of))
+        replies = in_partition_order(replies, self.partition_of)
+        self._note_client_epsilons(replies)
+        arrays, metrics = super().aggregate_train(server_round, replies)
         self._round_metrics["train"] = dict(metrics) if metrics else {}
         return arrays, metrics
+
+    def _note_client_epsilons(self, replies: list[Message]) -> None:
+        """Remember the cumulative ε each DP client reported (its latest reply counts)."""
+        for reply in replies:
+            if reply.has_error():
+                continue
+            metrics = reply.content["metrics"]
+            if CLIENT_EPSILON in metrics:
+                partition = self.partition_of.get(reply.metadata.src_node_id, -1)
+                self.client_epsilons[partition] = float(metrics[CLIENT_EPSILON])
+
+    def privacy_record(self) -> dict:
+        """ε so far: each DP client's latest cumulative ε and the maximum (empty without DP clients)."""
+        if not self.client_epsilons:
+            return {}
+        return {"per_client": {str(p): e for p, e in sorted(self.client_epsilons.items())},
+                "max_epsilon": max(self.client_epsilons.values())}
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
                            ) -> MetricRecord | None:
@@ -142,6 +170,8 @@ class FedAvgWithWarmup(FedAvg):
                       "central": dict(central) if central else {},
                       "train": self._round_metrics.pop("train", {}),
                       "evaluate": self._round_metrics.pop("evaluate", {})}
+            if privacy := self.privacy_record():
+                record["privacy"] = privacy
             for name, probe in self.round_probes.items():
                 if probed := probe(server_round):
                     record[name] = probed

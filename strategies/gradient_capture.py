@@ -26,6 +26,9 @@ from strategies.fedavg_warmup import FedAvgWithWarmup
 
 log = logging.getLogger(__name__)
 
+# The pseudo partition id of a secure-aggregation capture (the aggregate of every covered client).
+AGGREGATE = -1
+
 
 @dataclass(frozen=True)
 class CaptureSchedule:
@@ -67,11 +70,19 @@ def load_capture(path: Path) -> tuple[CapturedUpdate, dict]:
 
 
 class GradientCapture(FedAvgWithWarmup):
-    """FedAvgWithWarmup that records sent weights + client updates for `schedule` under `run_dir/captures`."""
+    """FedAvgWithWarmup that records sent weights + client updates for `schedule` under `run_dir/captures`.
+
+    With `aggregate_view` (defense.secure_aggregation) the server sees what secure aggregation leaves it:
+    one capture per round (partition id `AGGREGATE`) holding the weighted mean of the covered clients'
+    arrays and the total example count, never a single client's update. Flower's SecAgg+ workflow runs
+    with the legacy Driver workflows, not with Message-API strategies like these, so this view is
+    modelled explicitly: it is exactly the sum a SecAgg server unmasks.
+    """
 
     def __init__(self, *, run_dir: Path, schedule: CaptureSchedule, input_shape: Sequence[int],
-                 num_classes: int, **kwargs) -> None:
+                 num_classes: int, aggregate_view: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.aggregate_view = aggregate_view
         self.run_dir = Path(run_dir)
         self.schedule = schedule
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -89,9 +100,14 @@ class GradientCapture(FedAvgWithWarmup):
         """Capture the scheduled replies, then aggregate (FedAvg, or a FedSGD step for gradients)."""
         replies = list(replies)
         sent = self._sent.to_torch_state_dict()
-        for reply in replies:
-            partition = self.partition_of.get(reply.metadata.src_node_id, -1)
-            if not reply.has_error() and self.schedule.covers(server_round, partition):
+        by_partition = {self.partition_of.get(reply.metadata.src_node_id, -1): reply
+                        for reply in replies if not reply.has_error()}
+        covered = {partition: reply for partition, reply in by_partition.items()
+                   if self.schedule.covers(server_round, partition)}
+        if self.aggregate_view and covered:
+            self._save_aggregate(server_round, covered, sent)
+        else:
+            for partition, reply in sorted(covered.items()):
                 self._save(server_round, partition, reply, sent)
         arrays, metrics = super().aggregate_train(server_round, replies)
         if arrays is not None and metrics is not None and metrics.get("fedsgd", 0) > 0:
@@ -108,10 +124,29 @@ class GradientCapture(FedAvgWithWarmup):
     def _save(self, server_round: int, partition: int, reply: Message,
               sent: dict[str, torch.Tensor]) -> None:
         metrics = reply.content["metrics"]
-        returned = reply.content["arrays"].to_torch_state_dict()
+        self._write(server_round, partition, sent, reply.content["arrays"].to_torch_state_dict(), metrics,
+                    {"node_id": int(reply.metadata.src_node_id)})
+
+    def _save_aggregate(self, server_round: int, covered: dict[int, Message],
+                        sent: dict[str, torch.Tensor]) -> None:
+        """The secure-aggregation view: only the example-weighted mean of the covered clients' arrays
+        (their sum divided by the total count, which SecAgg reveals) and the pooled metadata."""
+        metrics = [reply.content["metrics"] for reply in covered.values()]
+        counts = [int(m["num-examples"]) for m in metrics]
+        states = [reply.content["arrays"].to_torch_state_dict() for reply in covered.values()]
+        total = sum(counts)
+        mean = {name: sum(count * state[name] for count, state in zip(counts, states, strict=True)) / total
+                for name in states[0]}
+        pooled = dict(metrics[0]) | {"num-examples": total,
+                                     "local_steps": max(int(m["local_steps"]) for m in metrics)}
+        self._write(server_round, AGGREGATE, sent, mean, pooled,
+                    {"partitions": sorted(covered), "num_clients": len(covered)})
+
+    def _write(self, server_round: int, partition: int, sent: dict[str, torch.Tensor],
+               returned: dict[str, torch.Tensor], metrics, extra: dict) -> None:
         fedsgd = metrics.get("fedsgd", 0) > 0
         num_examples = int(metrics["num-examples"])
-        meta = {"round": server_round, "partition": partition, "node_id": int(reply.metadata.src_node_id),
+        meta = {"round": server_round, "partition": partition, **extra,
                 "mode": "fedsgd" if fedsgd else "fedavg", "lr": float(metrics["lr"]),
                 "local_steps": int(metrics["local_steps"]), "num_examples": num_examples,
                 # a FedSGD batch is the examples the gradient was taken over

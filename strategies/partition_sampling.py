@@ -38,11 +38,16 @@ def discover_partitions(grid: Grid, num_nodes: int, timeout: float = 600.0) -> d
     return mapping
 
 
+def sample_size(num_nodes: int, fraction: float, minimum: int) -> int:
+    """How many of `num_nodes` nodes a round samples: the fraction, at least `minimum`."""
+    return min(num_nodes, max(int(num_nodes * fraction), minimum))
+
+
 def sample_by_partition(partition_of: dict[int, int], fraction: float, minimum: int,
                         seed: int, server_round: int) -> list[int]:
     """Node ids of a seeded sample of partitions (all nodes when fraction is 1)."""
     nodes = sorted(partition_of, key=partition_of.__getitem__)
-    size = min(len(nodes), max(int(len(nodes) * fraction), minimum))
+    size = sample_size(len(nodes), fraction, minimum)
     if size == len(nodes):
         return nodes
     chosen = np.random.default_rng([seed, 3, server_round]).choice(len(nodes), size, replace=False)

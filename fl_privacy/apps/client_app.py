@@ -9,11 +9,14 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from omegaconf import DictConfig
 
-from fl_privacy.clients import ROLES, ClientJob, model_outputs, role_of
+from fl_privacy.allocator import keep_freed_memory
+from fl_privacy.clients import DEFENDED_ROLES, ROLES, ClientJob, model_outputs, role_of
 from fl_privacy.data.federation import cached_federation
+from fl_privacy.defenses.update_defenses import prune_update
 from fl_privacy.models import build_model
 from fl_privacy.results import TRUTH, round_file, write_json
 from fl_privacy.training import evaluate
+from strategies.central_dp import UNIT_WEIGHT
 from strategies.gradient_capture import CaptureSchedule
 from strategies.partition_sampling import PARTITION_QUERY
 
@@ -30,9 +33,10 @@ def _received_model(cfg: DictConfig, msg: Message):
 
 
 def announced(job: ClientJob) -> dict[str, float]:
-    """What every reply announces about the local update: lr, batch size, and FedSGD (1) or FedAvg (0)."""
+    """What every reply announces about the local update: lr, batch size, FedSGD (1) or FedAvg (0), and
+    the weight 1 that central DP's uniform averaging uses."""
     return {"lr": float(job.cfg.client.lr), "batch_size": job.batch_size,
-            "fedsgd": int(job.update_mode == "fedsgd")}
+            "fedsgd": int(job.update_mode == "fedsgd"), UNIT_WEIGHT: 1}
 
 
 def record_truth(cfg: DictConfig, run_dir: Path | None, job: ClientJob) -> None:
@@ -50,14 +54,20 @@ def record_truth(cfg: DictConfig, run_dir: Path | None, job: ClientJob) -> None:
 def handle_train(cfg: DictConfig, msg: Message, context: Context, run_dir: Path | None = None) -> Message:
     """Train the received global model as this node's role and return weights (or a gradient) + metrics."""
     torch.set_num_threads(int(cfg.simulation.torch_threads_per_client))
+    keep_freed_memory()
     partition_id = _partition_id(context)
     round_config = msg.content["config"]
     job = ClientJob(cfg, cached_federation(cfg), partition_id, int(round_config["server-round"]), context,
                     run_dir=run_dir, round_config=dict(round_config))
     model = _received_model(cfg, msg)
-    metrics = ROLES[role_of(cfg.client, partition_id)](job, model) | announced(job)
+    sent = {name: value.clone() for name, value in model.state_dict().items()}
+    role = role_of(cfg.client, partition_id)
+    metrics = ROLES[role](job, model) | announced(job)
     record_truth(cfg, run_dir, job)
-    arrays = ArrayRecord(job.gradient if job.gradient is not None else model.state_dict())
+    reply = job.gradient if job.gradient is not None else model.state_dict()
+    if cfg.defense.pruning.fraction > 0 and role in DEFENDED_ROLES:
+        reply = prune_update(sent, reply, float(cfg.defense.pruning.fraction), job.gradient is not None)
+    arrays = ArrayRecord(reply)
     content = RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics)})
     return Message(content=content, reply_to=msg)
 

@@ -17,7 +17,9 @@ from fl_privacy.models import model_factory
 from fl_privacy.results import MetricsLog, save_state_dict
 from fl_privacy.training import TrainSettings, evaluate
 from strategies import STRATEGIES, CaptureSchedule
-from strategies.fedavg_warmup import RoundProbe
+from strategies.central_dp import UNIT_WEIGHT, AccountedServerSideClipping
+from strategies.fedavg_warmup import FedAvgWithWarmup, RoundProbe
+from strategies.partition_sampling import sample_size
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +39,25 @@ def central_evaluator(model_fn: Callable[[], torch.nn.Module], federation: Feder
 
 
 def strategy_options(cfg: DictConfig, run_dir: Path, federation: Federation) -> dict:
-    """Keyword arguments `cfg.strategy.name` needs beyond FedAvgWithWarmup's."""
+    """Keyword arguments `cfg.strategy.name` (and central DP's uniform weighting) need beyond
+    FedAvgWithWarmup's."""
+    options = {"weighted_by_key": UNIT_WEIGHT} if cfg.defense.central_dp.enabled else {}
     if cfg.strategy.name == "gradient_capture":
-        return {"run_dir": run_dir, "schedule": CaptureSchedule.from_cfg(cfg.strategy.capture),
-                "input_shape": federation.splits.image_shape, "num_classes": federation.splits.num_classes}
-    return {}
+        return options | {"run_dir": run_dir, "schedule": CaptureSchedule.from_cfg(cfg.strategy.capture),
+                "input_shape": federation.splits.image_shape, "num_classes": federation.splits.num_classes,
+                "aggregate_view": bool(cfg.defense.secure_aggregation)}
+    return options
+
+
+def with_central_dp(strategy: FedAvgWithWarmup, cfg: DictConfig) -> AccountedServerSideClipping:
+    """Wrap `strategy` in Flower's server-side clipping + noise (`defense.central_dp`)."""
+    central = cfg.defense.central_dp
+    num_clients = cfg.simulation.num_clients
+    return AccountedServerSideClipping(
+        strategy, noise_multiplier=float(central.noise_multiplier),
+        clipping_norm=float(central.clipping_norm),
+        num_sampled_clients=sample_size(num_clients, cfg.strategy.fraction_train, strategy.min_train_nodes),
+        population=num_clients, delta=float(central.delta))
 
 
 def build_server_app(cfg: DictConfig, federation: Federation, run_dir: Path,
@@ -64,6 +80,8 @@ def build_server_app(cfg: DictConfig, federation: Federation, run_dir: Path,
             fraction_evaluate=cfg.strategy.fraction_evaluate,
             **strategy_options(cfg, run_dir, federation),
         )
+        if cfg.defense.central_dp.enabled:
+            with_central_dp(strategy, cfg)
         result = strategy.start(grid=grid, initial_arrays=ArrayRecord(model_fn().state_dict()),
                                 num_rounds=cfg.strategy.num_rounds, train_config=ConfigRecord(),
                                 evaluate_fn=central_evaluator(model_fn, federation))

@@ -27,7 +27,7 @@ from fl_privacy.attacks.gan import (
     update_fake_pool,
 )
 from fl_privacy.clients import node_state
-from fl_privacy.clients.roles import ClientJob, honest
+from fl_privacy.clients.roles import ClientJob, honest, update_metrics
 from fl_privacy.data.datasets import ImageDataset
 from fl_privacy.results import GAN_GENERATOR_FILE, save_torch
 from fl_privacy.seeding import GAN_ATTACK, derive_seed
@@ -134,5 +134,4 @@ def gan_adversary(job: ClientJob, model: nn.Module) -> dict[str, float]:
                      "latent_dim": settings.latent_dim, "generator": generator.state_dict()})
     log.info("round %d: GAN attack round %d, generator loss %.3f, %d fakes", job.server_round,
              int(progress["attack_rounds"]), generator_loss, len(pool))
-    return {"train_loss": stats.loss, "train_accuracy": stats.accuracy,
-            "num-examples": examples, "local_steps": local_steps}
+    return update_metrics(replace(stats, num_examples=examples, steps=local_steps))

@@ -19,8 +19,9 @@ from torch import nn
 
 from fl_privacy.data.datasets import ImageDataset
 from fl_privacy.data.federation import Federation
+from fl_privacy.defenses.update_defenses import SuppressSchedule, suppression_hook
 from fl_privacy.seeding import CLIENT_DATA, CLIENT_TRAINING, derive_seed
-from fl_privacy.training import TrainSettings, batch_gradient, train
+from fl_privacy.training import StepHook, TrainSettings, TrainStats, batch_gradient, train
 
 UPDATES = ("fedavg", "fedsgd")
 
@@ -56,6 +57,13 @@ class ClientJob:
     def batch_size(self) -> int:
         return int(self.round_config.get("batch-size", self.cfg.client.batch_size))
 
+    def suppression(self, model: nn.Module) -> StepHook | None:
+        """The suppress-privacy step hook of this round (None when `defense.suppress` is off)."""
+        if not self.cfg.defense.suppress.enabled:
+            return None
+        schedule = SuppressSchedule.from_cfg(self.cfg.defense.suppress)
+        return suppression_hook(schedule, model, self.server_round)
+
     def training_data(self) -> ImageDataset:
         """This round's local data: one batch of `batch_size` for FedSGD, `examples_per_round` for FedAvg.
 
@@ -79,7 +87,12 @@ def honest(job: ClientJob, model: nn.Module) -> dict[str, float]:
         job.gradient, stats = batch_gradient(model, data)
     else:
         settings = replace(TrainSettings.from_cfg(job.cfg.client), batch_size=job.batch_size)
-        stats = train(model, data, settings, seed=job.seed)
+        stats = train(model, data, settings, seed=job.seed, after_step=job.suppression(model))
+    return update_metrics(stats)
+
+
+def update_metrics(stats: TrainStats) -> dict[str, float]:
+    """The metrics every reply carries about its local update (FedAvg weights by `num-examples`)."""
     return {"train_loss": stats.loss, "train_accuracy": stats.accuracy,
             "num-examples": stats.num_examples, "local_steps": stats.steps}
 

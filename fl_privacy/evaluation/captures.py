@@ -62,6 +62,16 @@ def summarise(captures: list[dict]) -> dict:
     return summary
 
 
+def truth_indices(run_dir: Path, meta: dict) -> list[int]:
+    """The training-split indices a capture was computed on: one client's, or (a secure-aggregation
+    capture) those of every client in the aggregate, in partition order."""
+    indices = []
+    for partition in meta.get("partitions", [meta["partition"]]):
+        truth_file = round_file(run_dir, TRUTH, meta["round"], partition, ".json")
+        indices += json.loads(truth_file.read_text())["indices"]
+    return indices
+
+
 def evaluate_run(run_dir: Path, data_cfg, seed: int) -> dict:
     """Score every reconstruction of `run_dir`; writes and returns `attack/scores.json`'s content."""
     run_dir = Path(run_dir)
@@ -71,8 +81,7 @@ def evaluate_run(run_dir: Path, data_cfg, seed: int) -> dict:
     for path in sorted((run_dir / RECONSTRUCTIONS).glob("round_*/partition_*.pt")):
         reconstruction = torch.load(path, weights_only=True)
         meta = reconstruction["metadata"]
-        truth_file = round_file(run_dir, TRUTH, meta["round"], meta["partition"], ".json")
-        truth = splits.train.subset(json.loads(truth_file.read_text())["indices"])
+        truth = splits.train.subset(truth_indices(run_dir, meta))
         scores = score_capture(reconstruction, truth, splits.num_classes)
         captures.append(scores)
         if reconstruction["images"] is not None:

@@ -1,0 +1,256 @@
+"""Local DP-SGD with Opacus, with a privacy ledger that carries across federated rounds.
+
+Flower's own Opacus example builds a fresh `PrivacyEngine` every round, so its accountant forgets the
+earlier rounds and the reported ε only covers the last one. Here the accountant's history (σ, sampling
+rate, steps), the current σ of a decaying noise schedule and the current clipping bound of adaptive
+clipping live in a `PrivacyLedger` that the client keeps in its node state, and every round's ε is
+the composition of *all* the steps the client has taken so far.
+
+The Opacus pieces are used directly (GradSampleModule, DPOptimizer / AdaClipDPOptimizer, DPDataLoader
+with Poisson sampling, RDPAccountant) rather than through `PrivacyEngine`, because the engine cannot
+resume an accountant, change σ per step, or take a custom clipping-bound update.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+import torch
+from opacus import GradSampleModule
+from opacus.accountants import RDPAccountant
+from opacus.data_loader import DPDataLoader
+from opacus.optimizers import AdaClipDPOptimizer, DPOptimizer
+from opacus.validators import ModuleValidator
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from fl_privacy.data.datasets import ImageDataset
+from fl_privacy.defenses.noise_schedules import NoiseSchedule
+from fl_privacy.training import StepHook, TrainSettings, TrainStats, fit_batches, make_optimizer
+
+CLIP_RULES = ("geometric", "linear")
+# Opacus's per-sample hooks on the first layer (whose input needs no gradient) trigger this harmless warning.
+OPACUS_HOOK_WARNING = "Full backward hook is firing"
+
+
+@dataclass(frozen=True)
+class AdaptiveClipping:
+    """Clipping bound that tracks a quantile of per-sample gradient norms (Andrew et al. 2021).
+
+    Each step the (noised) share b̃ of unclipped samples moves the bound C toward `target_quantile`:
+    geometric C ← C·exp(−η(b̃ − γ)) (Andrew et al., Opacus) or linear C ← C − η(b̃ − γ) (MindArmour).
+    The count is noised with std `count_noise`; the gradient noise is raised so the pair of releases
+    costs exactly the configured σ (Andrew et al., Theorem 1), so accounting is unchanged.
+    """
+
+    target_quantile: float = 0.5
+    learning_rate: float = 0.2
+    rule: str = "geometric"
+    count_noise: float = 10.0
+    min_norm: float = 0.01
+    max_norm: float = 100.0
+
+
+@dataclass(frozen=True)
+class DpSettings:
+    """DP-SGD settings of a `dp` client (`defense.dp` in the config)."""
+
+    noise_multiplier: float
+    max_grad_norm: float
+    delta: float
+    target_epsilon: float | None = None
+    schedule: NoiseSchedule = NoiseSchedule()
+    adaptive_clipping: AdaptiveClipping | None = None
+
+    @classmethod
+    def from_cfg(cls, dp_cfg) -> DpSettings:
+        adaptive = dp_cfg.adaptive_clipping
+        return cls(
+            noise_multiplier=float(dp_cfg.noise_multiplier), max_grad_norm=float(dp_cfg.max_grad_norm),
+            delta=float(dp_cfg.delta),
+            target_epsilon=None if dp_cfg.target_epsilon is None else float(dp_cfg.target_epsilon),
+            schedule=NoiseSchedule(str(dp_cfg.noise_decay.schedule), float(dp_cfg.noise_decay.rate)),
+            adaptive_clipping=AdaptiveClipping(
+                float(adaptive.target_quantile), float(adaptive.learning_rate), str(adaptive.rule),
+                float(adaptive.count_noise), float(adaptive.min_norm), float(adaptive.max_norm),
+            ) if adaptive.enabled else None,
+        )
+
+
+@dataclass
+class PrivacyLedger:
+    """What a DP client remembers between rounds: the accountant's history, σ₀ and the σ and
+    clipping bound the next step will use (None = not started)."""
+
+    history: list[tuple[float, float, int]] = field(default_factory=list)
+    initial_sigma: float | None = None
+    sigma: float | None = None
+    clip_bound: float | None = None
+
+    @property
+    def steps(self) -> int:
+        return sum(int(steps) for _, _, steps in self.history)
+
+    def epsilon(self, delta: float) -> float:
+        """ε(δ) of every step taken so far (RDP accountant; ∞ once a step had σ = 0)."""
+        if not self.history:
+            return 0.0
+        if any(sigma == 0 for sigma, _, _ in self.history):
+            return math.inf
+        accountant = RDPAccountant()
+        accountant.history = list(self.history)
+        return float(accountant.get_epsilon(delta))
+
+
+def sample_rate(num_examples: int, batch_size: int) -> float:
+    """Poisson sampling rate of one step: 1 / (batches per epoch), as Opacus's DPDataLoader uses."""
+    return 1.0 / math.ceil(num_examples / batch_size)
+
+
+def schedule_epsilon(initial_sigma: float, schedule: NoiseSchedule, rate: float, steps: int,
+                     delta: float) -> float:
+    """ε(δ) of `steps` Poisson-sampled Gaussian steps whose σ follows `schedule` from `initial_sigma`."""
+    ledger = PrivacyLedger()
+    for sigma in schedule.sigmas(initial_sigma, steps):
+        if ledger.history and ledger.history[-1][0] == sigma:
+            ledger.history[-1] = (sigma, rate, ledger.history[-1][2] + 1)
+        else:
+            ledger.history.append((sigma, rate, 1))
+    return ledger.epsilon(delta)
+
+
+def calibrate_initial_sigma(target_epsilon: float, delta: float, schedule: NoiseSchedule, rate: float,
+                            steps: int, tolerance: float = 0.005) -> float:
+    """The σ₀ whose whole schedule of `steps` steps spends `target_epsilon` (bisection on σ₀).
+
+    Opacus's `get_noise_multiplier` does this for a constant σ only; the decaying schedules need the
+    same search over the whole sequence. ε = ∞ gives σ₀ = 0 (clipping only).
+    """
+    if math.isinf(target_epsilon):
+        return 0.0
+    low, high = 0.0, 1.0
+    while schedule_epsilon(high, schedule, rate, steps, delta) > target_epsilon:
+        low, high = high, 2 * high
+        if high > 1e4:
+            raise ValueError(f"target ε={target_epsilon} needs σ > 1e4 over {steps} steps")
+    while high - low > tolerance * high:
+        middle = (low + high) / 2
+        if schedule_epsilon(middle, schedule, rate, steps, delta) > target_epsilon:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+def check_opacus_compatible(model: nn.Module) -> list[str]:
+    """Opacus's reasons why `model` cannot be trained with per-sample gradients (empty = fine)."""
+    return [str(error) for error in ModuleValidator.validate(model, strict=False)]
+
+
+class LinearAdaClipDPOptimizer(AdaClipDPOptimizer):
+    """Opacus's adaptive-clipping optimizer with MindArmour's linear bound update C ← C − η(b̃ − γ)."""
+
+    def update_max_grad_norm(self) -> None:
+        unclipped_share = float(self.unclipped_num) / max(self.sample_size, 1)
+        bound = self.max_grad_norm - self.clipbound_learning_rate * (
+            unclipped_share - self.target_unclipped_quantile)
+        self.max_grad_norm = min(max(bound, self.min_clipbound), self.max_clipbound)
+
+
+def _dp_optimizer(optimizer: torch.optim.Optimizer, settings: DpSettings, sigma: float, clip: float,
+                  expected_batch_size: int, generator: torch.Generator) -> DPOptimizer:
+    adaptive = settings.adaptive_clipping
+    if adaptive is None:
+        return DPOptimizer(optimizer, noise_multiplier=sigma, max_grad_norm=clip,
+                           expected_batch_size=expected_batch_size, generator=generator)
+    kind = LinearAdaClipDPOptimizer if adaptive.rule == "linear" else AdaClipDPOptimizer
+    return kind(optimizer, noise_multiplier=sigma, max_grad_norm=clip,
+                expected_batch_size=expected_batch_size, generator=generator,
+                target_unclipped_quantile=adaptive.target_quantile,
+                clipbound_learning_rate=adaptive.learning_rate, max_clipbound=adaptive.max_norm,
+                min_clipbound=adaptive.min_norm, unclipped_num_std=adaptive.count_noise)
+
+
+def _poisson_batches(loader: DPDataLoader, epochs: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for _ in range(epochs):
+        yield from loader
+
+
+def private_train(model: nn.Module, data: ImageDataset, settings: TrainSettings, dp: DpSettings,
+                  ledger: PrivacyLedger, seed: int, total_steps: int,
+                  after_step: StepHook | None = None) -> TrainStats:
+    """Train `model` in place with DP-SGD for `settings.epochs` Poisson-sampled epochs of `data`,
+    continuing `ledger` (updated in place). `total_steps` is the run's expected number of steps, used
+    once to calibrate σ₀ when `dp.target_epsilon` is set; `after_step` runs after every step (e.g.
+    suppress-privacy). The model keeps no Opacus wrapper.
+    """
+    rate = sample_rate(len(data), settings.batch_size)
+    if ledger.initial_sigma is None:
+        ledger.initial_sigma = dp.noise_multiplier if dp.target_epsilon is None else \
+            calibrate_initial_sigma(dp.target_epsilon, dp.delta, dp.schedule, rate, total_steps)
+        ledger.sigma = ledger.initial_sigma
+        ledger.clip_bound = dp.max_grad_norm
+    torch.manual_seed(seed)
+    wrapped = GradSampleModule(model)
+    optimizer = _dp_optimizer(make_optimizer(wrapped.parameters(), settings), dp, ledger.sigma,
+                              ledger.clip_bound, max(1, round(len(data) * rate)),
+                              torch.Generator().manual_seed(seed + 1))
+    accountant = RDPAccountant()
+    accountant.history = list(ledger.history)
+    optimizer.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=rate))
+    loader = DPDataLoader(TensorDataset(data.images, data.labels), sample_rate=rate,
+                          generator=torch.Generator().manual_seed(seed))
+
+    def set_step_sigma() -> None:
+        optimizer.noise_multiplier = ledger.sigma
+        ledger.sigma = dp.schedule.next(ledger.sigma, ledger.initial_sigma)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=OPACUS_HOOK_WARNING)
+            stats = fit_batches(wrapped, optimizer, _poisson_batches(loader, settings.epochs),
+                                before_step=set_step_sigma, after_step=after_step)
+    finally:
+        wrapped._close()
+    ledger.history = [tuple(entry) for entry in accountant.history]
+    ledger.clip_bound = float(optimizer.max_grad_norm)
+    return replace(stats, num_examples=len(data))  # the data set size, not the Poisson draws
+
+
+def private_gradient(model: nn.Module, data: ImageDataset, dp: DpSettings, ledger: PrivacyLedger,
+                     seed: int) -> tuple[dict[str, torch.Tensor], TrainStats]:
+    """DP-FedSGD: the gradient of the whole batch `data`, each example clipped to the bound and
+    Gaussian noise σ·C added to the sum, divided by the batch size; no step is taken.
+
+    The batch is this round's fixed-size draw from the client's partition, so the release is
+    accounted as one step at sampling rate 1 (no amplification by sampling: an upper bound on ε).
+    """
+    if ledger.initial_sigma is None:
+        ledger.initial_sigma = ledger.sigma = dp.noise_multiplier
+        ledger.clip_bound = dp.max_grad_norm
+    torch.manual_seed(seed)
+    wrapped = GradSampleModule(model)
+    optimizer = _dp_optimizer(torch.optim.SGD(wrapped.parameters(), lr=0.0), dp, ledger.sigma,
+                              ledger.clip_bound, len(data), torch.Generator().manual_seed(seed + 1))
+    accountant = RDPAccountant()
+    accountant.history = list(ledger.history)
+    optimizer.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=1.0))
+    try:
+        wrapped.train()
+        logits = wrapped(data.images)
+        loss = torch.nn.functional.cross_entropy(logits, data.labels)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=OPACUS_HOOK_WARNING)
+            loss.backward()
+        optimizer.pre_step()
+        gradient = {name: parameter.grad.detach().clone() for name, parameter in model.named_parameters()}
+    finally:
+        wrapped._close()
+    ledger.sigma = dp.schedule.next(ledger.sigma, ledger.initial_sigma)
+    ledger.history = [tuple(entry) for entry in accountant.history]
+    ledger.clip_bound = float(optimizer.max_grad_norm)
+    accuracy = (logits.argmax(1) == data.labels).double().mean().item()
+    return gradient, TrainStats(loss.item(), accuracy, len(data), 1)
