@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 RoundLogger = Callable[[dict], None]
 RoundProbe = Callable[[int], dict]
 ANNOUNCED_ACCURACY = "global-accuracy"
-# The reply metric in which a DP client reports its cumulative ε.
-CLIENT_EPSILON = "epsilon"
+# The reply record in which a DP client reports its cumulative privacy spent (not averaged: Flower's
+# FedAvg needs the same metric keys from every client, honest or private).
+PRIVACY_RECORD = "privacy"
 
 
 def aggregate_with_counts(records: list[RecordDict], weighting_key: str) -> MetricRecord:
@@ -141,10 +142,9 @@ class FedAvgWithWarmup(FedAvg):
         for reply in replies:
             if reply.has_error():
                 continue
-            metrics = reply.content["metrics"]
-            if CLIENT_EPSILON in metrics:
+            if PRIVACY_RECORD in reply.content.config_records:
                 partition = self.partition_of.get(reply.metadata.src_node_id, -1)
-                self.client_epsilons[partition] = float(metrics[CLIENT_EPSILON])
+                self.client_epsilons[partition] = float(reply.content[PRIVACY_RECORD]["epsilon"])
 
     def privacy_record(self) -> dict:
         """ε so far: each DP client's latest cumulative ε and the maximum (empty without DP clients)."""

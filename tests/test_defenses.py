@@ -215,7 +215,7 @@ def test_bad_defense_settings_name_the_key(cfg_factory, overrides, key):
 TINY_DEFENDED = [
     "strategy=gradient_capture", "simulation.num_clients=3", "strategy.num_rounds=2", "partition=iid",
     "strategy.warmup.epochs=1", "client.examples_per_round=48", "client.batch_size=16",
-    "client.roles={0:dp,1:dp}",
+    "+client.roles={0:dp,1:dp}",
     "defense.dp.noise_decay.schedule=exp", "defense.dp.noise_decay.rate=0.01", "defense.pruning.fraction=0.3",
     "defense.suppress.enabled=true", "defense.suppress.start_round=1", "defense.suppress.rounds=1",
     "defense.central_dp.enabled=true", "defense.central_dp.noise_multiplier=0.5",

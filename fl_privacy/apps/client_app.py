@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from omegaconf import DictConfig
 
@@ -17,6 +17,7 @@ from fl_privacy.models import build_model
 from fl_privacy.results import TRUTH, round_file, write_json
 from fl_privacy.training import evaluate
 from strategies.central_dp import UNIT_WEIGHT
+from strategies.fedavg_warmup import PRIVACY_RECORD
 from strategies.gradient_capture import CaptureSchedule
 from strategies.partition_sampling import PARTITION_QUERY
 
@@ -69,6 +70,8 @@ def handle_train(cfg: DictConfig, msg: Message, context: Context, run_dir: Path 
         reply = prune_update(sent, reply, float(cfg.defense.pruning.fraction), job.gradient is not None)
     arrays = ArrayRecord(reply)
     content = RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics)})
+    if job.privacy is not None:
+        content[PRIVACY_RECORD] = ConfigRecord(job.privacy)
     return Message(content=content, reply_to=msg)
 
 

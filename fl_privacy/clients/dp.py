@@ -42,7 +42,8 @@ def save_ledger(context: Context, ledger: PrivacyLedger) -> None:
 
 
 def dp_client(job: ClientJob, model: nn.Module) -> dict[str, float]:
-    """One round of DP-SGD training (FedAvg) or one DP gradient (FedSGD); reports cumulative ε."""
+    """One round of DP-SGD training (FedAvg) or one DP gradient (FedSGD); its cumulative ε goes to
+    `job.privacy` (the reply's "privacy" record), its metrics are those of every client."""
     dp = DpSettings.from_cfg(job.cfg.defense.dp)
     ledger = load_ledger(job.context)
     data = job.training_data()
@@ -54,6 +55,7 @@ def dp_client(job: ClientJob, model: nn.Module) -> dict[str, float]:
         stats = private_train(model, data, settings, dp, ledger, job.seed, run_steps,
                               after_step=job.suppression(model))
     save_ledger(job.context, ledger)
-    return update_metrics(stats) | {"epsilon": ledger.epsilon(dp.delta), "delta": dp.delta,
-                                    "noise_multiplier": ledger.initial_sigma,
-                                    "clip_bound": ledger.clip_bound, "dp_steps": ledger.steps}
+    job.privacy = {"epsilon": ledger.epsilon(dp.delta), "delta": dp.delta,
+                   "noise_multiplier": ledger.initial_sigma, "clip_bound": ledger.clip_bound,
+                   "dp_steps": ledger.steps}
+    return update_metrics(stats)

@@ -43,6 +43,9 @@ class ClientJob:
     gradient: dict[str, torch.Tensor] | None = None
     # Indices into the training split this round's update used (the lab's evaluation side channel).
     used_indices: np.ndarray | None = None
+    # Set by a DP role: its privacy spent so far (cumulative ε, δ, σ, clipping bound, steps), sent in the
+    # reply's "privacy" ConfigRecord, beside the metrics every client sends alike.
+    privacy: dict[str, float] | None = None
 
     @property
     def seed(self) -> int:
