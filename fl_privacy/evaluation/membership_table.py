@@ -22,6 +22,17 @@ def _epsilon(summary: dict) -> str:
     return "∞" if epsilon is None else f"{epsilon:.2f}"
 
 
+def _label(run_dir: Path, cfg, key: str) -> str:
+    """The value of `key` as the job's command line set it (summary.json writes inf as null), else the
+    config's; `mia.*` keys always from the audit's own settings (merged into `cfg`)."""
+    overrides = run_dir / ".hydra" / "overrides.yaml"
+    if overrides.exists() and not key.startswith("mia."):
+        for override in OmegaConf.load(overrides):
+            if str(override).lstrip("+").startswith(f"{key}="):
+                return str(override).split("=", 1)[1]
+    return str(OmegaConf.select(cfg, key))
+
+
 def membership_table(root: Path, by: Sequence[str] = ()) -> str:
     """The Markdown table of every `mia/scores.json` under `root`."""
     lines = ["| " + " | ".join([*by, *COLUMNS]) + " |", "|" + " --- |" * (len(by) + len(COLUMNS))]
@@ -30,7 +41,7 @@ def membership_table(root: Path, by: Sequence[str] = ()) -> str:
         scores = json.loads(scores_file.read_text())
         # the audit's own settings (the membership command may have overridden the run's mia keys)
         cfg = OmegaConf.merge(summary["config"], {"mia": scores.get("settings", {})})
-        labels = [str(OmegaConf.select(cfg, key)) for key in by]
+        labels = [_label(scores_file.parent.parent, cfg, key) for key in by]
         for name, metrics in scores["attacks"].items():
             cells = [name, f"{metrics['auc']:.3f}", f"{metrics['balanced_accuracy']:.3f}",
                      f"{metrics['tpr_at_1pct_fpr']:.3f}", f"{metrics['tpr_at_0.1pct_fpr']:.3f}",
