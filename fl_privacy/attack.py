@@ -17,7 +17,7 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -43,14 +43,19 @@ def run_config(run_dir: Path) -> DictConfig:
     return OmegaConf.create(json.loads(summary.read_text())["config"])
 
 
+def node_config(cfg: DictConfig, name: str, default: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
+    """The run's `name` node (or `default`) with `name.KEY=VALUE` overrides applied."""
+    base = cfg.get(name, default)
+    for override in overrides:
+        if not override.startswith(f"{name}.") or "=" not in override:
+            raise ConfigError(override, override, f"overrides look like {name}.KEY=VALUE")
+    dotlist = [override.removeprefix(f"{name}.") for override in overrides]
+    return OmegaConf.merge(base, OmegaConf.from_dotlist(dotlist))
+
+
 def attack_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
     """The run's `attack` node (or the default one) with `attack.KEY=VALUE` overrides applied."""
-    base = cfg.attack if "attack" in cfg else OmegaConf.load(DEFAULT_ATTACK)
-    for override in overrides:
-        if not override.startswith("attack.") or "=" not in override:
-            raise ConfigError(override, override, "overrides look like attack.KEY=VALUE")
-    dotlist = [override.removeprefix("attack.") for override in overrides]
-    return OmegaConf.merge(base, OmegaConf.from_dotlist(dotlist))
+    return node_config(cfg, "attack", OmegaConf.load(DEFAULT_ATTACK), overrides)
 
 
 def reconstruct_captures(run_dir: Path, model_cfg: DictConfig, attack: DictConfig) -> list[Path]:
@@ -90,24 +95,40 @@ def attack_run(run_dir: Path, cfg: DictConfig, attack: DictConfig) -> dict:
     return evaluate_run(run_dir, cfg.data, int(cfg.seed))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fl_privacy.attack", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path, help="a run directory of strategy=gradient_capture")
-    parser.add_argument("overrides", nargs="*", help="attack.KEY=VALUE, e.g. attack.name=inverting")
+def run_command(argv: Sequence[str] | None, module: str, description: str, run_dir_help: str,
+                override_help: str, settings: Callable[[DictConfig, Sequence[str]], DictConfig],
+                execute: Callable[[Path, DictConfig, DictConfig], None]) -> int:
+    """`python -m MODULE RUN_DIR [OVERRIDES]`: read the run's config, derive and check the settings
+    (a `ConfigError` or a missing file ends with one line and exit code 2), then execute."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    parser.add_argument("run_dir", type=Path, help=run_dir_help)
+    parser.add_argument("overrides", nargs="*", help=override_help)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(name)s][%(levelname)s] - %(message)s")
-    from fl_privacy.config import check_attack
-
     try:
         cfg = run_config(args.run_dir)
-        attack = attack_config(cfg, args.overrides)
-        check_attack(attack)
+        chosen = settings(cfg, args.overrides)
     except (ConfigError, FileNotFoundError) as error:
         log.error("%s", error)
         return 2
-    summary = attack_run(args.run_dir, cfg, attack)["summary"]
-    log.info("scores: %s", json.dumps(summary))
+    execute(args.run_dir, cfg, chosen)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    def settings(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+        from fl_privacy.config import check_attack
+
+        attack = attack_config(cfg, overrides)
+        check_attack(attack)
+        return attack
+
+    def execute(run_dir: Path, cfg: DictConfig, attack: DictConfig) -> None:
+        log.info("scores: %s", json.dumps(attack_run(run_dir, cfg, attack)["summary"]))
+
+    return run_command(argv, "fl_privacy.attack", __doc__.splitlines()[0],
+                       "a run directory of strategy=gradient_capture",
+                       "attack.KEY=VALUE, e.g. attack.name=inverting", settings, execute)
 
 
 if __name__ == "__main__":

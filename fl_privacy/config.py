@@ -12,8 +12,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from fl_privacy.attacks.dispatch import ATTACKS, OPTIMIZERS
 from fl_privacy.attacks.gan import FAKE_POOLS
+from fl_privacy.attacks.membership import ATTACKS as MIA_ATTACKS
 from fl_privacy.clients import FAKE_CLASS_ROLES, ROLES
 from fl_privacy.clients.roles import UPDATES
+from fl_privacy.data.audit import TARGETS as MIA_TARGETS
 from fl_privacy.data.datasets import DATASETS
 from fl_privacy.data.partition import PARTITIONERS
 from fl_privacy.defenses.dp_sgd import CLIP_RULES, check_opacus_compatible
@@ -162,6 +164,39 @@ def check_attack(attack: DictConfig) -> None:
     _integer("attack.torch_threads", attack.torch_threads, 1)
     if attack.max_captures is not None:
         _integer("attack.max_captures", attack.max_captures, 1)
+
+
+def check_mia(mia: DictConfig, cfg: DictConfig) -> None:
+    """The `mia` keys of the membership-inference audit (before the run or the membership command)."""
+    _number("mia.holdout_fraction", mia.holdout_fraction, 0, 1, low_open=False, high_open=True)
+    _choice("mia.target", mia.target, MIA_TARGETS)
+    _choice("mia.target_model", mia.target_model, ("global", "client"))
+    num_clients = cfg.simulation.num_clients
+    if mia.target == "client" or mia.target_model == "client":
+        _integer("mia.target_partition", mia.target_partition, 0)
+        if mia.target_partition >= num_clients:
+            raise ConfigError("mia.target_partition", mia.target_partition,
+                              f"must be a partition id 0..{num_clients - 1} "
+                              f"(simulation.num_clients={num_clients})")
+    if mia.target_model == "client":
+        if mia.target != "client":
+            raise ConfigError("mia.target_model", "client",
+                              "attacks one client's model: needs mia.target=client")
+        capture = cfg.strategy.get("capture")
+        if cfg.strategy.name != "gradient_capture" or (capture.partitions is not None
+                                                       and mia.target_partition not in capture.partitions):
+            raise ConfigError("mia.target_model", "client", "needs strategy=gradient_capture capturing "
+                              f"partition {mia.target_partition} (strategy.capture.partitions)")
+    if not OmegaConf.is_list(mia.attacks) or not mia.attacks:
+        raise ConfigError("mia.attacks", mia.attacks, f"must be a non-empty list of {', '.join(MIA_ATTACKS)}")
+    for name in mia.attacks:
+        _choice("mia.attacks", name, MIA_ATTACKS)
+    _integer("mia.num_shadow", mia.num_shadow, 1)
+    _integer("mia.num_reference", mia.num_reference, 2 if "lira_online" in mia.attacks else 1)
+    _integer("mia.training.epochs", mia.training.epochs, 1)
+    _check_training("mia.training", mia.training, "epochs")
+    _integer("mia.seed", mia.seed, 0)
+    _integer("mia.torch_threads", mia.torch_threads, 1)
 
 
 def _check_gan_attack(cfg: DictConfig) -> None:
@@ -354,3 +389,5 @@ def validate(cfg: DictConfig) -> None:
         if cfg.attack.after_run and cfg.strategy.name != "gradient_capture":
             raise ConfigError("attack.after_run", True,
                               "needs strategy=gradient_capture (nothing else captures updates)")
+    if "mia" in cfg:
+        check_mia(cfg.mia, cfg)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import matplotlib
+import numpy as np
 
 if TYPE_CHECKING:
     import torch
@@ -49,5 +50,25 @@ def plot_image_rows(rows: list[torch.Tensor], labels: list[str], path: Path, tit
         axis.set_yticks([])
         axis.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    save_figure(figure, path)
+
+
+def plot_roc_curves(curves: dict[str, tuple], path: Path, min_fpr: float, title: str = "") -> None:
+    """ROC curves (name -> (fpr, tpr)) on log-log axes, down to `min_fpr` (the smallest nonzero FPR)."""
+    figure, axis = plt.subplots(figsize=(4.6, 4.2), dpi=120)
+    for name, (fpr, tpr) in curves.items():
+        axis.plot(np.maximum(fpr, min_fpr / 2), np.maximum(tpr, min_fpr / 2), linewidth=1.2, label=name)
+    diagonal = np.logspace(np.log10(min_fpr / 2), 0, 50)
+    axis.plot(diagonal, diagonal, "k:", linewidth=0.8, label="chance")
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlim(min_fpr / 2, 1)
+    axis.set_ylim(min_fpr / 2, 1.05)
+    axis.set_xlabel(f"false positive rate (resolution {min_fpr:.2g})")
+    axis.set_ylabel("true positive rate")
+    axis.set_title(title, fontsize=9)
+    axis.legend(fontsize=7, loc="upper left")
+    axis.grid(alpha=0.3, which="both")
     figure.tight_layout()
     save_figure(figure, path)

@@ -130,6 +130,10 @@ def finish_run(cfg: DictConfig, run_dir: Path, metrics_log, probes: dict, starte
         from fl_privacy.representation_inversion import run_representation_inversion
 
         summary["representation_inversion"] = run_representation_inversion(run_dir, cfg)
+    if "mia" in cfg and cfg.mia.after_run:
+        from fl_privacy.membership import membership_run
+
+        summary["mia"] = membership_run(run_dir, cfg, cfg.mia)
         write_json(run_dir / "summary.json", summary)
     plot_accuracy(metrics_log.records, run_dir / "accuracy.png",
                   f"{cfg.data.name}, {cfg.partition.name}, {cfg.simulation.num_clients} clients")

@@ -14,5 +14,9 @@ CLIENT_TRAINING = 4
 CLIENT_DATA = 5
 GAN_ATTACK = 6
 GAN_EVALUATION = 7
+# Streams 8 and 9 each serve two experiments that never share a run (PAR-GAN / the membership holdout,
+# representation inversion / the membership audit); they were measured with these ids, so they keep them.
 PAR_GAN = 8
 REPRESENTATION_INVERSION = 9
+HOLDOUT = 8
+MEMBERSHIP_AUDIT = 9

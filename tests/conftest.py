@@ -19,3 +19,14 @@ def make_cfg(*overrides: str):
 @pytest.fixture
 def cfg_factory():
     return make_cfg
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests (fastest for small models on a shared CPU)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -48,12 +48,7 @@ from strategies import gradient_capture
 SHAPE = (1, 28, 28)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +204,7 @@ def test_no_attack_entry_point_accepts_ground_truth():
 
 def test_attacks_import_only_torch_numpy_and_models():
     allowed = ("torch", "torchvision", "numpy", "tqdm", "__future__", "copy", "logging", "math",
-               "collections", "dataclasses", "typing", "fl_privacy.models", "fl_privacy.attacks")
+               "collections", "dataclasses", "typing", "sklearn", "fl_privacy.models", "fl_privacy.attacks")
     for path in Path(attacks.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):

@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
+from sklearn.model_selection import train_test_split
 
 from fl_privacy.data.datasets import DataSplits, ImageDataset, load_splits
 from fl_privacy.data.partition import partition_indices
+from fl_privacy.seeding import HOLDOUT, derive_seed
 
 
 @dataclass(frozen=True)
 class Federation:
     """The data of one experiment: splits, the warm-up set and the client partitions.
 
-    Index arrays point into `splits.train`. Warm-up and client data are disjoint; classes in
-    `data.exclude_classes` are in neither (they stay in the test split).
+    Index arrays point into `splits.train`. Warm-up, client and held-out data are disjoint; classes in
+    `data.exclude_classes` are in none of them (they stay in the test split). `holdout_indices` is the
+    share `mia.holdout_fraction` kept out of every client for the membership-inference auditor (empty
+    by default).
     """
 
     splits: DataSplits
     warmup_indices: np.ndarray
     client_indices: list[np.ndarray]
+    holdout_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def warmup(self) -> ImageDataset:
@@ -43,15 +48,30 @@ def _draw_warmup(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nda
     return np.sort(order[:cut]), np.sort(order[cut:])
 
 
+def holdout_fraction(cfg: DictConfig) -> float:
+    """`mia.holdout_fraction`, or 0 when the run has no membership-inference audit."""
+    return float(OmegaConf.select(cfg, "mia.holdout_fraction", default=0.0) or 0.0)
+
+
+def _draw_holdout(pool: np.ndarray, labels: np.ndarray, fraction: float, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Split `pool` into (clients' pool, held out): a class-stratified `fraction`, drawn with the seed."""
+    if fraction == 0:
+        return pool, pool[:0]
+    kept, held = train_test_split(pool, test_size=fraction, stratify=labels[pool],
+                                  random_state=derive_seed(seed, HOLDOUT))
+    return np.sort(kept), np.sort(held)
+
+
 def build_federation(cfg: DictConfig) -> Federation:
-    """Load the data and split it between the server's warm-up set and the clients."""
+    """Load the data and split it between the server's warm-up set, the clients and the auditor's holdout."""
     splits = load_splits(cfg.data, cfg.seed)
     labels = splits.train.labels.numpy()
     allowed = np.flatnonzero(~np.isin(labels, list(cfg.data.exclude_classes)))
     warmup_pos, pool_pos = _draw_warmup(labels[allowed], cfg.strategy.warmup.fraction, cfg.seed)
-    pool = allowed[pool_pos]
+    pool, holdout = _draw_holdout(allowed[pool_pos], labels, holdout_fraction(cfg), cfg.seed)
     parts = partition_indices(labels[pool], cfg.simulation.num_clients, cfg.partition, cfg.seed)
-    return Federation(splits, allowed[warmup_pos], [pool[p] for p in parts])
+    return Federation(splits, allowed[warmup_pos], [pool[p] for p in parts], holdout)
 
 
 @functools.lru_cache(maxsize=2)
@@ -64,4 +84,5 @@ def cached_federation(cfg: DictConfig) -> Federation:
     keys = ("seed", "data", "partition", "simulation", "strategy")
     subset = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig)
               else cfg[k] for k in keys}
+    subset["mia"] = {"holdout_fraction": holdout_fraction(cfg)}
     return _cached(json.dumps(subset, sort_keys=True))

@@ -1,0 +1,278 @@
+"""Membership inference: metrics with known answers, attacks on an overfit model, the audit's record roles,
+the threat-model boundary, config errors, and one tiny end-to-end audit through the entry point."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+from torch.nn import functional as F
+
+from fl_privacy import membership as membership_command
+from fl_privacy.attacks import membership as attacks
+from fl_privacy.config import validate
+from fl_privacy.data import ImageDataset
+from fl_privacy.data.audit import audit_data
+from fl_privacy.data.federation import build_federation
+from fl_privacy.errors import ConfigError
+from fl_privacy.evaluation.membership import membership_metrics
+from fl_privacy.evaluation.membership_table import membership_table
+from fl_privacy.training import TrainSettings, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+# --- metrics on synthetic scores ------------------------------------------------------------------------
+
+def test_perfectly_separable_scores_give_auc_1_and_full_tpr_at_any_fpr():
+    is_member = np.array([True] * 500 + [False] * 1500)
+    scores = np.where(is_member, 2.0, 0.0) + np.random.default_rng(0).uniform(0, 1, 2000)
+    metrics = membership_metrics(scores, is_member)
+    assert metrics["auc"] == 1.0 and metrics["balanced_accuracy"] == 1.0
+    assert metrics["tpr_at_1pct_fpr"] == 1.0 and metrics["tpr_at_0.1pct_fpr"] == 1.0
+    assert metrics["num_members"] == 500 and metrics["fpr_resolution"] == pytest.approx(1 / 1500)
+    assert membership_metrics(-scores, is_member)["auc"] == 0.0
+
+
+def test_identical_distributions_give_chance():
+    rng = np.random.default_rng(1)
+    is_member = rng.permutation(np.arange(20000) < 10000)
+    metrics = membership_metrics(rng.normal(size=20000), is_member)
+    assert abs(metrics["auc"] - 0.5) < 0.02
+    assert metrics["balanced_accuracy"] < 0.52
+    assert metrics["tpr_at_1pct_fpr"] < 0.02
+
+
+def test_metrics_of_a_small_hand_worked_example():
+    # members 0.9, 0.8, 0.3; non-members 0.7, 0.2, 0.1, 0.05: 11 of 12 pairs ordered right; no false
+    # positive down to 0.8 (TPR 2/3); threshold 0.3 gives TPR 1 at FPR 1/4, balanced accuracy 0.875
+    scores = np.array([0.9, 0.8, 0.3, 0.7, 0.2, 0.1, 0.05])
+    is_member = np.array([1, 1, 1, 0, 0, 0, 0], bool)
+    metrics = membership_metrics(scores, is_member)
+    assert metrics["auc"] == pytest.approx(11 / 12)
+    assert metrics["tpr_at_0.1pct_fpr"] == pytest.approx(2 / 3)
+    assert metrics["balanced_accuracy"] == pytest.approx(0.875)
+
+
+def test_metric_scores_match_their_formulas():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    labels = torch.tensor([0, 2])
+    probs = logits.softmax(1)
+    assert np.allclose(attacks.loss_score(logits, labels), -F.cross_entropy(logits, labels, reduction="none"))
+    assert np.allclose(attacks.confidence_score(logits, labels), [probs[0, 0], 1 / 3])
+    assert np.allclose(attacks.entropy_score(logits, labels)[1], -np.log(3), atol=1e-6)
+    p = probs[0]
+    mentr = -(1 - p[0]) * torch.log(p[0]) - p[1] * torch.log(1 - p[1]) - p[2] * torch.log(1 - p[2])
+    assert attacks.modified_entropy_score(logits, labels)[0] == pytest.approx(-mentr.item(), rel=1e-5)
+    scaled = attacks.scaled_confidence(logits, labels)
+    assert scaled[0].item() == pytest.approx(torch.logit(p[0]).item(), rel=1e-5)
+    assert scaled[1].item() == pytest.approx(np.log(0.5), rel=1e-5)
+
+
+# --- attacks on a deliberately overfit tiny model ------------------------------------------------------
+
+SETTINGS = TrainSettings(epochs=40, batch_size=32, lr=0.01, optimizer="adam")
+
+
+def tiny_model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+def fit(model: nn.Module, records: attacks.Records, seed: int) -> None:
+    train(model, ImageDataset(records.images, records.labels), SETTINGS, seed)
+
+
+@pytest.fixture(scope="module")
+def overfit(tmp_path_factory):
+    """A tiny MLP trained to memorise 64 real digits; 64 other digits are non-members, 256 the population."""
+    cfg = OmegaConf.create({"name": "mnist_offline", "test_fraction": 0.2, "exclude_classes": [],
+                            "root": None, "download": False})
+    from fl_privacy.data import load_splits
+
+    data = load_splits(cfg, seed=0).train
+    order = np.random.default_rng(0).permutation(len(data))
+    members, outs = data.subset(order[:64]), data.subset(order[64:128])
+    population = data.subset(order[128:384])
+    target = tiny_model(0)
+    fit(target, members, 0)
+    shuffle = np.random.default_rng(1).permutation(128)
+    candidates = ImageDataset(torch.cat([members.images, outs.images]),
+                              torch.cat([members.labels, outs.labels])).subset(shuffle)
+    is_member = (np.arange(128) < 64)[shuffle]
+    references = attacks.train_reference_models(tiny_model, fit, population, 4, seed=3)
+    return target, candidates, population, is_member, references
+
+
+def test_loss_and_lira_rank_members_of_an_overfit_model_first(overfit):
+    target, candidates, _, is_member, references = overfit
+    loss = attacks.loss_score(attacks.model_logits(target, candidates), candidates.labels)
+    lira = attacks.lira_offline(target, candidates, references)
+    assert membership_metrics(loss, is_member)["auc"] > 0.8
+    assert membership_metrics(lira, is_member)["auc"] > 0.8
+    assert membership_metrics(-lira, is_member)["auc"] < 0.2
+
+
+def test_shadow_attack_beats_chance_on_an_overfit_model(overfit):
+    target, candidates, population, is_member, references = overfit
+    scores = attacks.shadow_attack(target, candidates, population, references[:2])
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert membership_metrics(scores, is_member)["auc"] > 0.7
+
+
+def test_reference_models_take_complementary_halves(overfit):
+    _, candidates, population, _, references = overfit
+    assert all(r.population_in.sum() == len(population) // 2 for r in references)
+    assert torch.equal(references[0].population_in, ~references[1].population_in)
+    assert not torch.equal(references[0].population_in, references[2].population_in)
+    online = attacks.train_reference_models(tiny_model, fit, population.subset(np.arange(32)), 2, seed=4,
+                                            candidates=candidates)
+    trained = torch.stack([r.candidates_in for r in online])
+    assert (trained.sum(0) == 1).all()  # every candidate is IN for exactly one of the two
+
+
+# --- who plays which role --------------------------------------------------------------------------------
+
+def test_audit_records_roles(cfg_factory):
+    cfg = cfg_factory("+experiment=mia")
+    federation = build_federation(cfg)
+    plain = build_federation(cfg_factory("+experiment=fedavg_noniid"))
+    assert len(plain.holdout_indices) == 0  # without the audit the clients' data is unchanged
+    assert sum(map(len, plain.client_indices)) == pytest.approx(2 * len(federation.holdout_indices), abs=10)
+    trained = np.concatenate([federation.warmup_indices, *federation.client_indices])
+    assert not np.isin(federation.holdout_indices, trained).any()
+    audit = audit_data(federation, "client", 3, seed=0)
+    members = federation.splits.train.subset(federation.client_indices[3])
+
+    def keys(images: torch.Tensor) -> set[bytes]:
+        return {row.numpy().tobytes() for row in images.flatten(1)}
+
+    candidates = audit.candidates.images
+    assert keys(candidates[audit.is_member]) <= keys(members.images)
+    assert not keys(candidates[~audit.is_member]) & keys(federation.splits.train.subset(trained).images)
+    assert not keys(audit.population.images) & keys(candidates)
+    assert audit.is_member.sum() == (~audit.is_member).sum() > 150
+    assert set(audit.candidates.labels.tolist()) == {3}
+    assert 0 < audit.is_member[:50].mean() < 1  # shuffled, not members first
+
+
+# --- the threat-model boundary -------------------------------------------------------------------------
+
+TRUTH = re.compile(r"^(is_member|members?|membership|non_members?|truth|ground_truth|in_mask|secret|audit)$")
+
+
+def test_no_attack_function_accepts_membership_truth():
+    functions = [item for name, item in vars(attacks).items()
+                 if inspect.isfunction(item) and item.__module__ == attacks.__name__]
+    functions += [membership_command.attack_scores, membership_command.target_model,
+                  membership_command.mia_config]
+    assert len(functions) >= 15
+    for function in functions:
+        for parameter in inspect.signature(function).parameters:
+            assert not TRUTH.match(parameter), f"{function.__name__} takes `{parameter}`"
+
+
+def test_attack_modules_import_neither_data_nor_evaluation():
+    for path in (Path(attacks.__file__), Path(membership_command.__file__)):
+        tree = ast.parse(path.read_text())
+        top_level = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+        names = [n.module if isinstance(n, ast.ImportFrom) else a.name for n in top_level
+                 for a in (n.names if isinstance(n, ast.Import) else [n])]
+        assert not [n for n in names if n.startswith(("fl_privacy.data", "fl_privacy.evaluation",
+                                                      "fl_privacy.training"))], path.name
+
+
+def test_scores_follow_the_records_not_their_position(overfit):
+    """Shuffling the candidates shuffles the scores: the attacks cannot read membership off the order."""
+    target, candidates, population, _, references = overfit
+    order = np.random.default_rng(5).permutation(len(candidates))
+    plain = {"loss": attacks.loss_score(attacks.model_logits(target, candidates), candidates.labels),
+             "lira_offline": attacks.lira_offline(target, candidates, references[:2]),
+             "shadow": attacks.shadow_attack(target, candidates, population, references[:2])}
+    shuffled = candidates.subset(order)
+    again = {"loss": attacks.loss_score(attacks.model_logits(target, shuffled), shuffled.labels),
+             "lira_offline": attacks.lira_offline(target, shuffled, references[:2]),
+             "shadow": attacks.shadow_attack(target, shuffled, population, references[:2])}
+    for name in plain:
+        assert np.allclose(plain[name][order], again[name], atol=1e-6), name
+
+
+# --- config errors ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("mia.target=everyone", "mia.target"),
+    ("mia.attacks=[loss,magic]", "mia.attacks"),
+    ("mia.target_partition=10", "mia.target_partition"),
+    ("mia.holdout_fraction=1.0", "mia.holdout_fraction"),
+    ("mia.num_reference=1", "mia.num_reference"),
+    ("mia.training.epochs=0", "mia.training.epochs"),
+    ("strategy=fedavg_warmup mia.target_model=client", "mia.target_model"),
+])
+def test_bad_mia_keys_are_named(cfg_factory, override, key):
+    cfg = cfg_factory("+experiment=mia", *override.split())
+    with pytest.raises(ConfigError) as error:
+        validate(cfg)
+    assert error.value.key == key
+
+
+def test_membership_command_refuses_to_change_the_holdout(cfg_factory):
+    cfg = cfg_factory("+experiment=mia")
+    with pytest.raises(ConfigError, match="mia.holdout_fraction"):
+        membership_command.mia_config(cfg, ["mia.holdout_fraction=0.2"])
+    assert membership_command.mia_config(cfg, ["mia.target=all"]).target == "all"
+
+
+# --- one tiny audit through the entry point ----------------------------------------------------------------
+
+TINY_MIA = ["+experiment=mia", "simulation.num_clients=3", "strategy.num_rounds=2",
+            "strategy.capture.rounds=[2]", "strategy.warmup.epochs=1", "mia.num_shadow=2",
+            "mia.num_reference=2", "mia.training.epochs=1", "mia.training.batch_size=128"]
+
+
+@pytest.fixture(scope="module")
+def mia_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("mia") / "run"
+    result = subprocess.run([sys.executable, "-m", "fl_privacy.run", *TINY_MIA, f"hydra.run.dir={run_dir}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return run_dir
+
+
+@pytest.mark.simulation
+def test_tiny_run_writes_membership_scores_roc_and_summary(mia_run):
+    scores = json.loads((mia_run / "mia" / "scores.json").read_text())
+    assert set(scores["attacks"]) == set(attacks.ATTACKS)
+    assert scores["num_members"] == scores["num_non_members"] > 100
+    for metrics in scores["attacks"].values():
+        assert 0 <= metrics["auc"] <= 1 and 0.5 <= metrics["balanced_accuracy"] <= 1
+        assert 0 <= metrics["tpr_at_0.1pct_fpr"] <= metrics["tpr_at_1pct_fpr"] <= 1
+    assert 0 < scores["target_accuracy"] <= 1
+    assert (mia_run / "mia" / "roc.png").stat().st_size > 5000
+    summary = json.loads((mia_run / "summary.json").read_text())
+    assert summary["mia"]["attacks"]["loss"] == scores["attacks"]["loss"]
+    written = json.loads((mia_run / "mia" / "attack_scores.json").read_text())["scores"]
+    assert len(written["loss"]) == scores["num_members"] * 2
+
+
+@pytest.mark.simulation
+def test_membership_command_audits_the_client_model(mia_run):
+    code = membership_command.main([str(mia_run), "mia.target_model=client", "mia.attacks=[loss,entropy]"])
+    assert code == 0
+    scores = json.loads((mia_run / "mia" / "scores.json").read_text())
+    assert scores["target_model"] == "client" and set(scores["attacks"]) == {"loss", "entropy"}
+    table = membership_table(mia_run, ["mia.target_model", "simulation.num_clients"]).splitlines()
+    assert len(table) == 4 and table[2].startswith("| client | 3 | loss | ")
+    assert membership_command.main([str(mia_run), "mia.target=nobody"]) == 2
