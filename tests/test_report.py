@@ -122,3 +122,15 @@ def test_single_run_directory_and_cli(sweep, tmp_path):
     rows = list(csv.DictReader((out / "jobs.csv").open()))
     assert [(r["job"], r["status"]) for r in rows] == [("0", "ok")]
     assert (out / "report.html").exists() and not (out / "frontier.png").exists()  # one point: no frontier
+
+
+def test_sweep_curve_needs_two_finished_jobs_with_numbers(tmp_path):
+    from fl_privacy.report.figures import plot_sweep_curve
+
+    rows = [{"status": "ok", "noise": "0", "psnr": "89", "accuracy": "0.1"},
+            {"status": "ok", "noise": "0.01", "psnr": "3.5", "accuracy": "0.1"},
+            {"status": "failed", "noise": "0.1", "psnr": "", "accuracy": ""}]
+    assert plot_sweep_curve(rows, "noise", "psnr", tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 1000
+    assert not plot_sweep_curve(rows[1:], "noise", "psnr", tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()

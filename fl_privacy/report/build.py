@@ -8,7 +8,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from fl_privacy.report.figures import plot_accuracy_rounds, plot_attack_rounds, plot_frontier
+from fl_privacy.report.figures import (
+    plot_accuracy_rounds,
+    plot_attack_rounds,
+    plot_frontier,
+    plot_sweep_curve,
+)
 from fl_privacy.report.jobs import (
     ATTACK_METRICS,
     COLOR_KEYS,
@@ -94,6 +99,8 @@ def build_report(root: Path, out: Path | None = None, metric: str | None = None,
         elif len(jobs) > 1:
             notes.append(f"No frontier plot: needs an attack measure ({metric or 'none found'}) "
                          "in at least two finished jobs.")
+        if metric and swept and plot_sweep_curve(rows, swept[0], metric, staging / "sweep.png"):
+            plots.append((staging / "sweep.png", f"{metric} and accuracy vs {swept[0]}"))
         page = html_page(f"fl-privacy report: {root.name}", jobs, shown, rows, plots, notes)
         (staging / "report.html").write_text(page)
         staging.chmod(0o755)

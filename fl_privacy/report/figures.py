@@ -104,3 +104,31 @@ def plot_frontier(rows: list[dict], metric: str, color: str | None, path: Path) 
     figure.tight_layout()
     save_figure(figure, path)
     return True
+
+
+def plot_sweep_curve(rows: list[dict], key: str, metric: str, path: Path) -> bool:
+    """Attack success (`metric`) and accuracy against a numeric swept `key` (e.g. the noise or the
+    pruned share), the plot that answers "at which value does the attack collapse"; False when fewer
+    than 2 finished jobs have numbers for both."""
+    points = sorted((_number(row.get(key)), _number(row.get(metric)), _number(row.get("accuracy")))
+                    for row in rows if row["status"] == "ok")
+    points = [p for p in points if p[0] is not None and p[1] is not None]
+    if len(points) < 2:
+        return False
+    figure, axis = plt.subplots(figsize=(5.6, 3.8), dpi=110)
+    values = [p[0] for p in points]
+    axis.plot(values, [p[1] for p in points], marker="o", color="tab:red", label=metric)
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) >= 100:  # values over decades, 0 included: symlog
+        axis.set_xscale("symlog", linthresh=min(positive))
+    axis.set_xlabel(key)
+    axis.set_ylabel(metric, color="tab:red")
+    if all(p[2] is not None for p in points):
+        twin = axis.twinx()
+        twin.plot(values, [p[2] for p in points], marker="s", linestyle="--", color="tab:blue")
+        twin.set_ylabel("final central test accuracy", color="tab:blue")
+    axis.set_title(f"{metric} vs {key}", fontsize=9)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    save_figure(figure, path)
+    return True
