@@ -95,18 +95,18 @@ def test_html_is_self_contained_and_embeds_plots_and_job_images(sweep):
     assert "src=\"http" not in page and "<link" not in page
     images = [part.split('"')[0] for part in page.split('src="data:image/png;base64,')[1:]]
     embedded = {base64.b64decode(image) for image in images}
-    for name in ("accuracy_rounds.png", "attack_rounds.png", "frontier.png"):
+    for name in ("accuracy_rounds.png", "attack_rounds.png", "frontier.png", "sweep.png"):
         assert (report.out / name).read_bytes() in embedded
     for job in ("0", "2"):
         assert (sweep / job / "gan" / "progression.png").read_bytes() in embedded
-    assert len(images) == 5
+    assert len(images) == 6
     assert page.count('<tr class="missing">') == 1 and page.count('<tr class="failed">') == 1
 
 
 def test_rerun_is_byte_identical_and_never_reads_its_own_outputs(sweep):
     first = build_report(sweep)
     files = {p.name: p.read_bytes() for p in first.out.iterdir()}
-    assert set(files) == {"jobs.csv", "accuracy_rounds.png", "attack_rounds.png", "frontier.png",
+    assert set(files) == {"jobs.csv", "accuracy_rounds.png", "attack_rounds.png", "frontier.png", "sweep.png",
                           "report.html"}
     again = build_report(sweep)
     assert {p.name: p.read_bytes() for p in again.out.iterdir()} == files
