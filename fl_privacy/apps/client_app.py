@@ -62,13 +62,14 @@ def handle_train(cfg: DictConfig, msg: Message, context: Context, run_dir: Path 
     job = ClientJob(cfg, cached_federation(cfg), partition_id, int(round_config["server-round"]), context,
                     run_dir=run_dir, round_config=dict(round_config))
     model = _received_model(cfg, msg)
-    sent = {name: value.clone() for name, value in model.state_dict().items()}
     role = role_of(cfg.client, partition_id)
+    prune = float(cfg.defense.pruning.fraction) if role in DEFENDED_ROLES else 0.0
+    sent = {name: value.clone() for name, value in model.state_dict().items()} if prune else {}
     metrics = ROLES[role](job, model) | announced(job)
     record_truth(cfg, run_dir, job)
     reply = job.gradient if job.gradient is not None else model.state_dict()
-    if cfg.defense.pruning.fraction > 0 and role in DEFENDED_ROLES:
-        reply = prune_update(sent, reply, float(cfg.defense.pruning.fraction), job.gradient is not None)
+    if prune:
+        reply = prune_update(sent, reply, prune, job.gradient is not None)
     arrays = ArrayRecord(reply)
     content = RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics)})
     if job.privacy is not None:

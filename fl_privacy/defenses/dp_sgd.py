@@ -174,6 +174,26 @@ def _dp_optimizer(optimizer: torch.optim.Optimizer, settings: DpSettings, sigma:
                 min_clipbound=adaptive.min_norm, unclipped_num_std=adaptive.count_noise)
 
 
+def _open_ledger(ledger: PrivacyLedger, dp: DpSettings, initial_sigma: float) -> None:
+    """A client's first DP round: σ starts at σ₀ and the clipping bound at `dp.max_grad_norm`."""
+    ledger.initial_sigma = ledger.sigma = initial_sigma
+    ledger.clip_bound = dp.max_grad_norm
+
+
+def _resumed_accountant(optimizer: DPOptimizer, ledger: PrivacyLedger, rate: float) -> RDPAccountant:
+    """An RDP accountant that continues the ledger's history and accounts every step of `optimizer`."""
+    accountant = RDPAccountant()
+    accountant.history = list(ledger.history)
+    optimizer.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=rate))
+    return accountant
+
+
+def _record(ledger: PrivacyLedger, accountant: RDPAccountant, optimizer: DPOptimizer) -> None:
+    """Keep this round's steps and the clipping bound (adaptive clipping moves it) in the ledger."""
+    ledger.history = [tuple(entry) for entry in accountant.history]
+    ledger.clip_bound = float(optimizer.max_grad_norm)
+
+
 def _poisson_batches(loader: DPDataLoader, epochs: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for _ in range(epochs):
         yield from loader
@@ -189,18 +209,14 @@ def private_train(model: nn.Module, data: ImageDataset, settings: TrainSettings,
     """
     rate = sample_rate(len(data), settings.batch_size)
     if ledger.initial_sigma is None:
-        ledger.initial_sigma = dp.noise_multiplier if dp.target_epsilon is None else \
-            calibrate_initial_sigma(dp.target_epsilon, dp.delta, dp.schedule, rate, total_steps)
-        ledger.sigma = ledger.initial_sigma
-        ledger.clip_bound = dp.max_grad_norm
+        _open_ledger(ledger, dp, dp.noise_multiplier if dp.target_epsilon is None else
+                     calibrate_initial_sigma(dp.target_epsilon, dp.delta, dp.schedule, rate, total_steps))
     torch.manual_seed(seed)
     wrapped = GradSampleModule(model)
     optimizer = _dp_optimizer(make_optimizer(wrapped.parameters(), settings), dp, ledger.sigma,
                               ledger.clip_bound, max(1, round(len(data) * rate)),
                               torch.Generator().manual_seed(seed + 1))
-    accountant = RDPAccountant()
-    accountant.history = list(ledger.history)
-    optimizer.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=rate))
+    accountant = _resumed_accountant(optimizer, ledger, rate)
     loader = DPDataLoader(TensorDataset(data.images, data.labels), sample_rate=rate,
                           generator=torch.Generator().manual_seed(seed))
 
@@ -215,8 +231,7 @@ def private_train(model: nn.Module, data: ImageDataset, settings: TrainSettings,
                                 before_step=set_step_sigma, after_step=after_step)
     finally:
         wrapped._close()
-    ledger.history = [tuple(entry) for entry in accountant.history]
-    ledger.clip_bound = float(optimizer.max_grad_norm)
+    _record(ledger, accountant, optimizer)
     return replace(stats, num_examples=len(data))  # the data set size, not the Poisson draws
 
 
@@ -229,15 +244,12 @@ def private_gradient(model: nn.Module, data: ImageDataset, dp: DpSettings, ledge
     accounted as one step at sampling rate 1 (no amplification by sampling: an upper bound on ε).
     """
     if ledger.initial_sigma is None:
-        ledger.initial_sigma = ledger.sigma = dp.noise_multiplier
-        ledger.clip_bound = dp.max_grad_norm
+        _open_ledger(ledger, dp, dp.noise_multiplier)
     torch.manual_seed(seed)
     wrapped = GradSampleModule(model)
     optimizer = _dp_optimizer(torch.optim.SGD(wrapped.parameters(), lr=0.0), dp, ledger.sigma,
                               ledger.clip_bound, len(data), torch.Generator().manual_seed(seed + 1))
-    accountant = RDPAccountant()
-    accountant.history = list(ledger.history)
-    optimizer.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=1.0))
+    accountant = _resumed_accountant(optimizer, ledger, 1.0)
     try:
         wrapped.train()
         logits = wrapped(data.images)
@@ -250,7 +262,6 @@ def private_gradient(model: nn.Module, data: ImageDataset, dp: DpSettings, ledge
     finally:
         wrapped._close()
     ledger.sigma = dp.schedule.next(ledger.sigma, ledger.initial_sigma)
-    ledger.history = [tuple(entry) for entry in accountant.history]
-    ledger.clip_bound = float(optimizer.max_grad_norm)
+    _record(ledger, accountant, optimizer)
     accuracy = (logits.argmax(1) == data.labels).double().mean().item()
     return gradient, TrainStats(loss.item(), accuracy, len(data), 1)
