@@ -1,13 +1,17 @@
-"""Models shared by clients, server and attacks: the seed's CNN and DLG's sigmoid LeNet."""
+"""Models shared by clients, server, attacks and defenses: the seed's CNN, DLG's sigmoid LeNet and the
+DCGAN generator of the GAN attack and PAR-GAN."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-NORMS = ("none", "group")
+from fl_privacy.config.schema import ModelSettings
+
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -72,29 +76,66 @@ def _shrink(size: int, times: int) -> int:
     return size
 
 
+class DCGANGenerator(nn.Module):
+    """DCGAN-style generator: a dense layer to (128, h/4, w/4), two transposed convs, tanh.
+
+    Outputs images in [0, 1] shaped `image_shape`; sizes that are not a multiple of 4 are
+    resized bilinearly from the next multiple of 4 (e.g. 25x25 faces from 28x28).
+    """
+
+    def __init__(self, latent_dim: int, image_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        channels, height, width = image_shape
+        self.latent_dim = latent_dim
+        self.image_shape = tuple(image_shape)
+        self.start = (math.ceil(height / 4), math.ceil(width / 4))
+        self.project = nn.Sequential(
+            nn.Linear(latent_dim, 128 * self.start[0] * self.start[1]),
+            nn.BatchNorm1d(128 * self.start[0] * self.start[1]), nn.ReLU())
+        self.upsample = nn.Sequential(
+            nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+            nn.ConvTranspose2d(64, channels, 4, stride=2, padding=1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        images = self.upsample(self.project(z).view(-1, 128, *self.start))
+        if images.shape[-2:] != self.image_shape[1:]:
+            images = F.interpolate(images, size=self.image_shape[1:], mode="bilinear",
+                                   align_corners=False)
+        return (images + 1) / 2
+
+    def sample(self, count: int, seed: int) -> torch.Tensor:
+        """`count` images from latent vectors drawn with `seed` (eval mode, no gradient)."""
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            z = torch.randn(count, self.latent_dim, generator=torch.Generator().manual_seed(seed))
+            images = self(z)
+        self.train(was_training)
+        return images
+
+
 MODELS: dict[str, type[nn.Module]] = {"cnn": SeedCNN, "lenet": SigmoidLeNet}
-# `default`: PyTorch's init; `dlg`: every parameter uniform in [-0.5, 0.5] (Zhu et al. 2019's code)
-INITS = ("default", "dlg")
 
 
-def build_model(model_cfg, image_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-    """Instantiate `model_cfg.name`; `num_outputs` defaults to the data set's class count."""
-    num_outputs = model_cfg.num_outputs or num_classes
-    model = MODELS[model_cfg.name](tuple(image_shape), int(num_outputs),
-                                   norm=model_cfg.norm, dropout=float(model_cfg.dropout))
-    if model_cfg.get("init", "default") == "dlg":
+def build_model(settings: ModelSettings, image_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """Instantiate `model.name`; `num_outputs` defaults to the data set's class count."""
+    num_outputs = settings.num_outputs or num_classes
+    model = MODELS[settings.name](tuple(image_shape), int(num_outputs), norm=settings.norm,
+                                  dropout=settings.dropout)
+    if settings.init == "dlg":
         with torch.no_grad():
             for parameter in model.parameters():
                 parameter.uniform_(-0.5, 0.5)
     return model
 
 
-def model_factory(model_cfg, image_shape, num_classes: int, seed: int) -> Callable[[], nn.Module]:
+def model_factory(settings: ModelSettings, image_shape: Sequence[int], num_classes: int, seed: int
+                  ) -> Callable[[], nn.Module]:
     """A function that builds the same freshly initialised model every call (init drawn from `seed`)."""
 
     def make() -> nn.Module:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            return build_model(model_cfg, image_shape, num_classes)
+            return build_model(settings, image_shape, num_classes)
 
     return make

@@ -1,4 +1,5 @@
-"""Files a run leaves behind: metrics.jsonl, summary.json, the final model. Writes are atomic."""
+"""Files a run leaves behind (metrics.jsonl, summary.json, the final model, figures) and the one reader
+of a finished run's files. Writes are atomic; a missing or corrupt file is a one-line error naming it."""
 
 from __future__ import annotations
 
@@ -11,10 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch is imported where it is used, so reading results (e.g. the report) stays light
     import torch
-
-GAN_GENERATOR_FILE = "gan/generator.pt"
-"""Where the GAN adversary leaves its latest generator for the evaluation (relative to the run)."""
-
 
 def _jsonable(value: Any) -> Any:
     """NaN/inf -> None (strict JSON), tensors and numpy scalars -> Python numbers."""
@@ -48,16 +45,80 @@ def write_json(path: Path, obj: Any) -> None:
     _atomic_write(Path(path), lambda handle: handle.write(text.encode()))
 
 
-def save_state_dict(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
-    """Save a model's state_dict atomically."""
-    save_torch(path, state_dict)
-
-
 def save_torch(path: Path, obj: Any) -> None:
     """`torch.save` any object (tensors, dicts of tensors and numbers) atomically."""
     import torch
 
     _atomic_write(Path(path), lambda handle: torch.save(obj, handle))
+
+
+def save_image_grid(path: Path, images: torch.Tensor, nrow: int = 8, pad_value: float = 0.0) -> None:
+    """A PNG grid of images in [0, 1] (torchvision's `save_image`), written atomically."""
+    from torchvision.utils import save_image
+
+    _atomic_write(Path(path), lambda handle: save_image(images, handle, format="png", nrow=nrow,
+                                                        pad_value=pad_value))
+
+
+def replace_folder(staging: Path, out: Path) -> None:
+    """Put the finished `staging` folder in place of `out` (renames; the old folder is removed last), so a
+    failure before this leaves `out` as it was."""
+    import shutil
+
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+    staging.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save_figure_file(path: Path, figure) -> None:
+    """A matplotlib figure as PNG, atomically; no version in the file, so the same figure gives the same bytes."""
+    _atomic_write(Path(path), lambda handle: figure.savefig(handle, format="png", metadata={"Software": None}))
+
+
+class RunFileError(ValueError):
+    """A run's file is missing or cannot be read; the message names it."""
+
+
+SUMMARY, METRICS, FINAL_MODEL = "summary.json", "metrics.jsonl", "final_model.pt"
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file, or `RunFileError` naming it when it is missing or corrupt."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunFileError(f"{path} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunFileError(f"{path} is corrupt or half-written ({error})") from None
+
+
+def read_summary(run_dir: Path) -> dict:
+    """A finished run's summary.json (`RunFileError` when RUN_DIR is not a finished run)."""
+    path = Path(run_dir) / SUMMARY
+    if not path.exists():
+        raise RunFileError(f"{path} not found: RUN_DIR must be a finished fl_privacy.run directory")
+    summary = read_json(path)
+    if not isinstance(summary, dict) or "config" not in summary:
+        raise RunFileError(f"{path} has no 'config': not a summary written by fl_privacy.run")
+    return summary
+
+
+def load_tensors(path: Path) -> Any:
+    """A torch file of tensors and plain values (`weights_only`), or `RunFileError` naming it."""
+    import torch
+
+    try:
+        return torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        raise RunFileError(f"{path} not found") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as error:
+        raise RunFileError(f"{path} cannot be read ({str(error).splitlines()[0]})") from None
 
 
 # Attack files in a run directory: what the server captured, the evaluation side channel the clients write
@@ -87,8 +148,15 @@ class MetricsLog:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """The records of a metrics.jsonl file."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The records of a metrics.jsonl file (`RunFileError` naming the file and line when one is corrupt)."""
+    records = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise RunFileError(f"{path} line {number} is corrupt ({error})") from None
+    return records
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:

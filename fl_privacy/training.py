@@ -9,7 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fl_privacy.data.datasets import ImageDataset
+from fl_privacy.config.schema import ClientSettings, ReferenceTrainingSettings, WarmupSettings
+from fl_privacy.data.images import ImageDataset
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -30,14 +31,12 @@ class TrainSettings:
     max_grad_norm: float | None = None
 
     @classmethod
-    def from_cfg(cls, cfg) -> TrainSettings:
-        """Read the fields from a config node (client or warm-up), `local_epochs` as epochs."""
-        return cls(
-            epochs=int(cfg.get("local_epochs", cfg.get("epochs", 1))),
-            batch_size=int(cfg.batch_size), lr=float(cfg.lr), optimizer=str(cfg.optimizer),
-            momentum=float(cfg.get("momentum", 0.0)), weight_decay=float(cfg.get("weight_decay", 0.0)),
-            max_grad_norm=None if cfg.get("max_grad_norm") is None else float(cfg.max_grad_norm),
-        )
+    def of(cls, recipe: ClientSettings | WarmupSettings | ReferenceTrainingSettings) -> TrainSettings:
+        """The training recipe of the clients (`local_epochs` as epochs), the warm-up or reference models."""
+        if isinstance(recipe, ClientSettings):
+            return cls(recipe.local_epochs, recipe.batch_size, recipe.lr, recipe.optimizer, recipe.momentum,
+                       recipe.weight_decay, recipe.max_grad_norm)
+        return cls(recipe.epochs, recipe.batch_size, recipe.lr, recipe.optimizer)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@
 ours orders replies by partition first, so this subclass composes each noisy release into Flower's
 own RDP accountant itself. Accounting is client-level, add-or-remove-one, without amplification by
 client sampling (an upper bound on ε; Flower's accounted mode makes the same choice). For the
-noise to match the sensitivity C/n the wrapped strategy averages clients uniformly.
+noise to match the sensitivity C/n the wrapped strategy averages clients uniformly (the reply metric
+`protocol.UNIT_WEIGHT`). It wraps from outside: the wrapped strategy knows nothing of it, and whoever
+records rounds reads `round_record`.
 """
 
 from __future__ import annotations
@@ -25,9 +27,6 @@ from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
 from strategies.fedavg_warmup import FedAvgWithWarmup
 
-# The reply metric clients send as their aggregation weight under central DP (every client counts once).
-UNIT_WEIGHT = "unit-weight"
-
 
 class AccountedServerSideClipping(DifferentialPrivacyServerSideFixedClipping):
     """Flower's server-side clipping + noise around `strategy`, reporting cumulative ε per round."""
@@ -41,8 +40,6 @@ class AccountedServerSideClipping(DifferentialPrivacyServerSideFixedClipping):
             target_delta=delta, population_size=population,
             neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
             sampling_method=SamplingMethod.NO_AMPLIFICATION))
-        strategy.outer = self
-        strategy.round_probes["central_dp"] = self.round_record
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -58,6 +55,7 @@ class AccountedServerSideClipping(DifferentialPrivacyServerSideFixedClipping):
             return float("inf")
         return float(self.ledger.get_epsilon(self.delta)) if self.ledger.num_releases else 0.0
 
-    def round_record(self, server_round: int) -> dict:
+    def round_record(self) -> dict:
+        """Central DP's state after a round: cumulative ε and its parameters."""
         return {"epsilon": self.epsilon(), "delta": self.delta, "releases": self.ledger.num_releases,
                 "noise_multiplier": self.noise_multiplier, "clipping_norm": self.clipping_norm}

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections.abc import Callable, Iterable
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg, Result, Strategy
+from flwr.serverapp.strategy import FedAvg
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 from torch import nn
 
-from fl_privacy.data.datasets import ImageDataset
-from fl_privacy.progress import RoundBar, round_progress
+from fl_privacy.data.images import ImageDataset
+from fl_privacy.protocol import (
+    ANNOUNCED_ACCURACY,
+    NUM_CLIENTS,
+    NUM_EXAMPLES,
+    PRIVACY_RECORD,
+    SERVER_ROUND,
+)
 from fl_privacy.training import TrainSettings, train
 from strategies.partition_sampling import (
     discover_partitions,
@@ -24,37 +28,28 @@ from strategies.partition_sampling import (
 
 log = logging.getLogger(__name__)
 
-RoundLogger = Callable[[dict], None]
-RoundProbe = Callable[[int], dict]
-ANNOUNCED_ACCURACY = "global-accuracy"
-# The reply record in which a DP client reports its cumulative privacy spent (not averaged: Flower's
-# FedAvg needs the same metric keys from every client, honest or private).
-PRIVACY_RECORD = "privacy"
-
 
 def aggregate_with_counts(records: list[RecordDict], weighting_key: str) -> MetricRecord:
     """Flower's weighted average of client metrics, total examples and weights, and the client count."""
     metrics = aggregate_metricrecords(records, weighting_key)
-    for key in {weighting_key, "num-examples"}:
+    for key in {weighting_key, NUM_EXAMPLES}:
         metrics[key] = sum(int(next(iter(r.metric_records.values()))[key]) for r in records)
-    metrics["num-clients"] = len(records)
+    metrics[NUM_CLIENTS] = len(records)
     return metrics
 
 
 class FedAvgWithWarmup(FedAvg):
     """FedAvg whose initial model is first trained centrally on the server's warm-up set.
 
-    Clients are sampled by partition id with `seed` and their replies aggregated in partition
-    order, so runs are reproducible. After each round (round 0 = after warm-up) the central
-    evaluation, the aggregated client metrics, each of `round_probes`' results (under its name;
-    e.g. an attack monitor) and the round's seconds go to `round_logger`. The latest central
-    accuracy is announced to clients in the train config as "global-accuracy".
+    Clients are sampled by partition id with `seed` and their replies aggregated in partition order, so
+    runs are reproducible: call `discover` once before `start`. The accuracy passed to `announce` is sent to
+    clients in the train config (`protocol.ANNOUNCED_ACCURACY`). Each round's aggregated client metrics
+    wait in `take_round_metrics` for the caller that records rounds.
     """
 
     def __init__(self, *, model_fn: Callable[[], nn.Module], num_nodes: int, seed: int,
                  warmup_data: ImageDataset | None = None, warmup: TrainSettings | None = None,
-                 round_logger: RoundLogger | None = None,
-                 round_probes: dict[str, RoundProbe] | None = None, **fedavg_kwargs) -> None:
+                 **fedavg_kwargs) -> None:
         fedavg_kwargs.setdefault("min_available_nodes", num_nodes)
         fedavg_kwargs.setdefault("min_train_nodes", 1)
         fedavg_kwargs.setdefault("min_evaluate_nodes", 0)
@@ -66,16 +61,10 @@ class FedAvgWithWarmup(FedAvg):
         self.seed = seed
         self.warmup_data = warmup_data
         self.warmup = warmup
-        self.round_logger = round_logger
-        self.round_probes = round_probes or {}
         self.announced_accuracy: float | None = None
         self.partition_of: dict[int, int] = {}
         self.client_epsilons: dict[int, float] = {}
-        # A strategy wrapper (e.g. Flower's central DP) that runs the rounds around this strategy.
-        self.outer: Strategy | None = None
         self._round_metrics: dict[str, dict] = {}
-        self._round_started = time.monotonic()
-        self._bar = RoundBar()
 
     # --- warm-up -----------------------------------------------------------------------------
     def warm_up(self, arrays: ArrayRecord) -> ArrayRecord:
@@ -90,24 +79,13 @@ class FedAvgWithWarmup(FedAvg):
                  self.warmup.epochs, stats.num_examples, stats.accuracy)
         return ArrayRecord(model.state_dict())
 
-    def start(self, grid: Grid, initial_arrays: ArrayRecord, num_rounds: int = 3,
-              timeout: float = 3600, train_config: ConfigRecord | None = None,
-              evaluate_config: ConfigRecord | None = None,
-              evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
-              ) -> Result:
-        """Learn the node -> partition map, warm up, then run Flower's round loop (through `outer`,
-        a wrapper such as central DP, when one is set), with a progress bar over the rounds in a
-        terminal (the per-round log lines otherwise)."""
-        asked = time.monotonic()
+    def discover(self, grid: Grid, timeout: float = 600.0) -> None:
+        """Learn the node -> partition map (call once before `start`; sampling and ordering use it)."""
         self.partition_of = discover_partitions(grid, self.num_nodes, timeout)
-        log.info("partition ids of %d nodes in %.1f s", len(self.partition_of), time.monotonic() - asked)
-        self._round_started = time.monotonic()
-        arrays = self.warm_up(initial_arrays)
-        recording = self._recording(evaluate_fn, num_rounds)
-        runner = self.outer.start if self.outer is not None else super().start
-        with round_progress(num_rounds) as self._bar:
-            return runner(grid, arrays, num_rounds, timeout, train_config, evaluate_config,
-                          evaluate_fn=recording)
+
+    def announce(self, accuracy: float) -> None:
+        """The central accuracy to announce to clients in the next rounds' train config."""
+        self.announced_accuracy = accuracy
 
     # --- sampling and aggregation --------------------------------------------------------------
     def _messages(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -115,7 +93,7 @@ class FedAvgWithWarmup(FedAvg):
         if fraction == 0.0:
             return []
         nodes = sample_by_partition(self.partition_of, fraction, minimum, self.seed, server_round)
-        config["server-round"] = server_round
+        config[SERVER_ROUND] = server_round
         if self.announced_accuracy is not None:
             config[ANNOUNCED_ACCURACY] = self.announced_accuracy
         record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
@@ -164,31 +142,10 @@ class FedAvgWithWarmup(FedAvg):
         self._round_metrics["evaluate"] = dict(metrics) if metrics else {}
         return metrics
 
-    # --- per-round records ---------------------------------------------------------------------
-    def _recording(self, evaluate_fn, num_rounds: int):
-        """Wrap the central evaluation so each round's record is emitted right after it."""
-
-        def evaluate_and_record(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
-            central = evaluate_fn(server_round, arrays) if evaluate_fn else None
-            record = {"round": server_round,
-                      "central": dict(central) if central else {},
-                      "train": self._round_metrics.pop("train", {}),
-                      "evaluate": self._round_metrics.pop("evaluate", {})}
-            if privacy := self.privacy_record():
-                record["privacy"] = privacy
-            for name, probe in self.round_probes.items():
-                if probed := probe(server_round):
-                    record[name] = probed
-            record["seconds"] = time.monotonic() - self._round_started
-            self._round_started = time.monotonic()
-            accuracy = record["central"].get("accuracy", math.nan)
-            if "accuracy" in record["central"]:
-                self.announced_accuracy = float(accuracy)
-            log.info("round %d/%d: central accuracy %.4f (%.1f s)", server_round, num_rounds,
-                     accuracy, record["seconds"])
-            self._bar.update(server_round, accuracy=accuracy)
-            if self.round_logger:
-                self.round_logger(record)
-            return central
-
-        return evaluate_and_record
+    def take_round_metrics(self) -> dict[str, dict]:
+        """This round's aggregated client metrics (`train`, `evaluate`) and, with DP clients, `privacy`;
+        read once per round by whoever records it."""
+        taken = {section: self._round_metrics.pop(section, {}) for section in ("train", "evaluate")}
+        if privacy := self.privacy_record():
+            taken["privacy"] = privacy
+        return taken

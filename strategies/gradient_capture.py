@@ -3,7 +3,7 @@
 For the configured rounds and partitions it saves the global weights it sent and each client's reply
 with the metadata Flower carries, one file per client: `captures/round_XXX/partition_YY.pt`.
 Aggregation stays FedAvg, so the federated run is real. FedSGD clients (`client.update_mode=fedsgd`,
-announced by the reply metric `fedsgd=1`) send the mean gradient of one batch as their arrays; the
+announced by the reply metric `protocol.FEDSGD` = 1) send the mean gradient of one batch as their arrays; the
 server averages the gradients and steps the global model by the announced lr (FedSGD, McMahan et al.
 2017). With `capture.update_mode=fedsgd` the server asks for such a FedSGD round only in the captured
 rounds (a probe inside otherwise FedAvg training).
@@ -20,7 +20,16 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 
-from fl_privacy.attacks import CapturedUpdate
+from fl_privacy.protocol import (
+    ARRAYS,
+    BATCH_SIZE,
+    FEDSGD,
+    LEARNING_RATE,
+    LOCAL_STEPS,
+    METRICS,
+    NUM_EXAMPLES,
+    UPDATE_MODE,
+)
 from fl_privacy.results import CAPTURES, round_file, save_torch
 from strategies.fedavg_warmup import FedAvgWithWarmup
 
@@ -40,33 +49,15 @@ class CaptureSchedule:
     update_mode: str | None = None
     batch_size: int | None = None
 
-    @classmethod
-    def from_cfg(cls, capture_cfg) -> CaptureSchedule:
-        partitions = capture_cfg.partitions
-        return cls(tuple(int(r) for r in capture_cfg.rounds),
-                   None if partitions is None else tuple(int(p) for p in partitions),
-                   capture_cfg.update_mode, capture_cfg.batch_size)
-
     def request(self, server_round: int) -> dict[str, str | int]:
         """Train-config entries for `server_round`: a FedSGD probe in captured rounds when configured."""
         if server_round not in self.rounds:
             return {}
-        asked = {"update-mode": self.update_mode, "batch-size": self.batch_size}
+        asked = {UPDATE_MODE: self.update_mode, BATCH_SIZE: self.batch_size}
         return {key: value for key, value in asked.items() if value is not None}
 
     def covers(self, server_round: int, partition_id: int) -> bool:
         return server_round in self.rounds and (self.partitions is None or partition_id in self.partitions)
-
-
-def load_capture(path: Path) -> tuple[CapturedUpdate, dict]:
-    """A capture file as the attack's payload and the metadata the server saw."""
-    record = torch.load(path, weights_only=True)
-    meta = record["metadata"]
-    payload = CapturedUpdate(
-        record["global_state"], tuple(meta["input_shape"]), batch_size=int(meta["batch_size"]),
-        num_examples=int(meta["num_examples"]), gradient=record.get("gradient"),
-        updated_state=record.get("updated_state"), lr=meta["lr"], local_steps=meta["local_steps"])
-    return payload, meta
 
 
 class GradientCapture(FedAvgWithWarmup):
@@ -110,8 +101,8 @@ class GradientCapture(FedAvgWithWarmup):
             for partition, reply in sorted(covered.items()):
                 self._save(server_round, partition, reply, sent)
         arrays, metrics = super().aggregate_train(server_round, replies)
-        if arrays is not None and metrics is not None and metrics.get("fedsgd", 0) > 0:
-            arrays = self._gradient_step(sent, arrays.to_torch_state_dict(), float(metrics["lr"]))
+        if arrays is not None and metrics is not None and metrics.get(FEDSGD, 0) > 0:
+            arrays = self._gradient_step(sent, arrays.to_torch_state_dict(), float(metrics[LEARNING_RATE]))
         return arrays, metrics
 
     @staticmethod
@@ -123,34 +114,34 @@ class GradientCapture(FedAvgWithWarmup):
 
     def _save(self, server_round: int, partition: int, reply: Message,
               sent: dict[str, torch.Tensor]) -> None:
-        metrics = reply.content["metrics"]
-        self._write(server_round, partition, sent, reply.content["arrays"].to_torch_state_dict(), metrics,
+        metrics = reply.content[METRICS]
+        self._write(server_round, partition, sent, reply.content[ARRAYS].to_torch_state_dict(), metrics,
                     {"node_id": int(reply.metadata.src_node_id)})
 
     def _save_aggregate(self, server_round: int, covered: dict[int, Message],
                         sent: dict[str, torch.Tensor]) -> None:
         """The secure-aggregation view: only the example-weighted mean of the covered clients' arrays
         (their sum divided by the total count, which SecAgg reveals) and the pooled metadata."""
-        metrics = [reply.content["metrics"] for reply in covered.values()]
-        counts = [int(m["num-examples"]) for m in metrics]
-        states = [reply.content["arrays"].to_torch_state_dict() for reply in covered.values()]
+        metrics = [reply.content[METRICS] for reply in covered.values()]
+        counts = [int(m[NUM_EXAMPLES]) for m in metrics]
+        states = [reply.content[ARRAYS].to_torch_state_dict() for reply in covered.values()]
         total = sum(counts)
         mean = {name: sum(count * state[name] for count, state in zip(counts, states, strict=True)) / total
                 for name in states[0]}
-        pooled = dict(metrics[0]) | {"num-examples": total,
-                                     "local_steps": max(int(m["local_steps"]) for m in metrics)}
+        pooled = dict(metrics[0]) | {NUM_EXAMPLES: total,
+                                     LOCAL_STEPS: max(int(m[LOCAL_STEPS]) for m in metrics)}
         self._write(server_round, AGGREGATE, sent, mean, pooled,
                     {"partitions": sorted(covered), "num_clients": len(covered)})
 
     def _write(self, server_round: int, partition: int, sent: dict[str, torch.Tensor],
                returned: dict[str, torch.Tensor], metrics, extra: dict) -> None:
-        fedsgd = metrics.get("fedsgd", 0) > 0
-        num_examples = int(metrics["num-examples"])
+        fedsgd = metrics.get(FEDSGD, 0) > 0
+        num_examples = int(metrics[NUM_EXAMPLES])
         meta = {"round": server_round, "partition": partition, **extra,
-                "mode": "fedsgd" if fedsgd else "fedavg", "lr": float(metrics["lr"]),
-                "local_steps": int(metrics["local_steps"]), "num_examples": num_examples,
+                "mode": "fedsgd" if fedsgd else "fedavg", "lr": float(metrics[LEARNING_RATE]),
+                "local_steps": int(metrics[LOCAL_STEPS]), "num_examples": num_examples,
                 # a FedSGD batch is the examples the gradient was taken over
-                "batch_size": num_examples if fedsgd else int(metrics["batch_size"]),
+                "batch_size": num_examples if fedsgd else int(metrics[BATCH_SIZE]),
                 "input_shape": list(self.input_shape), "num_classes": self.num_classes}
         record = {"global_state": sent, "metadata": meta,
                   ("gradient" if fedsgd else "updated_state"): returned}

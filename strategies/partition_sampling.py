@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-import numpy as np
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
-PARTITION_QUERY = "partition-id"
+from fl_privacy.protocol import PARTITION_ID, PARTITION_RECORD, QUERY
+from fl_privacy.seeding import Stream, stream_rng
 
 
 def discover_partitions(grid: Grid, num_nodes: int, timeout: float = 600.0) -> dict[int, int]:
@@ -27,14 +27,14 @@ def discover_partitions(grid: Grid, num_nodes: int, timeout: float = 600.0) -> d
             raise TimeoutError(f"only {len(node_ids)} of {num_nodes} nodes connected")
         time.sleep(0.2)
         node_ids = list(grid.get_node_ids())
-    query = RecordDict({"config": ConfigRecord({"query": PARTITION_QUERY})})
+    query = RecordDict({"config": ConfigRecord({QUERY: PARTITION_ID})})
     messages = [Message(content=query, message_type=MessageType.QUERY, dst_node_id=node)
                 for node in node_ids]
     mapping = {}
     for reply in grid.send_and_receive(messages, timeout=timeout):
         if reply.has_error():
             raise RuntimeError(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
-        mapping[reply.metadata.src_node_id] = int(reply.content["partition"][PARTITION_QUERY])
+        mapping[reply.metadata.src_node_id] = int(reply.content[PARTITION_RECORD][PARTITION_ID])
     return mapping
 
 
@@ -50,7 +50,7 @@ def sample_by_partition(partition_of: dict[int, int], fraction: float, minimum: 
     size = sample_size(len(nodes), fraction, minimum)
     if size == len(nodes):
         return nodes
-    chosen = np.random.default_rng([seed, 3, server_round]).choice(len(nodes), size, replace=False)
+    chosen = stream_rng(seed, Stream.CLIENT_SAMPLING, server_round).choice(len(nodes), size, replace=False)
     return [nodes[i] for i in sorted(chosen)]
 
 

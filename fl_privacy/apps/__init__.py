@@ -1,1 +1,3 @@
-"""Flower ServerApp and ClientApp built from an experiment config."""
+"""Flower's ServerApp and ClientApp (the Flower layer): client roles, node state, the server's round loop.
+
+They receive typed settings and the lab's hooks; they never import the lab."""

@@ -1,4 +1,8 @@
-"""The ServerApp: warm-up, FedAvg rounds, central evaluation, and the run's files."""
+"""The ServerApp: warm-up, FedAvg rounds (optionally inside central DP), central evaluation, final model.
+
+Each round's record (central evaluation, aggregated client metrics, privacy spent) goes to the `on_round`
+listener the caller passes in (the lab adds its monitors and writes metrics.jsonl).
+"""
 
 from __future__ import annotations
 
@@ -9,26 +13,34 @@ from pathlib import Path
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
-from omegaconf import DictConfig
 
-from fl_privacy.clients import model_outputs
+from fl_privacy.apps.roles import model_outputs
+from fl_privacy.config.schema import CaptureSettings, Settings
 from fl_privacy.data.federation import Federation
 from fl_privacy.models import model_factory
-from fl_privacy.results import MetricsLog, save_state_dict
+from fl_privacy.protocol import UNIT_WEIGHT
+from fl_privacy.results import FINAL_MODEL, save_torch
 from fl_privacy.training import TrainSettings, evaluate
-from strategies import STRATEGIES, CaptureSchedule
-from strategies.central_dp import UNIT_WEIGHT, AccountedServerSideClipping
-from strategies.fedavg_warmup import FedAvgWithWarmup, RoundProbe
+from strategies import STRATEGIES, AccountedServerSideClipping, CaptureSchedule, FedAvgWithWarmup
 from strategies.partition_sampling import sample_size
 
 log = logging.getLogger(__name__)
 
+# (round, record) -> None: whoever records rounds (round 0 = after warm-up)
+RoundListener = Callable[[int, dict], None]
+
+
+def capture_schedule(capture: CaptureSettings) -> CaptureSchedule:
+    """The capturing server's schedule from `strategy.capture`."""
+    return CaptureSchedule(tuple(capture.rounds), None if capture.partitions is None else tuple(capture.partitions),
+                           capture.update_mode, capture.batch_size)
+
 
 def central_evaluator(model_fn: Callable[[], torch.nn.Module], federation: Federation
-                      ) -> Callable[[int, ArrayRecord], MetricRecord]:
+                      ) -> Callable[[ArrayRecord], MetricRecord]:
     """Evaluate global weights on the central test split: loss, accuracy, per-class accuracy."""
 
-    def evaluate_global(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+    def evaluate_global(arrays: ArrayRecord) -> MetricRecord:
         model = model_fn()
         model.load_state_dict(arrays.to_torch_state_dict())
         result = evaluate(model, federation.splits.test, federation.splits.num_classes)
@@ -38,60 +50,64 @@ def central_evaluator(model_fn: Callable[[], torch.nn.Module], federation: Feder
     return evaluate_global
 
 
-def strategy_options(cfg: DictConfig, run_dir: Path, federation: Federation) -> dict:
-    """Keyword arguments `cfg.strategy.name` (and central DP's uniform weighting) need beyond
-    FedAvgWithWarmup's."""
-    options = {"weighted_by_key": UNIT_WEIGHT} if cfg.defense.central_dp.enabled else {}
-    if cfg.strategy.name == "gradient_capture":
-        return options | {"run_dir": run_dir, "schedule": CaptureSchedule.from_cfg(cfg.strategy.capture),
-                "input_shape": federation.splits.image_shape, "num_classes": federation.splits.num_classes,
-                "aggregate_view": bool(cfg.defense.secure_aggregation)}
-    return options
-
-
-def with_central_dp(strategy: FedAvgWithWarmup, cfg: DictConfig) -> AccountedServerSideClipping:
-    """Wrap `strategy` in Flower's server-side clipping + noise (`defense.central_dp`)."""
-    central = cfg.defense.central_dp
-    num_clients = cfg.simulation.num_clients
-    return AccountedServerSideClipping(
-        strategy, noise_multiplier=float(central.noise_multiplier),
-        clipping_norm=float(central.clipping_norm),
-        num_sampled_clients=sample_size(num_clients, cfg.strategy.fraction_train, strategy.min_train_nodes),
-        population=num_clients, delta=float(central.delta))
-
-
-def run_server(grid: Grid, cfg: DictConfig, federation: Federation, run_dir: Path, metrics_log: MetricsLog,
-               round_probes: dict[str, RoundProbe] | None = None) -> None:
-    """The ServerApp's work: run `cfg.strategy` on `grid`, write rounds (with `round_probes`' results,
-    e.g. attack monitors) to `metrics_log` and the final model to `run_dir`."""
+def build_strategy(settings: Settings, federation: Federation, run_dir: Path) -> FedAvgWithWarmup:
+    """`strategy.name` with the warm-up set, seeded sampling and (under central DP) uniform weights."""
     splits = federation.splits
-    model_fn = model_factory(cfg.model, splits.image_shape,
-                             model_outputs(cfg, splits.num_classes), cfg.seed)
-    strategy = STRATEGIES[cfg.strategy.name](
-        model_fn=model_fn, num_nodes=cfg.simulation.num_clients, seed=cfg.seed,
-        warmup_data=federation.warmup, warmup=TrainSettings.from_cfg(cfg.strategy.warmup),
-        round_logger=metrics_log.append, round_probes=round_probes,
-        fraction_train=cfg.strategy.fraction_train,
-        fraction_evaluate=cfg.strategy.fraction_evaluate,
-        **strategy_options(cfg, run_dir, federation),
-    )
-    if cfg.defense.central_dp.enabled:
-        with_central_dp(strategy, cfg)
-    result = strategy.start(grid=grid, initial_arrays=ArrayRecord(model_fn().state_dict()),
-                            num_rounds=cfg.strategy.num_rounds, train_config=ConfigRecord(),
-                            evaluate_fn=central_evaluator(model_fn, federation))
-    if cfg.save_model and result.arrays is not None:
-        save_state_dict(run_dir / "final_model.pt", result.arrays.to_torch_state_dict())
+    options: dict = {"weighted_by_key": UNIT_WEIGHT} if settings.defense.central_dp.enabled else {}
+    if settings.strategy.name == "gradient_capture":
+        options |= {"run_dir": run_dir, "schedule": capture_schedule(settings.strategy.capture),
+                    "input_shape": splits.image_shape, "num_classes": splits.num_classes,
+                    "aggregate_view": settings.defense.secure_aggregation}
+    return STRATEGIES[settings.strategy.name](
+        model_fn=model_factory(settings.model, splits.image_shape, model_outputs(settings, splits.num_classes),
+                               settings.seed),
+        num_nodes=settings.simulation.num_clients, seed=settings.seed, warmup_data=federation.warmup,
+        warmup=TrainSettings.of(settings.strategy.warmup), fraction_train=settings.strategy.fraction_train,
+        fraction_evaluate=settings.strategy.fraction_evaluate, **options)
 
 
-def build_server_app(cfg: DictConfig, federation: Federation, run_dir: Path,
-                     metrics_log: MetricsLog, round_probes: dict[str, RoundProbe] | None = None
+def with_central_dp(strategy: FedAvgWithWarmup, settings: Settings) -> AccountedServerSideClipping:
+    """Flower's server-side clipping + noise around `strategy` (`defense.central_dp`), from outside."""
+    central, num_clients = settings.defense.central_dp, settings.simulation.num_clients
+    return AccountedServerSideClipping(
+        strategy, noise_multiplier=central.noise_multiplier, clipping_norm=central.clipping_norm,
+        num_sampled_clients=sample_size(num_clients, settings.strategy.fraction_train, strategy.min_train_nodes),
+        population=num_clients, delta=central.delta)
+
+
+def run_server(grid: Grid, settings: Settings, federation: Federation, run_dir: Path,
+               on_round: RoundListener) -> None:
+    """The ServerApp's work: discover the nodes, warm up, run the rounds (inside central DP when enabled),
+    hand each round's record to `on_round`, and save the final model to `run_dir`."""
+    strategy = build_strategy(settings, federation, run_dir)
+    central_dp = with_central_dp(strategy, settings) if settings.defense.central_dp.enabled else None
+    evaluate_central = central_evaluator(strategy.model_fn, federation)
+
+    def evaluate_and_record(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        central = evaluate_central(arrays)
+        record = {"round": server_round, "central": dict(central), **strategy.take_round_metrics()}
+        if central_dp is not None:
+            record["central_dp"] = central_dp.round_record()
+        strategy.announce(float(central["accuracy"]))
+        on_round(server_round, record)
+        return central
+
+    strategy.discover(grid)
+    arrays = strategy.warm_up(ArrayRecord(strategy.model_fn().state_dict()))
+    runner = central_dp if central_dp is not None else strategy
+    result = runner.start(grid=grid, initial_arrays=arrays, num_rounds=settings.strategy.num_rounds,
+                          train_config=ConfigRecord(), evaluate_fn=evaluate_and_record)
+    if settings.save_model and result.arrays is not None:
+        save_torch(run_dir / FINAL_MODEL, result.arrays.to_torch_state_dict())
+
+
+def build_server_app(settings: Settings, federation: Federation, run_dir: Path, on_round: RoundListener
                      ) -> ServerApp:
-    """A ServerApp that runs `run_server` with this experiment's config."""
+    """A ServerApp that runs `run_server` with these settings."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        run_server(grid, cfg, federation, run_dir, metrics_log, round_probes)
+        run_server(grid, settings, federation, run_dir, on_round)
 
     return app

@@ -18,8 +18,8 @@ from fl_privacy.attacks.label_restoration import (
     last_linear_names,
     restore_labels,
 )
-from fl_privacy.attacks.payload import CapturedUpdate
 from fl_privacy.attacks.priors import total_variation
+from fl_privacy.attacks.views import CapturedUpdate
 
 __all__ = [
     "CapturedUpdate",

@@ -1,8 +1,8 @@
-"""Pick an attack by name and build its settings from a plain mapping (an `attack` config node)."""
+"""Pick a gradient-inversion attack by name and build its optimiser settings from `attack.gradient_inversion`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -18,12 +18,13 @@ from fl_privacy.attacks.gradient_inversion import (
     inverting_gradients,
 )
 from fl_privacy.attacks.label_restoration import restore_labels
-from fl_privacy.attacks.payload import CapturedUpdate
+from fl_privacy.attacks.views import CapturedUpdate
+from fl_privacy.config.schema import GradientInversionSettings
 
-Settings = DLGConfig | InvertingConfig
+AttackConfig = DLGConfig | InvertingConfig
 
 
-def restore_labels_only(model: nn.Module, payload: CapturedUpdate, settings: Settings) -> Reconstruction:
+def restore_labels_only(model: nn.Module, payload: CapturedUpdate, settings: AttackConfig) -> Reconstruction:
     """Label restoration alone (iDLG for one example, zero-shot counts for a batch): no images."""
     return Reconstruction(None, restore_labels(model, payload), float("nan"), ())
 
@@ -35,22 +36,20 @@ ATTACKS: dict[str, tuple[Callable[[nn.Module, CapturedUpdate, Any], Reconstructi
     "fedavg": (invert_fedavg, "weights"),
     "labels": (restore_labels_only, "any"),
 }
-OPTIMIZERS = ("lbfgs", "adam")
 FIXED_OPTIMIZER = {"dlg": "lbfgs", "inverting": "adam"}  # fedavg takes `optimizer` from the config
 
 
-def attack_settings(name: str, options: Mapping[str, Any], progress: bool = False) -> Settings:
-    """DLGConfig (L-BFGS) or InvertingConfig (Adam, cosine + TV) for attack `name` from the `attack` keys."""
-    init = DummyInit(**dict(options["init"]))
-    common = {"init": init, "bound": options["bound"], "seed": int(options["seed"]), "progress": progress,
-              "iterations": int(options["iterations"]), "lr": float(options["lr"]), "log_every": 0}
-    if FIXED_OPTIMIZER.get(name, options["optimizer"]) == "lbfgs":
-        return DLGConfig(**common, inner_iterations=int(options["inner_iterations"]),
-                         label_mode=options["label_mode"])
-    return InvertingConfig(**common, tv_weight=float(options["tv_weight"]), restarts=int(options["restarts"]))
+def attack_settings(attack: GradientInversionSettings, progress: bool = False) -> AttackConfig:
+    """DLGConfig (L-BFGS) or InvertingConfig (Adam, cosine + TV) for `attack.name`."""
+    init = DummyInit(attack.init.distribution, attack.init.center, attack.init.spread)
+    common = {"init": init, "bound": attack.bound, "seed": attack.seed, "progress": progress,
+              "iterations": attack.iterations, "lr": attack.lr, "log_every": 0}
+    if FIXED_OPTIMIZER.get(attack.name, attack.optimizer) == "lbfgs":
+        return DLGConfig(**common, inner_iterations=attack.inner_iterations, label_mode=attack.label_mode)
+    return InvertingConfig(**common, tv_weight=attack.tv_weight, restarts=attack.restarts)
 
 
-def run_attack(name: str, model: nn.Module, payload: CapturedUpdate, settings: Settings) -> Reconstruction:
+def run_attack(name: str, model: nn.Module, payload: CapturedUpdate, settings: AttackConfig) -> Reconstruction:
     """Run attack `name` on one captured update; the payload kind must fit the attack."""
     attack, needs = ATTACKS[name]
     kind = "gradient" if payload.is_gradient else "weights"

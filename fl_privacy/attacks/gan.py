@@ -12,56 +12,19 @@ its own data. It never sees the victim's data (the threat model in DESIGN.md).
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from fl_privacy.attacks.priors import total_variation
-
-FakePool = Literal["replace", "accumulate"]
-FAKE_POOLS = ("replace", "accumulate")
-
-
-class DCGANGenerator(nn.Module):
-    """DCGAN-style generator: a dense layer to (128, h/4, w/4), two transposed convs, tanh.
-
-    Outputs images in [0, 1] shaped `image_shape`; sizes that are not a multiple of 4 are
-    resized bilinearly from the next multiple of 4 (e.g. 25x25 faces from 28x28).
-    """
-
-    def __init__(self, latent_dim: int, image_shape: tuple[int, int, int]) -> None:
-        super().__init__()
-        channels, height, width = image_shape
-        self.latent_dim = latent_dim
-        self.image_shape = tuple(image_shape)
-        self.start = (math.ceil(height / 4), math.ceil(width / 4))
-        self.project = nn.Sequential(
-            nn.Linear(latent_dim, 128 * self.start[0] * self.start[1]),
-            nn.BatchNorm1d(128 * self.start[0] * self.start[1]), nn.ReLU())
-        self.upsample = nn.Sequential(
-            nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
-            nn.ConvTranspose2d(64, channels, 4, stride=2, padding=1), nn.Tanh())
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        images = self.upsample(self.project(z).view(-1, 128, *self.start))
-        if images.shape[-2:] != self.image_shape[1:]:
-            images = F.interpolate(images, size=self.image_shape[1:], mode="bilinear",
-                                   align_corners=False)
-        return (images + 1) / 2
-
-    def sample(self, count: int, seed: int) -> torch.Tensor:
-        """`count` images from latent vectors drawn with `seed` (eval mode, no gradient)."""
-        was_training = self.training
-        self.eval()
-        with torch.no_grad():
-            z = torch.randn(count, self.latent_dim, generator=torch.Generator().manual_seed(seed))
-            images = self(z)
-        self.train(was_training)
-        return images
+from fl_privacy.attacks.views import InsiderView
+from fl_privacy.config.schema import GanAttackSettings
+from fl_privacy.data.images import ImageDataset
+from fl_privacy.models import DCGANGenerator
+from fl_privacy.training import TrainSettings, TrainStats, train
 
 
 @dataclass(frozen=True)
@@ -80,6 +43,11 @@ class GeneratorTraining:
     lr: float = 2e-4
     tv_weight: float = 1.0
     diversity_weight: float = 0.0
+
+    @classmethod
+    def of(cls, gan: GanAttackSettings) -> GeneratorTraining:
+        return cls(gan.generator_steps, gan.generator_batch_size, gan.generator_lr, gan.tv_weight,
+                   gan.diversity_weight)
 
 
 def make_generator_optimizer(generator: nn.Module, lr: float) -> torch.optim.Adam:
@@ -130,10 +98,56 @@ def train_generator(generator: DCGANGenerator, optimizer: torch.optim.Optimizer,
     return float(loss.item())
 
 
-def update_fake_pool(pool: torch.Tensor | None, new: torch.Tensor, mode: FakePool,
-                     max_size: int) -> torch.Tensor:
+def update_fake_pool(pool: torch.Tensor | None, new: torch.Tensor, mode: str, max_size: int) -> torch.Tensor:
     """The images labelled fake this round: the new batch (`replace`) or all batches so far,
     keeping the newest `max_size` (`accumulate`)."""
     if mode == "replace" or pool is None:
         return new
     return torch.cat([pool, new])[-max_size:]
+
+
+def attack_is_on(settings: GanAttackSettings, server_round: int, announced_accuracy: float | None,
+                 already_started: bool) -> bool:
+    """Once started the attack continues; it starts at the first round >= `start_round` where the
+    accuracy the server announced reaches `start_accuracy` (when one is set)."""
+    if already_started:
+        return True
+    if server_round < settings.start_round:
+        return False
+    if settings.start_accuracy is None:
+        return True
+    return announced_accuracy is not None and announced_accuracy >= settings.start_accuracy
+
+
+@dataclass
+class AdversaryState:
+    """What the adversary keeps between rounds: its generator, the generator's optimizer and the fakes."""
+
+    generator: DCGANGenerator
+    optimizer: torch.optim.Optimizer
+    pool: torch.Tensor | None = None
+
+
+def _with_fakes(own: ImageDataset, fakes: torch.Tensor, fake_class: int) -> ImageDataset:
+    labels = torch.full((len(fakes),), fake_class, dtype=own.labels.dtype)
+    return ImageDataset(torch.cat([own.images, fakes]), torch.cat([own.labels, labels]))
+
+
+def attack_round(view: InsiderView, state: AdversaryState, settings: GanAttackSettings, local: TrainSettings,
+                 seeds: Sequence[int]) -> tuple[TrainStats, float]:
+    """One round of the GAN attack, one alternation per seed: train the generator against the received
+    model, label a batch of its images "fake", train the model (the local update) on own data + fakes.
+    Returns the local training's stats over all alternations and the generator's last loss."""
+    generator_training = GeneratorTraining.of(settings)
+    local = replace(local, max_grad_norm=settings.max_grad_norm)
+    steps, examples, generator_loss = 0, 0, 0.0
+    stats = TrainStats(0.0, 0.0, 0, 0)
+    for seed in seeds:
+        generator_loss = train_generator(state.generator, state.optimizer, view.model, settings.victim_class,
+                                         generator_training, seed)
+        state.pool = update_fake_pool(state.pool, state.generator.sample(settings.num_fakes, seed),
+                                      settings.fake_pool, settings.max_fakes)
+        stats = train(view.model, _with_fakes(view.own_data, state.pool, view.fake_class), local, seed=seed)
+        steps += stats.steps
+        examples = max(examples, stats.num_examples)
+    return replace(stats, num_examples=examples, steps=steps), generator_loss

@@ -29,8 +29,8 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from fl_privacy.attacks.label_restoration import last_linear_names, restore_labels
-from fl_privacy.attacks.payload import CapturedUpdate
 from fl_privacy.attacks.priors import total_variation
+from fl_privacy.attacks.views import CapturedUpdate
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fl_privacy.attacks.payload import CapturedUpdate
+from fl_privacy.attacks.views import CapturedUpdate
 
 
 def last_linear_names(model: nn.Module) -> tuple[str, str | None]:

@@ -14,20 +14,7 @@ from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
 from fl_privacy.attacks.priors import total_variation
-
-INVERSION_OPTIMIZERS = ("adam", "lbfgs")
-
-
-@dataclass(frozen=True)
-class InversionSettings:
-    """`tv_weight` and `l2_weight` weigh the image priors against the feature distance."""
-
-    iterations: int = 500
-    lr: float = 0.05
-    optimizer: str = "adam"
-    tv_weight: float = 0.05
-    l2_weight: float = 0.0
-    seed: int = 0
+from fl_privacy.config.schema import RepresentationInversionSettings
 
 
 @dataclass(frozen=True)
@@ -60,7 +47,7 @@ def feature_distance(features: torch.Tensor, reference: torch.Tensor) -> torch.T
 
 
 def invert_representation(model: nn.Module, layer: str, activation: torch.Tensor,
-                          image_shape: tuple[int, int, int], settings: InversionSettings) -> Inversion:
+                          image_shape: tuple[int, int, int], settings: RepresentationInversionSettings) -> Inversion:
     """Images whose activation at `layer` matches `activation` (one image per row).
 
     Loss per image: normalised feature distance + tv_weight * TV + l2_weight * mean(x^2); Adam or

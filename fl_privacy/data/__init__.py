@@ -1,16 +1,2 @@
-"""Data sets (offline and torchvision), train/test splits and client partitions."""
-
-from fl_privacy.data.datasets import DATASETS, DataSplits, ImageDataset, load_splits
-from fl_privacy.data.federation import Federation, build_federation
-from fl_privacy.data.partition import PARTITIONERS, partition_indices
-
-__all__ = [
-    "DATASETS",
-    "PARTITIONERS",
-    "DataSplits",
-    "Federation",
-    "ImageDataset",
-    "build_federation",
-    "load_splits",
-    "partition_indices",
-]
+"""Data: labelled image records (`images`, a leaf every layer may use), the data set loaders, client
+partitions and the federation built from one seed (lab side only: attacks never import these loaders)."""

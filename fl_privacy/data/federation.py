@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 from sklearn.model_selection import train_test_split
 
-from fl_privacy.data.datasets import DataSplits, ImageDataset, load_splits
+from fl_privacy.config.schema import Settings
+from fl_privacy.data.datasets import load_splits
+from fl_privacy.data.images import DataSplits, ImageDataset
 from fl_privacy.data.partition import partition_indices
-from fl_privacy.seeding import HOLDOUT, derive_seed
+from fl_privacy.seeding import Stream, derive_seed, stream_rng
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Federation:
 
     Index arrays point into `splits.train`. Warm-up, client and held-out data are disjoint; classes in
     `data.exclude_classes` are in none of them (they stay in the test split). `holdout_indices` is the
-    share `mia.holdout_fraction` kept out of every client for the membership-inference auditor (empty
+    share `data.holdout_fraction` kept out of every client for the membership-inference auditor (empty
     by default).
     """
 
@@ -43,14 +43,9 @@ class Federation:
 
 def _draw_warmup(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split indices into (warm-up, pool): `fraction` of the examples drawn at random with the seed."""
-    order = np.random.default_rng([seed, 2]).permutation(len(labels))
+    order = stream_rng(seed, Stream.WARMUP).permutation(len(labels))
     cut = int(round(fraction * len(labels)))
     return np.sort(order[:cut]), np.sort(order[cut:])
-
-
-def holdout_fraction(cfg: DictConfig) -> float:
-    """`mia.holdout_fraction`, or 0 when the run has no membership-inference audit."""
-    return float(OmegaConf.select(cfg, "mia.holdout_fraction", default=0.0) or 0.0)
 
 
 def _draw_holdout(pool: np.ndarray, labels: np.ndarray, fraction: float, seed: int
@@ -59,30 +54,27 @@ def _draw_holdout(pool: np.ndarray, labels: np.ndarray, fraction: float, seed: i
     if fraction == 0:
         return pool, pool[:0]
     kept, held = train_test_split(pool, test_size=fraction, stratify=labels[pool],
-                                  random_state=derive_seed(seed, HOLDOUT))
+                                  random_state=derive_seed(seed, Stream.HOLDOUT))
     return np.sort(kept), np.sort(held)
 
 
-def build_federation(cfg: DictConfig) -> Federation:
+def build_federation(settings: Settings) -> Federation:
     """Load the data and split it between the server's warm-up set, the clients and the auditor's holdout."""
-    splits = load_splits(cfg.data, cfg.seed)
+    splits = load_splits(settings.data, settings.seed)
     labels = splits.train.labels.numpy()
-    allowed = np.flatnonzero(~np.isin(labels, list(cfg.data.exclude_classes)))
-    warmup_pos, pool_pos = _draw_warmup(labels[allowed], cfg.strategy.warmup.fraction, cfg.seed)
-    pool, holdout = _draw_holdout(allowed[pool_pos], labels, holdout_fraction(cfg), cfg.seed)
-    parts = partition_indices(labels[pool], cfg.simulation.num_clients, cfg.partition, cfg.seed)
+    allowed = np.flatnonzero(~np.isin(labels, list(settings.data.exclude_classes)))
+    warmup_pos, pool_pos = _draw_warmup(labels[allowed], settings.strategy.warmup.fraction, settings.seed)
+    pool, holdout = _draw_holdout(allowed[pool_pos], labels, settings.data.holdout_fraction, settings.seed)
+    parts = partition_indices(labels[pool], settings.simulation.num_clients, settings.partition, settings.seed)
     return Federation(splits, allowed[warmup_pos], [pool[p] for p in parts], holdout)
 
 
 @functools.lru_cache(maxsize=2)
-def _cached(cfg_json: str) -> Federation:
-    return build_federation(OmegaConf.create(json.loads(cfg_json)))
+def _cached(key: str) -> Federation:
+    return build_federation(Settings.model_validate_json(key))
 
 
-def cached_federation(cfg: DictConfig) -> Federation:
-    """`build_federation`, memoised per process: client actors reuse it across rounds."""
-    keys = ("seed", "data", "partition", "simulation", "strategy")
-    subset = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig)
-              else cfg[k] for k in keys}
-    subset["mia"] = {"holdout_fraction": holdout_fraction(cfg)}
-    return _cached(json.dumps(subset, sort_keys=True))
+def cached_federation(settings: Settings) -> Federation:
+    """`build_federation`, memoised per process on the keys that decide it: client actors reuse it."""
+    decisive = settings.model_dump(include={"seed", "data", "partition", "strategy", "simulation"})
+    return _cached(Settings.model_validate(decisive).model_dump_json())

@@ -10,19 +10,14 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fl_privacy.config.schema import PartitionSettings
 from fl_privacy.errors import ConfigError
+from fl_privacy.seeding import Stream, stream_rng
 
 
-def _one_class(labels: np.ndarray, num_clients: int, cfg, rng: np.random.Generator) -> list:
+def _one_class(labels: np.ndarray, num_clients: int, partition: PartitionSettings, rng: np.random.Generator) -> list:
     """Client i holds class i; with more clients than classes, classes are split evenly."""
     classes = np.unique(labels)
-    if num_clients > len(classes) and not cfg.get("split_classes", True):
-        raise ConfigError(
-            "simulation.num_clients", num_clients,
-            f"partition=one_class without split_classes needs one class per client, but the "
-            f"training data has {len(classes)} classes; set partition.split_classes=true or "
-            f"use at most {len(classes)} clients",
-        )
     owners: dict[int, list[int]] = {}
     for client in range(num_clients):
         owners.setdefault(int(classes[client % len(classes)]), []).append(client)
@@ -40,14 +35,14 @@ def _one_class(labels: np.ndarray, num_clients: int, cfg, rng: np.random.Generat
     return parts
 
 
-def _dirichlet(labels: np.ndarray, num_clients: int, cfg, rng: np.random.Generator) -> list:
+def _dirichlet(labels: np.ndarray, num_clients: int, partition: PartitionSettings, rng: np.random.Generator) -> list:
     """Each class is shared among clients in proportions drawn from Dirichlet(alpha)."""
-    min_size = int(cfg.get("min_size", 1))
+    min_size = partition.min_size
     for _ in range(1000):
         parts: list[list[int]] = [[] for _ in range(num_clients)]
         for cls in np.unique(labels):
             members = rng.permutation(np.flatnonzero(labels == cls))
-            shares = rng.dirichlet(np.full(num_clients, float(cfg.alpha)))
+            shares = rng.dirichlet(np.full(num_clients, float(partition.alpha)))
             cuts = (np.cumsum(shares)[:-1] * len(members)).astype(int)
             for client, chunk in enumerate(np.split(members, cuts)):
                 parts[client].extend(chunk.tolist())
@@ -55,12 +50,12 @@ def _dirichlet(labels: np.ndarray, num_clients: int, cfg, rng: np.random.Generat
             return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
     raise ConfigError(
         "partition.min_size", min_size,
-        f"1000 Dirichlet(alpha={cfg.alpha}) draws all left a client with fewer examples; "
+        f"1000 Dirichlet(alpha={partition.alpha}) draws all left a client with fewer examples; "
         "lower partition.min_size, raise partition.alpha or use fewer clients",
     )
 
 
-def _iid(labels: np.ndarray, num_clients: int, cfg, rng: np.random.Generator) -> list:
+def _iid(labels: np.ndarray, num_clients: int, partition: PartitionSettings, rng: np.random.Generator) -> list:
     """Shuffle and deal evenly."""
     order = rng.permutation(len(labels))
     return [np.sort(chunk) for chunk in np.array_split(order, num_clients)]
@@ -69,11 +64,12 @@ def _iid(labels: np.ndarray, num_clients: int, cfg, rng: np.random.Generator) ->
 PARTITIONERS: dict[str, Callable] = {"one_class": _one_class, "dirichlet": _dirichlet, "iid": _iid}
 
 
-def partition_indices(labels: np.ndarray, num_clients: int, cfg, seed: int) -> list[np.ndarray]:
+def partition_indices(labels: np.ndarray, num_clients: int, partition: PartitionSettings, seed: int
+                      ) -> list[np.ndarray]:
     """Indices into `labels` for each client, deterministic for a seed."""
-    rng = np.random.default_rng([seed, 1])
-    parts = PARTITIONERS[cfg.name](np.asarray(labels), num_clients, cfg, rng)
-    if cfg.name != "one_class" and min(len(p) for p in parts) == 0:
+    rng = stream_rng(seed, Stream.PARTITION)
+    parts = PARTITIONERS[partition.name](np.asarray(labels), num_clients, partition, rng)
+    if partition.name != "one_class" and min(len(p) for p in parts) == 0:
         raise ConfigError("simulation.num_clients", num_clients,
-                          f"partition={cfg.name} leaves a client with no data; use fewer clients")
+                          f"partition={partition.name} leaves a client with no data; use fewer clients")
     return parts

@@ -27,8 +27,10 @@ from opacus.validators import ModuleValidator
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from fl_privacy.data.datasets import ImageDataset
+from fl_privacy.config.schema import LocalDpSettings
+from fl_privacy.data.images import ImageDataset
 from fl_privacy.defenses.noise_schedules import NoiseSchedule
+from fl_privacy.seeding import Stream, derive_seed
 from fl_privacy.training import StepHook, TrainSettings, TrainStats, fit_batches, make_optimizer
 
 CLIP_RULES = ("geometric", "linear")
@@ -66,17 +68,15 @@ class DpSettings:
     adaptive_clipping: AdaptiveClipping | None = None
 
     @classmethod
-    def from_cfg(cls, dp_cfg) -> DpSettings:
-        adaptive = dp_cfg.adaptive_clipping
+    def of(cls, dp: LocalDpSettings) -> DpSettings:
+        adaptive = dp.adaptive_clipping
         return cls(
-            noise_multiplier=float(dp_cfg.noise_multiplier), max_grad_norm=float(dp_cfg.max_grad_norm),
-            delta=float(dp_cfg.delta),
-            target_epsilon=None if dp_cfg.target_epsilon is None else float(dp_cfg.target_epsilon),
-            schedule=NoiseSchedule(str(dp_cfg.noise_decay.schedule), float(dp_cfg.noise_decay.rate)),
+            noise_multiplier=dp.noise_multiplier, max_grad_norm=dp.max_grad_norm, delta=dp.delta,
+            target_epsilon=dp.target_epsilon,
+            schedule=NoiseSchedule(dp.noise_decay.schedule, dp.noise_decay.rate),
             adaptive_clipping=AdaptiveClipping(
-                float(adaptive.target_quantile), float(adaptive.learning_rate), str(adaptive.rule),
-                float(adaptive.count_noise), float(adaptive.min_norm), float(adaptive.max_norm),
-            ) if adaptive.enabled else None,
+                adaptive.target_quantile, adaptive.learning_rate, adaptive.rule, adaptive.count_noise,
+                adaptive.min_norm, adaptive.max_norm) if adaptive.enabled else None,
         )
 
 
@@ -100,9 +100,14 @@ class PrivacyLedger:
             return 0.0
         if any(sigma == 0 for sigma, _, _ in self.history):
             return math.inf
-        accountant = RDPAccountant()
-        accountant.history = list(self.history)
-        return float(accountant.get_epsilon(delta))
+        return float(resumed_accountant(self.history).get_epsilon(delta))
+
+
+def resumed_accountant(history: list[tuple[float, float, int]]) -> RDPAccountant:
+    """An Opacus RDP accountant that continues `history` (loaded through its public state dict)."""
+    accountant = RDPAccountant()
+    accountant.load_state_dict({"history": list(history), "mechanism": accountant.mechanism()})
+    return accountant
 
 
 def sample_rate(num_examples: int, batch_size: int) -> float:
@@ -180,17 +185,16 @@ def _open_ledger(ledger: PrivacyLedger, dp: DpSettings, initial_sigma: float) ->
     ledger.clip_bound = dp.max_grad_norm
 
 
-def _resumed_accountant(optimizer: DPOptimizer, ledger: PrivacyLedger, rate: float) -> RDPAccountant:
+def _attached_accountant(optimizer: DPOptimizer, ledger: PrivacyLedger, rate: float) -> RDPAccountant:
     """An RDP accountant that continues the ledger's history and accounts every step of `optimizer`."""
-    accountant = RDPAccountant()
-    accountant.history = list(ledger.history)
+    accountant = resumed_accountant(ledger.history)
     optimizer.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=rate))
     return accountant
 
 
 def _record(ledger: PrivacyLedger, accountant: RDPAccountant, optimizer: DPOptimizer) -> None:
     """Keep this round's steps and the clipping bound (adaptive clipping moves it) in the ledger."""
-    ledger.history = [tuple(entry) for entry in accountant.history]
+    ledger.history = [tuple(entry) for entry in accountant.state_dict()["history"]]
     ledger.clip_bound = float(optimizer.max_grad_norm)
 
 
@@ -215,8 +219,8 @@ def private_train(model: nn.Module, data: ImageDataset, settings: TrainSettings,
     wrapped = GradSampleModule(model)
     optimizer = _dp_optimizer(make_optimizer(wrapped.parameters(), settings), dp, ledger.sigma,
                               ledger.clip_bound, max(1, round(len(data) * rate)),
-                              torch.Generator().manual_seed(seed + 1))
-    accountant = _resumed_accountant(optimizer, ledger, rate)
+                              torch.Generator().manual_seed(derive_seed(seed, Stream.DP_NOISE)))
+    accountant = _attached_accountant(optimizer, ledger, rate)
     loader = DPDataLoader(TensorDataset(data.images, data.labels), sample_rate=rate,
                           generator=torch.Generator().manual_seed(seed))
 
@@ -230,7 +234,7 @@ def private_train(model: nn.Module, data: ImageDataset, settings: TrainSettings,
             stats = fit_batches(wrapped, optimizer, _poisson_batches(loader, settings.epochs),
                                 before_step=set_step_sigma, after_step=after_step)
     finally:
-        wrapped._close()
+        wrapped.to_standard_module()
     _record(ledger, accountant, optimizer)
     return replace(stats, num_examples=len(data))  # the data set size, not the Poisson draws
 
@@ -248,8 +252,9 @@ def private_gradient(model: nn.Module, data: ImageDataset, dp: DpSettings, ledge
     torch.manual_seed(seed)
     wrapped = GradSampleModule(model)
     optimizer = _dp_optimizer(torch.optim.SGD(wrapped.parameters(), lr=0.0), dp, ledger.sigma,
-                              ledger.clip_bound, len(data), torch.Generator().manual_seed(seed + 1))
-    accountant = _resumed_accountant(optimizer, ledger, 1.0)
+                              ledger.clip_bound, len(data),
+                              torch.Generator().manual_seed(derive_seed(seed, Stream.DP_NOISE)))
+    accountant = _attached_accountant(optimizer, ledger, 1.0)
     try:
         wrapped.train()
         logits = wrapped(data.images)
@@ -260,7 +265,7 @@ def private_gradient(model: nn.Module, data: ImageDataset, dp: DpSettings, ledge
         optimizer.pre_step()
         gradient = {name: parameter.grad.detach().clone() for name, parameter in model.named_parameters()}
     finally:
-        wrapped._close()
+        wrapped.to_standard_module()
     ledger.sigma = dp.schedule.next(ledger.sigma, ledger.initial_sigma)
     _record(ledger, accountant, optimizer)
     accuracy = (logits.argmax(1) == data.labels).double().mean().item()

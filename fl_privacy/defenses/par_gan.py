@@ -24,10 +24,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fl_privacy.attacks.gan import DCGANGenerator, make_generator_optimizer
-from fl_privacy.models import SeedCNN
+from fl_privacy.models import DCGANGenerator, SeedCNN
+from fl_privacy.seeding import Stream, derive_seed
 
 log = logging.getLogger(__name__)
+
+# sub-streams of Stream.PAR_GAN inside one training run
+PARTITION_BATCHES, LATENT_NOISE = 101, 102
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,8 @@ def discriminator_step(discriminator: nn.Module, optimizer: torch.optim.Optimize
 
 
 def _adam(module: nn.Module, lr: float) -> torch.optim.Adam:
-    return make_generator_optimizer(module, lr)  # DCGAN's Adam(betas=(0.5, 0.999)) for both players
+    """DCGAN's Adam(betas=(0.5, 0.999)), for both players."""
+    return torch.optim.Adam(module.parameters(), lr=lr, betas=(0.5, 0.999))
 
 
 def train_par_gan(records: torch.Tensor, settings: ParGanSettings, seed: int,
@@ -124,9 +128,10 @@ def train_par_gan(records: torch.Tensor, settings: ParGanSettings, seed: int,
     optimizers = [_adam(d, settings.discriminator_lr) for d in discriminators]
     # a discriminator's real data: its own partition, nothing else
     own_data = [records[torch.as_tensor(part, device=device)] for part in partitions]
-    streams = [_batches(len(part), settings.partition_batch, torch.Generator().manual_seed(seed * 1000 + i))
+    streams = [_batches(len(part), settings.partition_batch,
+                        torch.Generator().manual_seed(derive_seed(seed, Stream.PAR_GAN, PARTITION_BATCHES, i)))
                for i, part in enumerate(partitions, start=1)]
-    noise = torch.Generator().manual_seed(seed * 1000)
+    noise = torch.Generator().manual_seed(derive_seed(seed, Stream.PAR_GAN, LATENT_NOISE))
     share = settings.partition_batch
     generator.train()
     for discriminator in discriminators:

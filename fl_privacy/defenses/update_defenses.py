@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from fl_privacy.config.schema import SuppressSettings
+
 
 def prune_smallest(tensor: torch.Tensor, fraction: float) -> torch.Tensor:
     """A copy of `tensor` with its `fraction` smallest-magnitude entries set to 0."""
@@ -47,9 +49,9 @@ class SuppressSchedule:
     layers: tuple[str, ...] = ()
 
     @classmethod
-    def from_cfg(cls, cfg) -> SuppressSchedule:
-        return cls(int(cfg.start_round), int(cfg.rounds), float(cfg.start_sparsity),
-                   float(cfg.end_sparsity), tuple(cfg.layers or ()))
+    def of(cls, suppress: SuppressSettings) -> SuppressSchedule:
+        return cls(suppress.start_round, suppress.rounds, suppress.start_sparsity, suppress.end_sparsity,
+                   tuple(suppress.layers))
 
     def sparsity(self, server_round: int) -> float:
         """s_t for round t: s_start before t₀, the cubic ramp in between, s_end after t₀ + T."""

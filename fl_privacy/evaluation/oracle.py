@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +22,9 @@ from scipy.spatial.distance import pdist
 from sklearn.decomposition import PCA
 from torch import nn
 
-from fl_privacy.data.datasets import DataSplits, ImageDataset
-from fl_privacy.results import save_state_dict
+from fl_privacy.config.schema import OracleSettings
+from fl_privacy.data.images import DataSplits, ImageDataset
+from fl_privacy.results import save_torch
 from fl_privacy.training import TrainSettings, evaluate, train
 
 log = logging.getLogger(__name__)
@@ -72,22 +73,6 @@ class OracleCNN(nn.Module):
         return self.head(self.body(x))
 
 
-@dataclass(frozen=True)
-class OracleSettings:
-    """`oracle` in the config: its training and the feature space's dimension."""
-
-    epochs: int
-    batch_size: int
-    lr: float
-    components: int
-    cache_dir: str
-
-    @classmethod
-    def from_cfg(cls, cfg) -> OracleSettings:
-        return cls(int(cfg.epochs), int(cfg.batch_size), float(cfg.lr), int(cfg.components),
-                   str(cfg.cache_dir))
-
-
 @dataclass
 class Oracle:
     """A trained oracle, what it was trained on, and its accuracy on data it never saw."""
@@ -124,7 +109,8 @@ def _cache_path(splits: DataSplits, settings: OracleSettings, seed: int) -> Path
     digest = hashlib.sha256()
     digest.update(data.images.numpy().tobytes())
     digest.update(data.labels.numpy().tobytes())
-    digest.update(json.dumps({**asdict(settings), "cache_dir": None, "version": ORACLE_VERSION},
+    digest.update(json.dumps({**settings.model_dump(include={"epochs", "batch_size", "lr", "components"}),
+                            "cache_dir": None, "version": ORACLE_VERSION},
                              sort_keys=True).encode())
     folder = Path(settings.cache_dir).expanduser()
     return folder / f"oracle_{splits.name}_seed{seed}_{digest.hexdigest()[:16]}.pt"
@@ -142,7 +128,7 @@ def load_or_train_oracle(splits: DataSplits, settings: OracleSettings, seed: int
     else:
         train(model, _with_noise_class(oracle_training_data(splits), splits.num_classes, seed),
               TrainSettings(settings.epochs, settings.batch_size, settings.lr, "adam"), seed=seed)
-        save_state_dict(path, model.state_dict())
+        save_torch(path, model.state_dict())
         log.info("oracle: trained on %d held-out examples and as many noise images, cached at %s",
                  len(oracle_training_data(splits)), path)
     accuracy = evaluate(model, splits.train, splits.num_classes + 1).accuracy

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +9,8 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from skimage.metrics import structural_similarity
-from torchvision.utils import make_grid, save_image
+
+from fl_privacy.results import save_image_grid
 
 
 def _pair(reconstruction: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,19 +93,8 @@ def score_reconstruction(reconstruction: torch.Tensor, truth: torch.Tensor,
 
 def save_comparison_grid(truth: torch.Tensor, reconstruction: torch.Tensor, path: str | Path,
                          pairs_per_row: int = 8) -> Path:
-    """Write a PNG of (truth | reconstruction) pairs side by side, atomically (temp file, then rename)."""
+    """Write a PNG of (truth | reconstruction) pairs side by side, atomically."""
     _pair(reconstruction, truth)
     pairs = torch.stack([truth.detach().cpu(), reconstruction.detach().cpu()], dim=1).flatten(0, 1)
-    grid = make_grid(pairs.float().clamp(0, 1), nrow=2 * min(pairs_per_row, len(truth)), padding=2,
-                     pad_value=1.0)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(handle)
-    try:
-        save_image(grid, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    save_image_grid(Path(path), pairs.float().clamp(0, 1), nrow=2 * min(pairs_per_row, len(truth)), pad_value=1.0)
+    return Path(path)

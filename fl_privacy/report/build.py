@@ -24,6 +24,7 @@ from fl_privacy.report.jobs import (
     varying_overrides,
 )
 from fl_privacy.report.page import csv_text, html_page, table_rows
+from fl_privacy.results import replace_folder
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +47,6 @@ class Report:
     @property
     def csv(self) -> Path:
         return self.out / "jobs.csv"
-
-
-def _swap_in(staging: Path, out: Path) -> None:
-    """Replace `out` by the finished `staging` folder (rename; the old folder is removed afterwards)."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-    staging.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def build_report(root: Path, out: Path | None = None, metric: str | None = None,
@@ -104,7 +93,7 @@ def build_report(root: Path, out: Path | None = None, metric: str | None = None,
         page = html_page(f"fl-privacy report: {root.name}", jobs, shown, rows, plots, notes)
         (staging / "report.html").write_text(page)
         staging.chmod(0o755)
-        _swap_in(staging, out)
+        replace_folder(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -9,14 +9,14 @@ report's own folder is never read as a job.
 from __future__ import annotations
 
 import fnmatch
-import json
+import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from fl_privacy.results import read_metrics
+from fl_privacy.results import read_json, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def read_job(name: str, path: Path, expected: dict[str, str] | None = None) -> J
     records = read_metrics(path / "metrics.jsonl") if (path / "metrics.jsonl").exists() else []
     summary_file = path / "summary.json"
     if summary_file.exists():
-        status, values = "ok", summary_values(json.loads(summary_file.read_text()))
+        status, values = "ok", summary_values(read_json(summary_file))
     else:
         status, values = "failed", {}
         if records:  # how far it got
@@ -113,8 +113,10 @@ def read_job(name: str, path: Path, expected: dict[str, str] | None = None) -> J
 
 
 def expected_jobs(multirun_yaml: Path) -> list[dict[str, str]]:
-    """The overrides of every job Hydra's basic sweeper makes from `multirun.yaml`, in job order."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    """The overrides of every job Hydra's basic sweeper makes from `multirun.yaml`, in job order.
+
+    Hydra exposes the sweeper's expansion only in its private API, so it is done here with the public
+    override parser: per key the last override wins, and the jobs are the product in key order."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     cfg = OmegaConf.load(multirun_yaml)
@@ -122,9 +124,13 @@ def expected_jobs(multirun_yaml: Path) -> list[dict[str, str]]:
     task = list(OmegaConf.select(cfg, "hydra.overrides.task", default=[]) or [])
     # As Hydra's basic sweeper: the preset's sweeper.params first, the command line's overrides win.
     sweep = [f"{key}={value}" for key, value in params.items()] + task
-    parsed = OverridesParser.create().parse_overrides(sweep)
-    batches = BasicSweeper.split_arguments(parsed, None)
-    return [parse_overrides(job) for batch in batches for job in batch]
+    choices: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(sweep):
+        key = override.get_key_element()
+        values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
+                  else [override.get_value_element_as_str()])
+        choices[key] = [f"{key}={value}" for value in values]
+    return [parse_overrides(list(job)) for job in itertools.product(*choices.values())]
 
 
 def find_jobs(root: Path) -> list[Job]:

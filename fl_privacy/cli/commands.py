@@ -1,0 +1,125 @@
+"""The `fl-privacy` commands, one argument convention for all (see `fl_privacy.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from fl_privacy.config import Settings, settings_from_dict
+from fl_privacy.errors import ConfigError, DataNotFoundError
+from fl_privacy.results import RunFileError, read_summary
+
+log = logging.getLogger("fl_privacy.cli")
+
+
+def run_settings(run_dir: Path, node: str, overrides: Sequence[str]) -> Settings:
+    """The settings a finished run recorded, with `NODE.KEY=VALUE` overrides, validated like a new run."""
+    for override in overrides:
+        if not override.startswith(f"{node}.") or "=" not in override:
+            raise ConfigError(override.split("=", 1)[0], override, f"overrides look like {node}.KEY=VALUE")
+    config = OmegaConf.merge(read_summary(run_dir)["config"], OmegaConf.from_dotlist(list(overrides)))
+    values = OmegaConf.to_container(config, resolve=True)
+    assert isinstance(values, dict)
+    return settings_from_dict(values)
+
+
+def _attack(run_dir: Path, settings: Settings) -> None:
+    from fl_privacy.lab.inversion_pipeline import invert_and_score
+
+    log.info("scores: %s", json.dumps(invert_and_score(run_dir, settings)))
+
+
+def _audit(run_dir: Path, settings: Settings) -> None:
+    from fl_privacy.lab.audit_pipeline import audit_run
+
+    result = audit_run(run_dir, settings)
+    log.info("membership AUC: %s", json.dumps({name: round(m["auc"], 4) for name, m in result["attacks"].items()}))
+
+
+def _invert(run_dir: Path, settings: Settings) -> None:
+    from fl_privacy.lab.preflight import check_representation_layers
+    from fl_privacy.lab.representation_pipeline import run_representation_inversion
+
+    check_representation_layers(settings)
+    log.info("%s", json.dumps(run_representation_inversion(run_dir, settings)["layers"]))
+
+
+# command -> (help, the attacker node its overrides address, what it does)
+RUN_COMMANDS: dict[str, tuple[str, str, Callable[[Path, Settings], None]]] = {
+    "attack": ("gradient inversion of a run's captures, then scoring", "attack.gradient_inversion", _attack),
+    "audit": ("membership-inference audit of a run", "attack.membership", _audit),
+    "invert": ("inversion of the final model's representations", "attack.representation_inversion", _invert),
+}
+
+
+def _report(args: argparse.Namespace) -> None:
+    from fl_privacy.report.build import build_report
+
+    log.info("open %s", build_report(args.path, args.out, args.metric, args.color).html)
+
+
+def _attack_table(args: argparse.Namespace) -> None:
+    from fl_privacy.report.tables import attack_table
+
+    print(attack_table(args.path, args.by, args.per_round))
+
+
+def _membership_table(args: argparse.Namespace) -> None:
+    from fl_privacy.report.tables import membership_table
+
+    print(membership_table(args.path, args.by))
+
+
+def parser() -> argparse.ArgumentParser:
+    """The `fl-privacy` argument parser (`run` is handed to Hydra before parsing)."""
+    top = argparse.ArgumentParser(prog="fl-privacy", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="an experiment: fl-privacy run +experiment=NAME KEY=VALUE ...")
+    for name, (description, node, _) in RUN_COMMANDS.items():
+        command = commands.add_parser(name, help=description)
+        command.add_argument("path", type=Path, help="a finished run directory")
+        command.add_argument("overrides", nargs="*", help=f"{node}.KEY=VALUE")
+    report = commands.add_parser("report", help="tables and plots of a run or multirun directory")
+    report.add_argument("path", type=Path, help="a run or multirun directory (multirun/DATE/TIME)")
+    report.add_argument("--out", type=Path, default=None, help="output folder (default PATH/report)")
+    report.add_argument("--metric", default=None, help="attack-success column of the frontier plot")
+    report.add_argument("--color", default=None, help="column that colours the frontier")
+    for name, per_round in (("attack-table", True), ("membership-table", False)):
+        table = commands.add_parser(name, help=f"a Markdown {name.replace('-', ' ')} over finished runs")
+        table.add_argument("path", type=Path, help="a run or multirun directory")
+        table.add_argument("--by", nargs="*", default=[], help="config keys that label the rows")
+        if per_round:
+            table.add_argument("--per-round", action="store_true", help="one row per capture round")
+    return top
+
+
+TABLE_COMMANDS = {"report": _report, "attack-table": _attack_table, "membership-table": _membership_table}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch a command; bad settings or an unreadable run file end with one line and exit code 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        from fl_privacy import run
+
+        sys.argv = ["fl-privacy run", *argv[1:]]
+        run.main()
+        return 0
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(name)s][%(levelname)s] - %(message)s")
+    try:
+        if args.command in RUN_COMMANDS:
+            _, node, execute = RUN_COMMANDS[args.command]
+            execute(args.path, run_settings(args.path, node, args.overrides))
+        else:
+            TABLE_COMMANDS[args.command](args)
+    except (ConfigError, RunFileError, DataNotFoundError) as error:
+        log.error("%s", error)
+        return 2
+    return 0

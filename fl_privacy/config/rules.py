@@ -1,0 +1,151 @@
+"""Rules that tie several keys together; each raises `ConfigError` naming the key to change."""
+
+from __future__ import annotations
+
+from fl_privacy.config.schema import Settings
+from fl_privacy.errors import ConfigError
+
+
+def roles_in_use(settings: Settings) -> set[str]:
+    """Every client role some partition plays."""
+    return {settings.client.role, *settings.client.roles.values()}
+
+
+def any_fedsgd(settings: Settings) -> bool:
+    """Whether any round asks clients for FedSGD gradients instead of weights."""
+    return "fedsgd" in (settings.client.update_mode, settings.strategy.capture.update_mode)
+
+
+def _partition_ids(key: str, values, num_clients: int) -> None:
+    bad = [value for value in values if value >= num_clients]
+    if bad:
+        raise ConfigError(key, list(values), f"entries must be partition ids 0..{num_clients - 1} "
+                          f"(simulation.num_clients={num_clients})")
+
+
+def _check_roles(settings: Settings) -> None:
+    roles, num_clients = settings.client.roles, settings.simulation.num_clients
+    if len(roles) > num_clients:
+        raise ConfigError("client.roles", dict(roles),
+                          f"assigns {len(roles)} roles but simulation.num_clients={num_clients}")
+    for partition, role in roles.items():
+        if not 0 <= partition < num_clients:
+            raise ConfigError(f"client.roles.{partition}", role, f"keys are partition ids 0..{num_clients - 1} "
+                              f"(simulation.num_clients={num_clients})")
+
+
+def _check_capture(settings: Settings) -> None:
+    capturing = settings.strategy.name == "gradient_capture"
+    if settings.client.update_mode == "fedsgd" and not capturing:
+        raise ConfigError("client.update_mode", "fedsgd", "FedSGD clients send gradients, which only "
+                          "strategy=gradient_capture applies; use client.update_mode=fedavg or that strategy")
+    if not capturing:
+        return
+    capture = settings.strategy.capture
+    late = [r for r in capture.rounds if r > settings.strategy.num_rounds]
+    if late:
+        raise ConfigError("strategy.capture.rounds", list(capture.rounds),
+                          f"entries must be rounds 1..{settings.strategy.num_rounds} (strategy.num_rounds)")
+    if capture.partitions is not None:
+        _partition_ids("strategy.capture.partitions", capture.partitions, settings.simulation.num_clients)
+
+
+def _captures(settings: Settings, partition: int) -> bool:
+    partitions = settings.strategy.capture.partitions
+    return settings.strategy.name == "gradient_capture" and (partitions is None or partition in partitions)
+
+
+def check_gradient_inversion(settings: Settings) -> None:
+    """The server attacker's keys (also checked by the attack command)."""
+    attack = settings.attack.gradient_inversion
+    if attack.label_mode == "optimise" and attack.name != "dlg":
+        raise ConfigError("attack.gradient_inversion.label_mode", "optimise",
+                          "soft labels are optimised by attack.gradient_inversion.name=dlg only")
+    if attack.after_run and settings.strategy.name != "gradient_capture":
+        raise ConfigError("attack.gradient_inversion.after_run", True,
+                          "needs strategy=gradient_capture (nothing else captures updates)")
+
+
+def check_membership(settings: Settings) -> None:
+    """The membership auditor's keys (also checked by the audit command)."""
+    mia, num_clients = settings.attack.membership, settings.simulation.num_clients
+    if (mia.target == "client" or mia.target_model == "client") and mia.target_partition >= num_clients:
+        raise ConfigError("attack.membership.target_partition", mia.target_partition,
+                          f"must be a partition id 0..{num_clients - 1} (simulation.num_clients={num_clients})")
+    if mia.target_model == "client":
+        if mia.target != "client":
+            raise ConfigError("attack.membership.target_model", "client",
+                              "attacks one client's model: needs attack.membership.target=client")
+        if not _captures(settings, mia.target_partition):
+            raise ConfigError("attack.membership.target_model", "client", "needs strategy=gradient_capture "
+                              f"capturing partition {mia.target_partition} (strategy.capture.partitions)")
+    if "lira_online" in mia.attacks and mia.num_reference < 2:
+        raise ConfigError("attack.membership.num_reference", mia.num_reference,
+                          "online LiRA needs at least 2 reference models")
+
+
+def check_representation_inversion(settings: Settings) -> None:
+    """The representation inverter's keys that depend on the run (layer names are checked by the lab)."""
+    if settings.attack.representation_inversion.after_run and not settings.save_model:
+        raise ConfigError("attack.representation_inversion.after_run", True,
+                          "needs save_model=true (it inverts final_model.pt)")
+
+
+def _check_par_gan(settings: Settings) -> None:
+    par_gan = settings.defense.par_gan
+    if par_gan.samples < par_gan.neighbours:
+        raise ConfigError("defense.par_gan.samples", par_gan.samples,
+                          f"must be at least defense.par_gan.neighbours={par_gan.neighbours}")
+    for k in par_gan.discriminators:
+        if k > par_gan.batch_size or par_gan.batch_size % k:
+            raise ConfigError("defense.par_gan.batch_size", par_gan.batch_size,
+                              f"must be divisible by every entry of defense.par_gan.discriminators (here {k}) "
+                              "so that every discriminator gets an equal share of each step's records")
+
+
+def _check_defenses(settings: Settings) -> None:
+    defense = settings.defense
+    dp = defense.dp
+    if "dp" in roles_in_use(settings):
+        if dp.target_epsilon is not None and any_fedsgd(settings):
+            raise ConfigError("defense.dp.target_epsilon", dp.target_epsilon,
+                              "is calibrated for FedAvg training; DP-FedSGD uses defense.dp.noise_multiplier")
+        adaptive = dp.adaptive_clipping
+        if adaptive.enabled:
+            if adaptive.max_norm <= adaptive.min_norm:
+                raise ConfigError("defense.dp.adaptive_clipping.max_norm", adaptive.max_norm,
+                                  f"must exceed defense.dp.adaptive_clipping.min_norm={adaptive.min_norm}")
+            if dp.target_epsilon is None and dp.noise_multiplier >= 2 * adaptive.count_noise:
+                raise ConfigError("defense.dp.adaptive_clipping.count_noise", adaptive.count_noise,
+                                  f"must exceed defense.dp.noise_multiplier / 2 = {dp.noise_multiplier / 2} "
+                                  "(Andrew et al. 2021, Theorem 1)")
+    if defense.central_dp.enabled and any_fedsgd(settings):
+        raise ConfigError("defense.central_dp.enabled", True, "clips model updates; FedSGD clients "
+                          "send gradients (use client.update_mode=fedavg)")
+    if defense.secure_aggregation and settings.strategy.name != "gradient_capture":
+        raise ConfigError("defense.secure_aggregation", True,
+                          "is the capturing server's view; use strategy=gradient_capture")
+
+
+def _check_simulation(settings: Settings) -> None:
+    simulation = settings.simulation
+    if simulation.ray_address is not None:
+        if not simulation.ray_address.strip():
+            raise ConfigError("simulation.ray_address", simulation.ray_address, "null (local Ray), auto or HOST:PORT")
+        for key in ("num_cpus", "dashboard"):
+            if getattr(simulation, key):
+                raise ConfigError(f"simulation.{key}", getattr(simulation, key), "belongs to the cluster when "
+                                  "simulation.ray_address is set; leave it null/false")
+
+
+def check_rules(settings: Settings) -> None:
+    """Every cross-key rule; raises `ConfigError` on the first broken one."""
+    _check_roles(settings)
+    _check_capture(settings)
+    _check_defenses(settings)
+    _check_simulation(settings)
+    check_gradient_inversion(settings)
+    check_membership(settings)
+    check_representation_inversion(settings)
+    if settings.kind == "par_gan":
+        _check_par_gan(settings)

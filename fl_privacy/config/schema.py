@@ -1,0 +1,337 @@
+"""The experiment schema: every key's type, range, default and meaning, declared once.
+
+`conf/` YAML files state only what an option or preset changes; the defaults come from here (registered
+with Hydra's ConfigStore by `fl_privacy.config.store`). After Hydra composes a run, `Settings` validates
+the whole tree (unknown keys included) and becomes the typed, frozen settings object that everything
+below the entry point and the lab receives. Rules that tie several keys together live in
+`fl_privacy.config.rules`.
+
+Choices are `Literal`s here; the code's registries (data sets, roles, attacks, ...) are tested to cover
+exactly these names (tests/test_config.py).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+StrictInt = Annotated[int, Field(strict=True)]
+Count = Annotated[int, Field(strict=True, ge=1)]
+NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Share = Annotated[float, Field(ge=0, lt=1)]  # [0, 1)
+Probability = Annotated[float, Field(ge=0, le=1)]
+OpenProbability = Annotated[float, Field(gt=0, lt=1)]
+Port = Annotated[int, Field(strict=True, ge=1024, le=65535)]
+
+Optimizer = Literal["sgd", "adam"]
+Role = Literal["honest", "gan_adversary", "dp"]
+UpdateMode = Literal["fedavg", "fedsgd"]
+
+
+class Section(BaseModel):
+    """A config node: frozen once validated, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- data and the federation ------------------------------------------------------------------------
+class DataSettings(Section):
+    name: Literal["mnist_offline", "lfw_offline", "skimage_photos", "mnist", "fashion_mnist", "cifar10"] = \
+        "mnist_offline"
+    root: str | None = Field(None, description="folder of the torchvision data sets (null for offline sets)")
+    download: bool = Field(False, description="torchvision data sets: fetch once (needs internet)")
+    test_fraction: OpenProbability = Field(
+        0.2, description="share of each class held out as the central test split (offline sets; "
+        "torchvision sets come with their own)")
+    exclude_classes: list[NonNegativeInt] = Field(
+        default_factory=list, description="classes removed from every training source (clients and warm-up)")
+    holdout_fraction: Share = Field(
+        0.0, description="share of the clients' pool (after warm-up) held out of every client, "
+        "class-stratified: the membership auditor's non-members and population; 0 = none")
+    size: Count = Field(32, description="skimage_photos: side of the square crops")
+    crops_per_photo: Count = Field(40, description="skimage_photos: crops drawn per photo")
+
+
+class PartitionSettings(Section):
+    name: Literal["one_class", "dirichlet", "iid"] = "one_class"
+    alpha: Positive = Field(0.5, description="dirichlet: concentration (small = strongly non-IID)")
+    min_size: Count = Field(10, description="dirichlet: redraw until every client holds this many examples")
+
+
+class ModelSettings(Section):
+    name: Literal["cnn", "lenet"] = "cnn"
+    num_outputs: Annotated[int, Field(strict=True, ge=2)] | None = Field(
+        None, description="output classes; null = the data set's (a GAN adversary adds a 'fake' class)")
+    norm: Literal["none", "group"] = Field("none", description="group: GroupNorm (Opacus-compatible)")
+    dropout: Share = 0.3
+    init: Literal["default", "dlg"] = Field(
+        "default", description="dlg: every parameter uniform in [-0.5, 0.5] (the DLG paper's code)")
+
+
+# --- training ---------------------------------------------------------------------------------------
+class WarmupSettings(Section):
+    fraction: Share = Field(0.05, description="share of the training data the server holds for warm-up")
+    epochs: NonNegativeInt = 10
+    lr: Positive = 0.001
+    batch_size: Count = 32
+    optimizer: Optimizer = "adam"
+
+
+class CaptureSettings(Section):
+    rounds: list[Count] = Field(default_factory=lambda: [1], min_length=1,
+                                description="rounds whose client updates the capturing server saves")
+    partitions: list[NonNegativeInt] | None = Field(None, description="partition ids to capture; null = all")
+    update_mode: UpdateMode | None = Field(
+        None, description="asked of every client in captured rounds (null = client.update_mode)")
+    batch_size: Count | None = Field(None, description="asked in captured rounds (null = client.batch_size)")
+
+
+class StrategySettings(Section):
+    name: Literal["fedavg_warmup", "gradient_capture"] = "fedavg_warmup"
+    num_rounds: Count = 30
+    fraction_train: Annotated[float, Field(gt=0, le=1)] = 1.0
+    fraction_evaluate: Probability = Field(0.0, description="clients that evaluate on their classes (0 = skip)")
+    warmup: WarmupSettings = WarmupSettings()
+    capture: CaptureSettings = Field(CaptureSettings(), description="strategy=gradient_capture only")
+
+
+class ClientSettings(Section):
+    role: Role = "honest"
+    roles: dict[StrictInt, Role] = Field(default_factory=dict, description="partition id -> role")
+    local_epochs: Count = 1
+    batch_size: Count = 64
+    optimizer: Optimizer = "sgd"
+    lr: Positive = 0.1
+    momentum: NonNegative = 0.0
+    weight_decay: NonNegative = 0.0
+    max_grad_norm: Positive | None = Field(None, description="clip each local step's gradient (null = off)")
+    update_mode: UpdateMode = Field(
+        "fedavg", description="fedsgd: return one batch's mean gradient (needs strategy=gradient_capture)")
+    examples_per_round: Count | None = Field(
+        None, description="FedAvg: train on this many examples of the partition per round (null = all)")
+
+
+# --- defenses ---------------------------------------------------------------------------------------
+class NoiseDecaySettings(Section):
+    schedule: Literal["constant", "time", "step", "exp"] = "constant"
+    rate: Share = 0.0
+
+
+class AdaptiveClippingSettings(Section):
+    enabled: bool = False
+    target_quantile: Probability = 0.5
+    learning_rate: Positive = 0.2
+    rule: Literal["geometric", "linear"] = "geometric"
+    count_noise: Positive = Field(10.0, description="noise std on the unclipped count (> noise_multiplier/2)")
+    min_norm: Positive = 0.01
+    max_norm: Positive = 100.0
+
+
+class LocalDpSettings(Section):
+    """Local DP-SGD (Opacus) of every client whose role is `dp`."""
+
+    noise_multiplier: NonNegative = 1.0
+    target_epsilon: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="calibrate σ₀ so the whole run spends this ε at delta (inf = clipping only)")
+    delta: OpenProbability = 1.0e-5
+    max_grad_norm: Positive = 1.0
+    noise_decay: NoiseDecaySettings = NoiseDecaySettings()
+    adaptive_clipping: AdaptiveClippingSettings = AdaptiveClippingSettings()
+
+
+class CentralDpSettings(Section):
+    """Server-side clipping + Gaussian noise on the mean (Flower's fixed-clipping wrapper)."""
+
+    enabled: bool = False
+    noise_multiplier: NonNegative = 1.0
+    clipping_norm: Positive = 1.0
+    delta: OpenProbability = 1.0e-5
+
+
+class PruningSettings(Section):
+    fraction: Share = Field(0.0, description="zero this share of the smallest entries of every update tensor")
+
+
+class SuppressSettings(Section):
+    enabled: bool = False
+    layers: list[str] = Field(default_factory=list, description="parameter names (empty = every weight tensor)")
+    start_round: NonNegativeInt = 1
+    rounds: Count = 10
+    start_sparsity: Share = 0.0
+    end_sparsity: Share = 0.5
+
+
+class ParGanExperimentSettings(Section):
+    """The PAR-GAN membership experiment (kind=par_gan): one generator, k discriminators."""
+
+    members: Count = 300
+    discriminators: list[Count] = Field(default_factory=lambda: [1, 5], min_length=1)
+    steps: Count = 1500
+    batch_size: Count = 30
+    latent_dim: Count = 100
+    generator_lr: Positive = 0.0002
+    discriminator_lr: Positive = 0.0002
+    discriminator_dropout: Share = 0.0
+    samples: Annotated[int, Field(strict=True, ge=2)] = 1000
+    neighbours: Count = 1
+    torch_threads: Count = 1
+    log_every: NonNegativeInt = 250
+
+
+class DefenseSettings(Section):
+    dp: LocalDpSettings = LocalDpSettings()
+    central_dp: CentralDpSettings = CentralDpSettings()
+    pruning: PruningSettings = PruningSettings()
+    suppress: SuppressSettings = SuppressSettings()
+    secure_aggregation: bool = Field(False, description="the capturing server sees only the aggregate")
+    par_gan: ParGanExperimentSettings = ParGanExperimentSettings()
+
+
+# --- attackers --------------------------------------------------------------------------------------
+class DummyInitSettings(Section):
+    distribution: Literal["uniform", "normal"] = "uniform"
+    center: float = 0.5
+    spread: float = 0.5
+
+
+class GradientInversionSettings(Section):
+    """The honest-but-curious server's gradient inversion on captured updates."""
+
+    name: Literal["dlg", "inverting", "fedavg", "labels"] = "dlg"
+    after_run: bool = Field(False, description="attack and score the captures at the end of the run")
+    label_mode: Literal["restore", "optimise"] = "restore"
+    optimizer: Literal["lbfgs", "adam"] = Field("lbfgs", description="fedavg only")
+    iterations: Count = 300
+    inner_iterations: Count = 20
+    lr: Positive = 1.0
+    tv_weight: NonNegative = 1.0e-4
+    restarts: Count = 1
+    init: DummyInitSettings = DummyInitSettings()
+    bound: Literal["clamp", "sigmoid"] = "clamp"
+    seed: NonNegativeInt = 0
+    torch_threads: Count = 1
+    max_captures: Count | None = None
+
+
+class GanAttackSettings(Section):
+    """The insider GAN attack of Hitaj et al. (2017), used by every `gan_adversary` node."""
+
+    victim_class: NonNegativeInt = 3
+    latent_dim: Count = 100
+    start_round: Count = 1
+    start_accuracy: Probability | None = 0.85
+    generator_steps: Count = 100
+    generator_batch_size: Count = 64
+    generator_lr: Positive = 0.0002
+    tv_weight: NonNegative = 1.0
+    diversity_weight: NonNegative = 0.5
+    num_fakes: Count = 500
+    fake_pool: Literal["replace", "accumulate"] = "replace"
+    max_fakes: Count = 2000
+    alternations: Count = 1
+    max_grad_norm: Positive | None = 5.0
+
+
+class ReferenceTrainingSettings(Section):
+    epochs: Count = 10
+    batch_size: Count = 64
+    lr: Positive = 0.1
+    optimizer: Optimizer = "sgd"
+
+
+class MembershipSettings(Section):
+    """The membership-inference auditor."""
+
+    after_run: bool = False
+    target: Literal["client", "all"] = "client"
+    target_partition: NonNegativeInt = 0
+    target_model: Literal["global", "client"] = "global"
+    attacks: list[Literal["loss", "confidence", "entropy", "modified_entropy", "shadow", "lira_offline",
+                          "lira_online"]] = Field(
+        default_factory=lambda: ["loss", "confidence", "entropy", "modified_entropy", "shadow",
+                                 "lira_offline", "lira_online"], min_length=1)
+    num_shadow: Count = 4
+    num_reference: Count = 4
+    fixed_variance: bool = True
+    training: ReferenceTrainingSettings = ReferenceTrainingSettings()
+    seed: NonNegativeInt = 0
+    torch_threads: Count = 1
+
+
+class RepresentationInversionSettings(Section):
+    """Inversion of the final model's activations of unseen images, layer by layer."""
+
+    after_run: bool = False
+    layers: list[str] = Field(default_factory=lambda: ["body.2", "body.6", "head"], min_length=1)
+    images: Count = 8
+    split: Literal["train", "test"] = "test"
+    iterations: Count = 500
+    optimizer: Literal["adam", "lbfgs"] = "adam"
+    lr: Positive = 0.05
+    tv_weight: NonNegative = 0.05
+    l2_weight: NonNegative = 0.0
+    seed: NonNegativeInt = 0
+    torch_threads: Count = 2
+
+
+class AttackSettings(Section):
+    """One node per attacker."""
+
+    gradient_inversion: GradientInversionSettings = GradientInversionSettings()
+    gan: GanAttackSettings = GanAttackSettings()
+    membership: MembershipSettings = MembershipSettings()
+    representation_inversion: RepresentationInversionSettings = RepresentationInversionSettings()
+
+
+# --- evaluation and the simulation ------------------------------------------------------------------
+class OracleSettings(Section):
+    """The independent classifier that judges generated images (trained on the test split only)."""
+
+    epochs: Count = 20
+    batch_size: Count = 32
+    lr: Positive = 0.001
+    components: Annotated[int, Field(strict=True, ge=2)] = Field(
+        32, description="feature space for Fréchet distances: top principal components")
+    samples_per_round: Annotated[int, Field(strict=True, ge=2)] = 500
+    cache_dir: str = "~/.cache/fl-privacy/oracle"
+
+
+class EvaluationSettings(Section):
+    oracle: OracleSettings = OracleSettings()
+
+
+class ClientResources(Section):
+    num_cpus: Positive = 1.0
+    num_gpus: NonNegative = 0.0
+
+
+class SimulationSettings(Section):
+    num_clients: Count = 10
+    client_resources: ClientResources = ClientResources()
+    ray_address: str | None = Field(None, description="HOST:PORT or auto to join a cluster; null = local Ray")
+    num_cpus: Count | None = Field(None, description="CPUs a local Ray may use (null = all)")
+    dashboard: bool = False
+    dashboard_port: Port = 8265
+    torch_threads_per_client: Count = 1
+
+
+class Settings(Section):
+    """A whole experiment."""
+
+    seed: NonNegativeInt = 0
+    kind: Literal["federated", "par_gan"] = Field(
+        "federated", description="federated: a Flower simulation; par_gan: the in-process PAR-GAN program")
+    telemetry: bool = Field(False, description="opt in to Flower's and Ray's usage telemetry")
+    save_model: bool = Field(True, description="save the final global model as final_model.pt")
+    data: DataSettings = DataSettings()
+    partition: PartitionSettings = PartitionSettings()
+    model: ModelSettings = ModelSettings()
+    strategy: StrategySettings = StrategySettings()
+    client: ClientSettings = ClientSettings()
+    defense: DefenseSettings = DefenseSettings()
+    attack: AttackSettings = AttackSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
+    simulation: SimulationSettings = SimulationSettings()

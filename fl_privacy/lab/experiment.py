@@ -1,0 +1,124 @@
+"""One experiment, start to finish: the only code that holds both the truth and what attackers produce.
+
+`run_experiment` dispatches on `kind`: `federated` builds the federation, runs the Flower simulation with
+the lab's hooks and monitors, then the post-run pipelines (gradient inversion, membership audit,
+representation inversion) each as attack step then scoring step; `par_gan` runs the in-process PAR-GAN
+program. Every run ends with summary.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from fl_privacy.config.schema import Settings
+from fl_privacy.data.federation import Federation, build_federation
+from fl_privacy.lab.preflight import check_before_run
+from fl_privacy.lab.side_channels import RunHooks
+from fl_privacy.lab.telemetry import telemetry_environment
+from fl_privacy.results import METRICS, SUMMARY, MetricsLog, write_json
+
+log = logging.getLogger("fl_privacy")
+
+VERSIONED_PACKAGES = ("fl-privacy", "flwr", "ray", "torch", "torchvision", "opacus", "hydra-core", "numpy",
+                      "pydantic")
+
+
+def package_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def final_metrics(records: list[dict]) -> dict:
+    """Summary numbers from the per-round records."""
+    if not records:
+        return {}
+    accuracies = [r["central"].get("accuracy") for r in records if r["central"]]
+    return {"rounds": records[-1]["round"], "final": records[-1]["central"],
+            "best_accuracy": max(accuracies) if accuracies else None,
+            "final_train": records[-1]["train"], "final_evaluate": records[-1]["evaluate"]}
+
+
+def privacy_summary(settings: Settings, records: list[dict]) -> dict:
+    """The privacy spent by the end of the run: each DP client's cumulative ε and the maximum at
+    `defense.dp.delta`, and central DP's client-level ε (its own delta); empty without DP."""
+    last = records[-1] if records else {}
+    summary: dict = {}
+    if "privacy" in last:
+        summary = {"delta": settings.defense.dp.delta, **last["privacy"]}
+    if "central_dp" in last:
+        summary["central"] = last["central_dp"]
+        summary.setdefault("max_epsilon", last["central_dp"]["epsilon"])
+    return summary
+
+
+def run_header(settings: Settings) -> dict:
+    """What every summary.json starts with: the settings and the software that ran them."""
+    return {"config": settings.model_dump(mode="json"), "versions": package_versions(),
+            "telemetry_environment": telemetry_environment()}
+
+
+def run_experiment(settings: Settings, run_dir: Path) -> dict:
+    """Run one validated experiment and write its files into `run_dir`; returns the summary."""
+    run_dir = Path(run_dir)
+    if settings.kind == "par_gan":  # in-process GAN training, no Flower simulation (README: PAR-GAN)
+        from fl_privacy.lab.par_gan_experiment import run_par_gan
+
+        return run_par_gan(settings, run_dir)
+    from fl_privacy.lab.simulation import simulate
+    from fl_privacy.progress import round_progress
+
+    started = time.monotonic()
+    federation = build_federation(settings)
+    check_before_run(settings, federation)
+    hooks, recorder, finishers = prepare_run(settings, federation, run_dir)
+    with round_progress(settings.strategy.num_rounds) as bar:
+        recorder.bar = bar
+        simulate(settings, federation, run_dir, hooks, recorder)
+    return finish_run(settings, run_dir, recorder.metrics_log.records, finishers, started)
+
+
+def prepare_run(settings: Settings, federation: Federation, run_dir: Path):
+    """The lab's hooks into the clients, its round recorder (with the GAN monitor when an adversary
+    runs), and what each monitor adds to the summary at the end."""
+    from fl_privacy.apps.server_app import capture_schedule
+    from fl_privacy.lab.gan_monitoring import gan_monitor
+    from fl_privacy.lab.rounds import RoundRecorder
+
+    log.info("data %s: %d train (%d warm-up, clients %s), %d test", settings.data.name,
+             len(federation.splits.train), len(federation.warmup_indices),
+             [len(p) for p in federation.client_indices], len(federation.splits.test))
+    capturing = settings.strategy.name == "gradient_capture"
+    hooks = RunHooks(run_dir, capture_schedule(settings.strategy.capture) if capturing else None)
+    monitors, finishers = {}, {}
+    if (monitor := gan_monitor(settings, federation, run_dir, hooks)) is not None:
+        monitors["gan_attack"], finishers["gan_attack"] = monitor, monitor.finish
+    recorder = RoundRecorder(MetricsLog(run_dir / METRICS), monitors, settings.strategy.num_rounds)
+    return hooks, recorder, finishers
+
+
+def finish_run(settings: Settings, run_dir: Path, records: list[dict], finishers: dict, started: float) -> dict:
+    """After the rounds: summary.json, then each configured post-run pipeline, then the accuracy figure."""
+    from fl_privacy.lab.pipelines import run_after_run_pipelines
+    from fl_privacy.report.figures import plot_accuracy
+
+    summary = {**run_header(settings), "metrics": final_metrics(records),
+               "privacy": privacy_summary(settings, records),
+               "attacks": {name: finish() for name, finish in finishers.items()},
+               "wall_seconds": time.monotonic() - started}
+    write_json(run_dir / SUMMARY, summary)
+    for name, result in run_after_run_pipelines(settings, run_dir):
+        summary[name] = result
+        write_json(run_dir / SUMMARY, summary)
+    plot_accuracy(records, run_dir / "accuracy.png",
+                  f"{settings.data.name}, {settings.partition.name}, {settings.simulation.num_clients} clients")
+    log.info("wrote %s", run_dir)
+    return summary

@@ -1,0 +1,123 @@
+"""Gradient inversion of a run's captured updates, then scoring: two steps on two sides of the threat model.
+
+1. `reconstruct_captures` is the honest-but-curious server: it reads only `captures/` (what the server saw)
+   and the model settings, runs `attack.gradient_inversion` on each `CapturedUpdate` and writes
+   `attack/reconstructions/` (into a staging folder, swapped in only when every capture succeeded);
+2. `score_reconstructions` is the lab: it loads the truth the clients' hook recorded under `truth/`, scores
+   every reconstruction and writes `attack/scores.json` and truth | reconstruction grids.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from fl_privacy.attacks.dispatch import attack_settings, run_attack
+from fl_privacy.attacks.views import CapturedUpdate
+from fl_privacy.config.schema import Settings
+from fl_privacy.data.datasets import load_splits
+from fl_privacy.evaluation.inversion_scores import score_capture, summarise
+from fl_privacy.evaluation.reconstruction import save_comparison_grid
+from fl_privacy.lab.side_channels import truth_indices
+from fl_privacy.models import build_model
+from fl_privacy.progress import in_terminal, progress
+from fl_privacy.results import (
+    CAPTURES,
+    RECONSTRUCTIONS,
+    RunFileError,
+    load_tensors,
+    replace_folder,
+    save_torch,
+    write_json,
+)
+
+log = logging.getLogger(__name__)
+
+ATTACK_DIR = "attack"
+GRID_IMAGES = 16
+
+
+def load_capture(path: Path) -> tuple[CapturedUpdate, dict]:
+    """A capture file as the server attacker's view and the metadata the server saw."""
+    record = load_tensors(path)
+    try:
+        meta = record["metadata"]
+        view = CapturedUpdate(
+            record["global_state"], tuple(meta["input_shape"]), batch_size=int(meta["batch_size"]),
+            num_examples=int(meta["num_examples"]), gradient=record.get("gradient"),
+            updated_state=record.get("updated_state"), lr=meta["lr"], local_steps=meta["local_steps"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise RunFileError(f"{path} is not a capture written by strategy=gradient_capture ({error})") from None
+    return view, meta
+
+
+def reconstruct_captures(run_dir: Path, settings: Settings) -> list[Path]:
+    """Run `attack.gradient_inversion` on every capture under `run_dir/captures`; returns the files written."""
+    run_dir, attack = Path(run_dir), settings.attack.gradient_inversion
+    captures = sorted((run_dir / CAPTURES).glob("round_*/partition_*.pt"))[:attack.max_captures]
+    if not captures:
+        raise RunFileError(f"no captures under {run_dir / CAPTURES} (run the experiment with strategy=gradient_capture)")
+    options = attack_settings(attack, progress=in_terminal())
+    out = run_dir / RECONSTRUCTIONS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
+    written = []
+    try:
+        for number, path in enumerate(progress(captures, f"{attack.name} on captures", "capture"), start=1):
+            view, meta = load_capture(path)
+            model = build_model(settings.model, meta["input_shape"], meta["num_classes"])
+            started = time.perf_counter()
+            result = run_attack(attack.name, model, view, options)
+            seconds = time.perf_counter() - started
+            relative = path.relative_to(run_dir / CAPTURES)
+            save_torch(staging / relative, {"images": result.images, "labels": result.labels, "loss": result.loss,
+                                            "seconds": seconds, "attack": attack.name, "metadata": meta})
+            written.append(out / relative)
+            log.info("%s %d/%d: round %d partition %d, %d inputs, matching loss %.3g, %.1f s", attack.name, number,
+                     len(captures), meta["round"], meta["partition"], view.num_inputs, result.loss, seconds)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    replace_folder(staging, out)
+    return written
+
+
+def score_reconstructions(run_dir: Path, settings: Settings) -> dict:
+    """Score every reconstruction of `run_dir` against the truth; writes and returns `attack/scores.json`."""
+    run_dir = Path(run_dir)
+    splits = load_splits(settings.data, settings.seed)
+    grids = run_dir / ATTACK_DIR / "grids"
+    shutil.rmtree(grids, ignore_errors=True)  # a previous evaluation's grids
+    captures, truth_images, reconstructed = [], [], []
+    for path in sorted((run_dir / RECONSTRUCTIONS).glob("round_*/partition_*.pt")):
+        reconstruction = load_tensors(path)
+        meta = reconstruction["metadata"]
+        truth = splits.train.subset(truth_indices(run_dir, meta))
+        scores = score_capture(reconstruction, truth, splits.num_classes)
+        captures.append(scores)
+        if reconstruction["images"] is not None:
+            aligned = reconstruction["images"][torch.tensor(scores["order"])]
+            save_comparison_grid(truth.images, aligned, grids / f"{path.parent.name}_{path.stem}.png")
+            truth_images.append(truth.images)
+            reconstructed.append(aligned)
+    if not captures:
+        raise RunFileError(f"no reconstructions under {run_dir / RECONSTRUCTIONS}")
+    if truth_images:
+        save_comparison_grid(torch.cat(truth_images)[:GRID_IMAGES], torch.cat(reconstructed)[:GRID_IMAGES],
+                             run_dir / ATTACK_DIR / "grid.png")
+    result = {"summary": summarise(captures), "captures": captures}
+    write_json(run_dir / ATTACK_DIR / "scores.json", result)
+    log.info("attack scores: %s", result["summary"])
+    return result
+
+
+def invert_and_score(run_dir: Path, settings: Settings) -> dict:
+    """Both steps; returns the scores' summary."""
+    torch.set_num_threads(settings.attack.gradient_inversion.torch_threads)
+    reconstruct_captures(run_dir, settings)
+    return score_reconstructions(run_dir, settings)["summary"]

@@ -1,0 +1,43 @@
+"""The post-run pipelines a run asks for (each an attack step, then a scoring step), in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from fl_privacy.config.schema import Settings
+
+# summary.json section -> (is it asked for, the pipeline)
+Pipeline = Callable[[Path, Settings], dict]
+
+
+def _gradient_inversion(run_dir: Path, settings: Settings) -> dict:
+    from fl_privacy.lab.inversion_pipeline import invert_and_score
+
+    return invert_and_score(run_dir, settings)
+
+
+def _representation_inversion(run_dir: Path, settings: Settings) -> dict:
+    from fl_privacy.lab.representation_pipeline import run_representation_inversion
+
+    return run_representation_inversion(run_dir, settings)
+
+
+def _membership_audit(run_dir: Path, settings: Settings) -> dict:
+    from fl_privacy.lab.audit_pipeline import audit_run
+
+    return audit_run(run_dir, settings)
+
+
+PIPELINES: dict[str, tuple[Callable[[Settings], bool], Pipeline]] = {
+    "attack": (lambda s: s.attack.gradient_inversion.after_run, _gradient_inversion),
+    "representation_inversion": (lambda s: s.attack.representation_inversion.after_run, _representation_inversion),
+    "mia": (lambda s: s.attack.membership.after_run, _membership_audit),
+}
+
+
+def run_after_run_pipelines(settings: Settings, run_dir: Path) -> Iterator[tuple[str, dict]]:
+    """(summary section, result) of each pipeline the settings ask for, in order, as each finishes."""
+    for section, (asked, pipeline) in PIPELINES.items():
+        if asked(settings):
+            yield section, pipeline(run_dir, settings)

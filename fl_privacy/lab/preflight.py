@@ -1,0 +1,67 @@
+"""Checks that need the code, not just the settings (model layers, Opacus, the data's classes); they run
+before anything heavy starts and raise `ConfigError` naming the key."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from fl_privacy.apps.roles import FAKE_CLASS_ROLES, model_outputs, role_of
+from fl_privacy.config.rules import roles_in_use
+from fl_privacy.config.schema import Settings
+from fl_privacy.data.federation import Federation
+from fl_privacy.errors import ConfigError
+from fl_privacy.models import build_model
+
+# Ray's dashboard imports these (they come with `ray[default]`); without them it hangs.
+DASHBOARD_MODULES = ("aiohttp", "aiohttp_cors", "opencensus", "prometheus_client")
+# Node names do not depend on the image shape, so the checks build the model for MNIST-sized images.
+PROBE_SHAPE, PROBE_CLASSES = (1, 28, 28), 10
+
+
+def check_representation_layers(settings: Settings) -> None:
+    """`attack.representation_inversion.layers` must be nodes of the model."""
+    from fl_privacy.attacks.representation_inversion import layer_names
+
+    nodes = layer_names(build_model(settings.model, PROBE_SHAPE, PROBE_CLASSES))
+    for layer in settings.attack.representation_inversion.layers:
+        if layer not in nodes:
+            raise ConfigError("attack.representation_inversion.layers", layer, f"allowed: {', '.join(nodes)}")
+
+
+def check_settings(settings: Settings) -> None:
+    """Everything checkable before data is loaded (the entry point runs it right after validation)."""
+    model = build_model(settings.model, PROBE_SHAPE, PROBE_CLASSES)
+    if "dp" in roles_in_use(settings):
+        from fl_privacy.defenses.dp_sgd import check_opacus_compatible
+
+        problems = check_opacus_compatible(model)
+        if problems:
+            raise ConfigError("model", settings.model.model_dump(),
+                              f"cannot train with DP-SGD ({problems[0]}); use model.norm=group or none")
+    suppress = settings.defense.suppress
+    if suppress.enabled:
+        names = dict(model.named_parameters())
+        for layer in suppress.layers:
+            if layer not in names:
+                raise ConfigError("defense.suppress.layers", layer, f"allowed: {', '.join(names)}")
+    if settings.attack.representation_inversion.after_run:
+        check_representation_layers(settings)
+    if settings.simulation.dashboard:
+        missing = [m for m in DASHBOARD_MODULES if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError("simulation.dashboard", True, f"Ray's dashboard needs packages that are missing "
+                              f"({', '.join(missing)}); pip install 'ray[default]' or set simulation.dashboard=false")
+
+
+def check_before_run(settings: Settings, federation: Federation) -> None:
+    """Checks that need the data: the GAN attack's victim class must exist and not be the adversary's."""
+    splits = federation.splits
+    if model_outputs(settings, splits.num_classes) == splits.num_classes:
+        return
+    victim = settings.attack.gan.victim_class
+    if victim >= splits.num_classes:
+        raise ConfigError("attack.gan.victim_class", victim, f"{splits.name} has classes 0..{splits.num_classes - 1}")
+    for partition in range(len(federation.client_indices)):
+        if role_of(settings, partition) in FAKE_CLASS_ROLES and victim in federation.client_classes(partition):
+            raise ConfigError("attack.gan.victim_class", victim, f"the adversary (partition {partition}) holds that "
+                              "class itself; pick a class it does not hold")

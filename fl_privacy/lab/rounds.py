@@ -1,0 +1,39 @@
+"""The lab's listener for each round: adds its monitors' verdicts, writes the line to metrics.jsonl,
+logs one line and advances the progress bar."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from fl_privacy.progress import RoundBar
+from fl_privacy.results import MetricsLog
+
+log = logging.getLogger(__name__)
+
+# server round -> the monitor's numbers for that round (empty: nothing to report)
+RoundMonitor = Callable[[int], dict]
+
+
+class RoundRecorder:
+    """Receives each round's record from the ServerApp (round 0 = after warm-up)."""
+
+    def __init__(self, metrics_log: MetricsLog, monitors: dict[str, RoundMonitor], num_rounds: int) -> None:
+        self.metrics_log = metrics_log
+        self.monitors = monitors
+        self.num_rounds = num_rounds
+        self.bar = RoundBar()
+        self._started = time.monotonic()
+
+    def __call__(self, server_round: int, record: dict) -> None:
+        for name, monitor in self.monitors.items():
+            if found := monitor(server_round):
+                record[name] = found
+        record["seconds"] = time.monotonic() - self._started
+        self._started = time.monotonic()
+        accuracy = record["central"]["accuracy"]
+        log.info("round %d/%d: central accuracy %.4f (%.1f s)", server_round, self.num_rounds, accuracy,
+                 record["seconds"])
+        self.bar.update(server_round, accuracy=accuracy)
+        self.metrics_log.append(record)

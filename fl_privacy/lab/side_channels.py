@@ -1,0 +1,61 @@
+"""The lab's side channels: what clients hand the lab outside the Flower protocol, made explicit.
+
+- truth: which training examples a *captured* update used (the capture schedule is the lab's knowledge, not
+  the clients'); only the evaluation reads it (`truth/round_XXX/partition_YY.json`), never an attack;
+- artifacts: what an insider attacker produces for the lab's monitor, e.g. the GAN adversary's generator
+  (`lab/<name>.pt`, the latest round's); the server's strategy never sees them.
+
+`RunHooks` is picklable, so it travels into the Ray actors with the ClientApp.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fl_privacy.results import TRUTH, RunFileError, load_tensors, round_file, save_torch, write_json
+from strategies import CaptureSchedule
+
+ARTIFACTS = "lab"
+
+
+@dataclass(frozen=True)
+class RunHooks:
+    """The lab's hooks for one run (`apps.roles.LabHooks`): `schedule` says which updates are captured
+    (None: no capturing server, so no truth is kept)."""
+
+    run_dir: Path
+    schedule: CaptureSchedule | None = None
+
+    def record_truth(self, server_round: int, partition_id: int, indices: np.ndarray) -> None:
+        if self.schedule is not None and self.schedule.covers(server_round, partition_id):
+            write_json(round_file(self.run_dir, TRUTH, server_round, partition_id, ".json"),
+                       {"indices": [int(i) for i in indices]})
+
+    def publish(self, name: str, server_round: int, payload: dict[str, Any]) -> None:
+        save_torch(self.run_dir / ARTIFACTS / f"{name}.pt", {"round": server_round, **payload})
+
+    def artifact(self, name: str, server_round: int) -> dict | None:
+        """The artifact `name` published in `server_round` (None when none was published that round)."""
+        path = self.run_dir / ARTIFACTS / f"{name}.pt"
+        if not path.exists():
+            return None
+        saved = load_tensors(path)
+        return saved if int(saved["round"]) == server_round else None
+
+
+def truth_indices(run_dir: Path, meta: dict) -> list[int]:
+    """The training-split indices a capture was computed on: one client's, or (a secure-aggregation
+    capture) those of every client in the aggregate, in partition order."""
+    indices: list[int] = []
+    for partition in meta.get("partitions", [meta["partition"]]):
+        path = round_file(run_dir, TRUTH, meta["round"], partition, ".json")
+        try:
+            indices += json.loads(path.read_text())["indices"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError) as error:
+            raise RunFileError(f"{path} is missing or corrupt ({error})") from None
+    return indices

@@ -1,0 +1,73 @@
+"""Flower's simulation engine on Ray for one run: telemetry, quiet logs, the Ray backend config."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fl_privacy.apps.server_app import RoundListener
+from fl_privacy.config.schema import Settings, SimulationSettings
+from fl_privacy.data.federation import Federation
+from fl_privacy.lab.side_channels import RunHooks
+from fl_privacy.lab.telemetry import configure_telemetry
+
+log = logging.getLogger(__name__)
+
+class _DropRunSimulationDeprecation(logging.Filter):
+    """`run_simulation` is the only in-process path for a Hydra job; its deprecation notice
+    (Flower recommends `flwr run`) is expected here, so it is replaced by one INFO line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "run_simulation" not in message and "DEPRECATED FEATURE" not in message
+
+
+def route_flower_logs() -> None:
+    """Send Flower's INFO logs through Hydra's handlers (console + run.log) once, not twice,
+    and replace the expected `run_simulation` deprecation notice with one INFO line."""
+    from flwr.common.logger import ConsoleHandler
+
+    flwr_logger = logging.getLogger("flwr")
+    for handler in list(flwr_logger.handlers):
+        if isinstance(handler, ConsoleHandler):
+            flwr_logger.removeHandler(handler)
+    flwr_logger.setLevel(logging.INFO)
+    flwr_logger.addFilter(_DropRunSimulationDeprecation())
+    log.info("Running Flower's simulation engine in-process via run_simulation "
+             "(the apps also run under `flwr run .`).")
+
+
+def backend_config(simulation: SimulationSettings) -> dict:
+    """Flower's Ray backend config: client resources and ray.init arguments from `simulation`.
+
+    `simulation.ray_address` null starts a local Ray; an address (`HOST:PORT`, `auto`) joins that
+    running cluster, whose size and dashboard are then the cluster's own."""
+    if simulation.ray_address is not None:
+        init_args: dict = {"address": simulation.ray_address}
+    else:
+        init_args = {"include_dashboard": simulation.dashboard}
+        if simulation.dashboard:
+            init_args.update(dashboard_host="127.0.0.1", dashboard_port=simulation.dashboard_port)
+        if simulation.num_cpus is not None:
+            init_args["num_cpus"] = simulation.num_cpus
+    return {"client_resources": {"num_cpus": simulation.client_resources.num_cpus,
+                                 "num_gpus": simulation.client_resources.num_gpus},
+            "init_args": init_args}
+
+
+def simulate(settings: Settings, federation: Federation, run_dir: Path, hooks: RunHooks,
+             on_round: RoundListener) -> None:
+    """Run the federation's ServerApp and ClientApps in Flower's simulation engine on Ray."""
+    configure_telemetry(settings.telemetry)
+    from flwr.simulation import run_simulation
+
+    from fl_privacy.apps.client_app import build_client_app
+    from fl_privacy.apps.server_app import build_server_app
+
+    if settings.simulation.dashboard:
+        log.info("Ray dashboard: http://127.0.0.1:%d", settings.simulation.dashboard_port)
+    route_flower_logs()
+    run_simulation(server_app=build_server_app(settings, federation, run_dir, on_round),
+                   client_app=build_client_app(settings, hooks),
+                   num_supernodes=settings.simulation.num_clients,
+                   backend_config=backend_config(settings.simulation))

@@ -1,0 +1,38 @@
+"""Every key of the messages between the server and the clients, once (strategies and apps import it).
+
+Flower's own keys are used where Flower reads them ("num-examples" weights FedAvg); the lab's keys use
+the same kebab-case spelling.
+"""
+
+from __future__ import annotations
+
+# --- the server's train/evaluate config ----------------------------------------------------------------
+SERVER_ROUND = "server-round"
+ANNOUNCED_ACCURACY = "global-accuracy"      # the latest central accuracy, announced to every client
+UPDATE_MODE = "update-mode"                 # a captured round may ask for "fedsgd" or "fedavg"
+BATCH_SIZE = "batch-size"                   # ... and for another batch size
+
+# --- the partition-id query ----------------------------------------------------------------------------
+QUERY = "query"
+PARTITION_ID = "partition-id"
+PARTITION_RECORD = "partition"
+
+# --- a train reply's metrics (what every client announces about its update) ----------------------------
+NUM_EXAMPLES = "num-examples"               # Flower's FedAvg weight
+TRAIN_LOSS = "train-loss"
+TRAIN_ACCURACY = "train-accuracy"
+LOCAL_STEPS = "local-steps"
+LEARNING_RATE = "lr"
+FEDSGD = "fedsgd"                           # 1: the arrays are a gradient, 0: weights
+UNIT_WEIGHT = "unit-weight"                 # 1 from every client: the uniform weight of central DP
+NUM_CLIENTS = "num-clients"                 # added by the server's aggregation
+
+# --- an evaluate reply's metrics -----------------------------------------------------------------------
+EVAL_LOSS = "eval-loss"
+EVAL_ACCURACY = "eval-accuracy"
+
+# --- records of a reply --------------------------------------------------------------------------------
+ARRAYS = "arrays"
+METRICS = "metrics"
+CONFIG = "config"
+PRIVACY_RECORD = "privacy"                  # a DP client's cumulative privacy spent (not averaged)
