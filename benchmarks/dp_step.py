@@ -19,19 +19,15 @@ import json
 import time
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
 from fl_privacy.allocator import keep_freed_memory
-from fl_privacy.data import build_federation
+from fl_privacy.config import compose_settings
+from fl_privacy.data.federation import build_federation
 from fl_privacy.defenses.dp_sgd import DpSettings, PrivacyLedger, private_train
 from fl_privacy.models import model_factory
 from fl_privacy.training import TrainSettings, train
-
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-
 
 
 def seconds_per_step(train_fn) -> float:
@@ -50,15 +46,14 @@ def main() -> None:
     torch.set_num_threads(1)
     if not args.untuned:
         keep_freed_memory()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("config")
+    cfg = compose_settings()
     federation = build_federation(cfg)
     data = federation.client_data(0)
     make_model = model_factory(cfg.model, federation.splits.image_shape, federation.splits.num_classes, 0)
     dp = DpSettings(noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-5)
     rows = []
     for batch_size in args.batch_sizes:
-        settings = replace(TrainSettings.from_cfg(cfg.client), batch_size=batch_size)
+        settings = replace(TrainSettings.of(cfg.client), batch_size=batch_size)
         plain, private = [], []
         for repeat in range(args.repeats + 1):  # the first pair warms up and is dropped
             plain_time = seconds_per_step(partial(train, make_model(), data, settings, seed=repeat))

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
-from fl_privacy.data import build_federation
+from fl_privacy.config import compose_settings
+from fl_privacy.data.federation import build_federation
 from fl_privacy.models import model_factory
 from fl_privacy.results import read_metrics
 from fl_privacy.training import TrainSettings, train
@@ -45,13 +45,12 @@ def flower_round_times(rounds: int, overrides: list[str]) -> tuple[list[float], 
 
 def plain_round_times(rounds: int, overrides: list[str]) -> list[float]:
     """The same FedAvg rounds as a sequential loop in this process, with all cores for torch."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    cfg = compose_settings(overrides)
     torch.set_num_threads(torch.get_num_threads())
     federation = build_federation(cfg)
     splits = federation.splits
     make = model_factory(cfg.model, splits.image_shape, splits.num_classes, cfg.seed)
-    global_model, settings = make(), TrainSettings.from_cfg(cfg.client)
+    global_model, settings = make(), TrainSettings.of(cfg.client)
     times = []
     for server_round in range(1, rounds + 1):
         started = time.monotonic()

@@ -23,6 +23,15 @@ def progress(items: list[Item], desc: str, unit: str) -> Iterable[Item]:
     return items
 
 
+def steps(count: int, desc: str, show: bool) -> Iterable[int]:
+    """range(count), as a transient tqdm bar when `show` (the caller decides, e.g. `in_terminal()`)."""
+    if show:
+        from tqdm.auto import trange
+
+        return trange(count, desc=desc, leave=False)
+    return range(count)
+
+
 class RoundBar:
     """A bar over FL rounds (round 0 = warm-up is shown but not counted); a no-op without a terminal."""
 

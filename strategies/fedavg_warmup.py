@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import cast
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
@@ -33,7 +34,7 @@ def aggregate_with_counts(records: list[RecordDict], weighting_key: str) -> Metr
     """Flower's weighted average of client metrics, total examples and weights, and the client count."""
     metrics = aggregate_metricrecords(records, weighting_key)
     for key in {weighting_key, NUM_EXAMPLES}:
-        metrics[key] = sum(int(next(iter(r.metric_records.values()))[key]) for r in records)
+        metrics[key] = sum(int(cast(int, next(iter(r.metric_records.values()))[key])) for r in records)
     metrics[NUM_CLIENTS] = len(records)
     return metrics
 
@@ -126,7 +127,8 @@ class FedAvgWithWarmup(FedAvg):
                 continue
             if PRIVACY_RECORD in reply.content.config_records:
                 partition = self.partition_of.get(reply.metadata.src_node_id, -1)
-                self.client_epsilons[partition] = float(reply.content[PRIVACY_RECORD]["epsilon"])
+                epsilon = reply.content.config_records[PRIVACY_RECORD]["epsilon"]
+                self.client_epsilons[partition] = float(cast(float, epsilon))
 
     def privacy_record(self) -> dict:
         """ε so far: each DP client's latest cumulative ε and the maximum (empty without DP clients)."""

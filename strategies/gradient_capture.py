@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -90,6 +91,7 @@ class GradientCapture(FedAvgWithWarmup):
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Capture the scheduled replies, then aggregate (FedAvg, or a FedSGD step for gradients)."""
         replies = list(replies)
+        assert self._sent is not None, "configure_train keeps the arrays it sends"
         sent = self._sent.to_torch_state_dict()
         by_partition = {self.partition_of.get(reply.metadata.src_node_id, -1): reply
                         for reply in replies if not reply.has_error()}
@@ -101,8 +103,10 @@ class GradientCapture(FedAvgWithWarmup):
             for partition, reply in sorted(covered.items()):
                 self._save(server_round, partition, reply, sent)
         arrays, metrics = super().aggregate_train(server_round, replies)
-        if arrays is not None and metrics is not None and metrics.get(FEDSGD, 0) > 0:
-            arrays = self._gradient_step(sent, arrays.to_torch_state_dict(), float(metrics[LEARNING_RATE]))
+        # FedAvg's aggregated metrics are scalars
+        if arrays is not None and metrics is not None and cast(float, metrics.get(FEDSGD, 0)) > 0:
+            lr = float(cast(float, metrics[LEARNING_RATE]))
+            arrays = self._gradient_step(sent, arrays.to_torch_state_dict(), lr)
         return arrays, metrics
 
     @staticmethod
@@ -114,22 +118,25 @@ class GradientCapture(FedAvgWithWarmup):
 
     def _save(self, server_round: int, partition: int, reply: Message,
               sent: dict[str, torch.Tensor]) -> None:
-        metrics = reply.content[METRICS]
-        self._write(server_round, partition, sent, reply.content[ARRAYS].to_torch_state_dict(), metrics,
+        metrics = reply.content.metric_records[METRICS]
+        self._write(server_round, partition, sent, reply.content.array_records[ARRAYS].to_torch_state_dict(),
+                    metrics,
                     {"node_id": int(reply.metadata.src_node_id)})
 
     def _save_aggregate(self, server_round: int, covered: dict[int, Message],
                         sent: dict[str, torch.Tensor]) -> None:
         """The secure-aggregation view: only the example-weighted mean of the covered clients' arrays
         (their sum divided by the total count, which SecAgg reveals) and the pooled metadata."""
-        metrics = [reply.content[METRICS] for reply in covered.values()]
-        counts = [int(m[NUM_EXAMPLES]) for m in metrics]
-        states = [reply.content[ARRAYS].to_torch_state_dict() for reply in covered.values()]
+        metrics = [reply.content.metric_records[METRICS] for reply in covered.values()]
+        counts = [int(cast(int, m[NUM_EXAMPLES])) for m in metrics]
+        states = [reply.content.array_records[ARRAYS].to_torch_state_dict() for reply in covered.values()]
         total = sum(counts)
-        mean = {name: sum(count * state[name] for count, state in zip(counts, states, strict=True)) / total
+        # `covered` is not empty, so each sum is a tensor (never sum's start value 0)
+        mean = {name: cast(torch.Tensor, sum(count * state[name]
+                                             for count, state in zip(counts, states, strict=True))) / total
                 for name in states[0]}
         pooled = dict(metrics[0]) | {NUM_EXAMPLES: total,
-                                     LOCAL_STEPS: max(int(m[LOCAL_STEPS]) for m in metrics)}
+                                     LOCAL_STEPS: max(int(cast(int, m[LOCAL_STEPS])) for m in metrics)}
         self._write(server_round, AGGREGATE, sent, mean, pooled,
                     {"partitions": sorted(covered), "num_clients": len(covered)})
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import cast
 
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
@@ -34,7 +35,8 @@ def discover_partitions(grid: Grid, num_nodes: int, timeout: float = 600.0) -> d
     for reply in grid.send_and_receive(messages, timeout=timeout):
         if reply.has_error():
             raise RuntimeError(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
-        mapping[reply.metadata.src_node_id] = int(reply.content[PARTITION_RECORD][PARTITION_ID])
+        partition_id = reply.content.metric_records[PARTITION_RECORD][PARTITION_ID]
+        mapping[reply.metadata.src_node_id] = int(cast(int, partition_id))
     return mapping
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, MetricRecordValues, RecordDict
 from flwr.clientapp import ClientApp
 
 from fl_privacy.allocator import keep_freed_memory
@@ -45,7 +46,7 @@ def _partition_id(context: Context) -> int:
 def _received_model(settings: Settings, msg: Message) -> torch.nn.Module:
     splits = cached_federation(settings).splits
     model = build_model(settings.model, splits.image_shape, model_outputs(settings, splits.num_classes))
-    model.load_state_dict(msg.content[ARRAYS].to_torch_state_dict())
+    model.load_state_dict(msg.content.array_records[ARRAYS].to_torch_state_dict())
     return model
 
 
@@ -61,8 +62,9 @@ def handle_train(settings: Settings, hooks: LabHooks, msg: Message, context: Con
     torch.set_num_threads(settings.simulation.torch_threads_per_client)
     keep_freed_memory()
     partition_id = _partition_id(context)
-    round_config = msg.content[CONFIG]
-    job = ClientJob(settings, cached_federation(settings), partition_id, int(round_config[SERVER_ROUND]), context,
+    round_config = msg.content.config_records[CONFIG]
+    server_round = int(cast(int, round_config[SERVER_ROUND]))  # Flower's strategies send an int
+    job = ClientJob(settings, cached_federation(settings), partition_id, server_round, context,
                     hooks, round_config=dict(round_config))
     model = _received_model(settings, msg)
     role = role_of(settings, partition_id)
@@ -74,9 +76,9 @@ def handle_train(settings: Settings, hooks: LabHooks, msg: Message, context: Con
     reply = job.gradient if job.gradient is not None else model.state_dict()
     if prune:
         reply = prune_update(sent, reply, prune, job.gradient is not None)
-    content = RecordDict({ARRAYS: ArrayRecord(reply), METRICS: MetricRecord(metrics)})
+    content = RecordDict({ARRAYS: ArrayRecord(reply), METRICS: MetricRecord(dict(metrics))})
     if job.privacy is not None:
-        content[PRIVACY_RECORD] = ConfigRecord(job.privacy)
+        content[PRIVACY_RECORD] = ConfigRecord(dict(job.privacy))
     return Message(content=content, reply_to=msg)
 
 
@@ -88,7 +90,8 @@ def handle_evaluate(settings: Settings, msg: Message, context: Context) -> Messa
     own = torch.isin(test.labels, torch.tensor(federation.client_classes(_partition_id(context))))
     local_test = test.subset(own.nonzero().squeeze(1))
     result = evaluate(_received_model(settings, msg), local_test, federation.splits.num_classes)
-    metrics = {EVAL_LOSS: result.loss, EVAL_ACCURACY: result.accuracy, NUM_EXAMPLES: len(local_test)}
+    metrics: dict[str, MetricRecordValues] = {EVAL_LOSS: result.loss, EVAL_ACCURACY: result.accuracy,
+                                              NUM_EXAMPLES: len(local_test)}
     return Message(content=RecordDict({METRICS: MetricRecord(metrics)}), reply_to=msg)
 
 

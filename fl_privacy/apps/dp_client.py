@@ -33,6 +33,8 @@ def load_ledger(context: Context) -> PrivacyLedger:
 
 
 def save_ledger(context: Context, ledger: PrivacyLedger) -> None:
+    assert ledger.initial_sigma is not None and ledger.sigma is not None and ledger.clip_bound is not None, \
+        "only a ledger that a DP round has started is saved"
     if ledger.history:
         node_state.save_tensor(context, HISTORY_KEY, torch.tensor(ledger.history, dtype=torch.float64))
     node_state.save_counters(context, LEDGER_KEY, {"initial_sigma": ledger.initial_sigma,
@@ -54,6 +56,7 @@ def dp_client(job: ClientJob, model: nn.Module) -> dict[str, float]:
         stats = private_train(model, data, settings, dp, ledger, job.seed, run_steps,
                               after_step=job.suppression(model))
     save_ledger(job.context, ledger)
+    assert ledger.initial_sigma is not None and ledger.clip_bound is not None  # the round started the ledger
     job.privacy = {"epsilon": ledger.epsilon(dp.delta), "delta": dp.delta,
                    "noise_multiplier": ledger.initial_sigma, "clip_bound": ledger.clip_bound,
                    "dp_steps": ledger.steps}

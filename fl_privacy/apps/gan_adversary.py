@@ -26,6 +26,7 @@ from fl_privacy.attacks.gan import (
 )
 from fl_privacy.attacks.views import InsiderView
 from fl_privacy.config.schema import GanAttackSettings
+from fl_privacy.data.images import image_shape_of
 from fl_privacy.models import DCGANGenerator
 from fl_privacy.protocol import ANNOUNCED_ACCURACY
 from fl_privacy.seeding import Stream, derive_seed
@@ -39,7 +40,7 @@ GENERATOR_KEY, OPTIMIZER_KEY, POOL_KEY, PROGRESS_KEY = (
 GENERATOR_ARTIFACT = "gan_generator"
 
 
-def load_state(context: Context, settings: GanAttackSettings, image_shape: tuple[int, ...], seed: int
+def load_state(context: Context, settings: GanAttackSettings, image_shape: tuple[int, int, int], seed: int
                ) -> AdversaryState:
     """The adversary's state from `context.state` (a fresh generator, initialised from `seed`, at first)."""
     with torch.random.fork_rng():
@@ -68,16 +69,20 @@ def gan_adversary(job: ClientJob, model: nn.Module) -> dict[str, float]:
     view = InsiderView(own_data=job.federation.client_data(job.partition_id), model=model,
                        server_round=job.server_round, announced_accuracy=announced,
                        fake_class=job.federation.splits.num_classes)
-    state = load_state(context, gan, tuple(view.own_data.images.shape[1:]), derive_seed(settings.seed, Stream.GAN_ATTACK))
-    seeds = [derive_seed(settings.seed, Stream.GAN_ATTACK, job.server_round, step) for step in range(gan.alternations)]
+    state = load_state(context, gan, image_shape_of(view.own_data.images),
+                       derive_seed(settings.seed, Stream.GAN_ATTACK))
+    seeds = [derive_seed(settings.seed, Stream.GAN_ATTACK, job.server_round, step)
+             for step in range(gan.alternations)]
     stats, generator_loss = attack_round(view, state, gan, TrainSettings.of(settings.client), seeds)
     progress = {"started_round": progress.get("started_round", job.server_round),
                 "attack_rounds": progress.get("attack_rounds", 0) + 1,
-                "generator_steps": progress.get("generator_steps", 0) + gan.alternations * gan.generator_steps}
+                "generator_steps": (progress.get("generator_steps", 0)
+                                    + gan.alternations * gan.generator_steps)}
     save_state(context, state)
     node_state.save_counters(context, PROGRESS_KEY, progress)
-    job.hooks.publish(GENERATOR_ARTIFACT, job.server_round, {"progress": progress, "latent_dim": gan.latent_dim,
-                                                             "generator": state.generator.state_dict()})
+    job.hooks.publish(GENERATOR_ARTIFACT, job.server_round,
+                      {"progress": progress, "latent_dim": gan.latent_dim,
+                       "generator": state.generator.state_dict()})
     log.info("round %d: GAN attack round %d, generator loss %.3f, %d fakes", job.server_round,
              int(progress["attack_rounds"]), generator_loss, len(state.pool) if state.pool is not None else 0)
     return update_metrics(stats)

@@ -8,6 +8,9 @@ state as ArrayRecords and small counters as a MetricRecord.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import cast
+
 import torch
 from flwr.app import ArrayRecord, Context, MetricRecord
 from torch import nn
@@ -21,7 +24,7 @@ def load_module(context: Context, key: str, module: nn.Module) -> bool:
     """Load the saved state into `module`; False (module untouched) when nothing was saved."""
     if key not in context.state:
         return False
-    module.load_state_dict(context.state[key].to_torch_state_dict())
+    module.load_state_dict(context.state.array_records[key].to_torch_state_dict())
     return True
 
 
@@ -38,7 +41,7 @@ def load_optimizer(context: Context, key: str, optimizer: torch.optim.Optimizer)
     if key not in context.state:
         return False
     state: dict[int, dict[str, torch.Tensor]] = {}
-    for flat_name, value in context.state[key].to_torch_state_dict().items():
+    for flat_name, value in context.state.array_records[key].to_torch_state_dict().items():
         index, name = flat_name.split(".", 1)
         state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state,
@@ -53,12 +56,13 @@ def save_tensor(context: Context, key: str, tensor: torch.Tensor) -> None:
 def load_tensor(context: Context, key: str) -> torch.Tensor | None:
     if key not in context.state:
         return None
-    return context.state[key].to_torch_state_dict()["tensor"]
+    return context.state.array_records[key].to_torch_state_dict()["tensor"]
 
 
 def load_counters(context: Context, key: str) -> dict[str, float]:
-    return dict(context.state[key]) if key in context.state else {}
+    # `save_counters` stores scalar counters only (never lists)
+    return cast(dict[str, float], dict(context.state.metric_records[key])) if key in context.state else {}
 
 
-def save_counters(context: Context, key: str, counters: dict[str, float]) -> None:
-    context.state[key] = MetricRecord(counters)
+def save_counters(context: Context, key: str, counters: Mapping[str, float]) -> None:
+    context.state[key] = MetricRecord(dict(counters))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
@@ -32,7 +33,8 @@ RoundListener = Callable[[int, dict], None]
 
 def capture_schedule(capture: CaptureSettings) -> CaptureSchedule:
     """The capturing server's schedule from `strategy.capture`."""
-    return CaptureSchedule(tuple(capture.rounds), None if capture.partitions is None else tuple(capture.partitions),
+    return CaptureSchedule(tuple(capture.rounds),
+                           None if capture.partitions is None else tuple(capture.partitions),
                            capture.update_mode, capture.batch_size)
 
 
@@ -59,8 +61,8 @@ def build_strategy(settings: Settings, federation: Federation, run_dir: Path) ->
                     "input_shape": splits.image_shape, "num_classes": splits.num_classes,
                     "aggregate_view": settings.defense.secure_aggregation}
     return STRATEGIES[settings.strategy.name](
-        model_fn=model_factory(settings.model, splits.image_shape, model_outputs(settings, splits.num_classes),
-                               settings.seed),
+        model_fn=model_factory(settings.model, splits.image_shape,
+                               model_outputs(settings, splits.num_classes), settings.seed),
         num_nodes=settings.simulation.num_clients, seed=settings.seed, warmup_data=federation.warmup,
         warmup=TrainSettings.of(settings.strategy.warmup), fraction_train=settings.strategy.fraction_train,
         fraction_evaluate=settings.strategy.fraction_evaluate, **options)
@@ -71,7 +73,8 @@ def with_central_dp(strategy: FedAvgWithWarmup, settings: Settings) -> Accounted
     central, num_clients = settings.defense.central_dp, settings.simulation.num_clients
     return AccountedServerSideClipping(
         strategy, noise_multiplier=central.noise_multiplier, clipping_norm=central.clipping_norm,
-        num_sampled_clients=sample_size(num_clients, settings.strategy.fraction_train, strategy.min_train_nodes),
+        num_sampled_clients=sample_size(num_clients, settings.strategy.fraction_train,
+                                        strategy.min_train_nodes),
         population=num_clients, delta=central.delta)
 
 
@@ -88,7 +91,7 @@ def run_server(grid: Grid, settings: Settings, federation: Federation, run_dir: 
         record = {"round": server_round, "central": dict(central), **strategy.take_round_metrics()}
         if central_dp is not None:
             record["central_dp"] = central_dp.round_record()
-        strategy.announce(float(central["accuracy"]))
+        strategy.announce(float(cast(float, central["accuracy"])))  # a scalar, see `central_evaluator`
         on_round(server_round, record)
         return central
 

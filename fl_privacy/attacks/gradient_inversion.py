@@ -17,25 +17,22 @@ original form, optimised as soft labels.
 from __future__ import annotations
 
 import copy
-import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from fl_privacy.attacks.image_optimisation import Bound, DummyImages, adam_descent, lbfgs_descent
 from fl_privacy.attacks.label_restoration import last_linear_names, restore_labels
 from fl_privacy.attacks.priors import total_variation
 from fl_privacy.attacks.views import CapturedUpdate
 
-log = logging.getLogger(__name__)
-
 LabelMode = Literal["restore", "optimise"]
-Bound = Literal["clamp", "sigmoid"]
 Tensors = list[torch.Tensor]
 
 
@@ -138,78 +135,23 @@ class _Victim:
         return [self.params[n] - params[n] for n in self.names]
 
 
-class _DummyImages:
-    """Optimised images kept in [0, 1] by projection (`clamp`) or a sigmoid parametrisation."""
-
-    def __init__(self, init: torch.Tensor, bound: Bound) -> None:
-        self.bound = bound
-        start = init.clamp(1e-4, 1 - 1e-4).logit() if bound == "sigmoid" else init.clamp(0, 1)
-        self.raw = start.clone().requires_grad_(True)
-
-    def images(self) -> torch.Tensor:
-        return torch.sigmoid(self.raw) if self.bound == "sigmoid" else self.raw
-
-    def project(self) -> None:
-        if self.bound == "clamp":
-            with torch.no_grad():
-                self.raw.clamp_(0, 1)
-
-
 def squared_distance(dummy: Tensors, observed: Tensors) -> torch.Tensor:
     """DLG's distance: the summed squared difference over all layers."""
-    return sum(((d - o) ** 2).sum() for d, o in zip(dummy, observed, strict=True))
+    # the layers are not empty, so the sums are tensors (never sum's start value 0)
+    return cast(torch.Tensor, sum(((d - o) ** 2).sum() for d, o in zip(dummy, observed, strict=True)))
 
 
 def cosine_distance(dummy: Tensors, observed: Tensors) -> torch.Tensor:
     """Inverting Gradients' distance: 1 - cosine similarity of the concatenated per-layer tensors."""
     dot = sum((d * o).sum() for d, o in zip(dummy, observed, strict=True))
-    dummy_norm = torch.sqrt(sum((d * d).sum() for d in dummy))
-    observed_norm = torch.sqrt(sum((o * o).sum() for o in observed))
+    dummy_norm = torch.sqrt(cast(torch.Tensor, sum((d * d).sum() for d in dummy)))
+    observed_norm = torch.sqrt(cast(torch.Tensor, sum((o * o).sum() for o in observed)))
     return 1 - dot / (dummy_norm * observed_norm).clamp_min(1e-30)
 
 
-def _steps(count: int, progress: bool, description: str) -> Iterable[int]:
-    """range(count), shown as a tqdm bar when asked for and tqdm is installed."""
-    if progress:
-        try:
-            from tqdm.auto import trange
-        except ImportError:
-            log.debug("tqdm not installed; progress goes to the log only")
-        else:
-            return trange(count, desc=description, leave=False)
-    return range(count)
-
-
-def _log(name: str, step: int, total: int, every: int, loss: float) -> None:
-    if every and ((step + 1) % every == 0 or step + 1 == total):
-        log.info("%s: iteration %d/%d, matching loss %.4g", name, step + 1, total, loss)
-
-
-def _lbfgs(name: str, variables: list[torch.Tensor], objective: Callable[[], torch.Tensor],
-           dummy: _DummyImages, config: DLGConfig) -> float:
-    """Minimise `objective` over `variables` with L-BFGS, projecting the images after each outer step."""
-    optimizer = torch.optim.LBFGS(variables, lr=config.lr, max_iter=config.inner_iterations,
-                                  history_size=100, line_search_fn=config.line_search)
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = objective()
-        loss.backward()
-        return loss
-
-    last_finite = dummy.raw.detach().clone()
-    for step in _steps(config.iterations, config.progress, name):
-        loss = float(optimizer.step(closure).detach())
-        dummy.project()
-        _log(name, step, config.iterations, config.log_every, loss)
-        if not (math.isfinite(loss) and torch.isfinite(dummy.raw).all()):
-            log.warning("%s diverged at iteration %d (loss %s); keeping the last finite images",
-                        name, step + 1, loss)
-            with torch.no_grad():
-                dummy.raw.copy_(last_finite)
-            break
-        last_finite = dummy.raw.detach().clone()
-    return float(objective().detach())
+def _lbfgs_options(config: DLGConfig) -> dict:
+    return {"iterations": config.iterations, "inner_iterations": config.inner_iterations, "lr": config.lr,
+            "line_search": config.line_search, "show_progress": config.progress, "log_every": config.log_every}
 
 
 def dlg(model: nn.Module, payload: CapturedUpdate, config: DLGConfig = DLGConfig()) -> Reconstruction:
@@ -220,16 +162,16 @@ def dlg(model: nn.Module, payload: CapturedUpdate, config: DLGConfig = DLGConfig
     observed = payload.effective_gradient(victim.names)
     generator = torch.Generator().manual_seed(config.seed)
     shape = (payload.num_inputs, *payload.input_shape)
-    dummy = _DummyImages(config.init.sample(shape, generator), config.bound)
+    dummy = DummyImages(config.init.sample(shape, generator), config.bound)
     num_classes = payload.global_state[last_linear_names(model)[0]].shape[0]
     if config.label_mode == "restore":
-        restored_labels, variables = restore_labels(model, payload), [dummy.raw]
+        restored_labels, soft_labels = restore_labels(model, payload), []
 
         def targets() -> torch.Tensor:
             return restored_labels
     else:
         label_logits = torch.randn(payload.num_inputs, num_classes, generator=generator).requires_grad_(True)
-        variables = [dummy.raw, label_logits]
+        soft_labels = [label_logits]
 
         def targets() -> torch.Tensor:
             return F.softmax(label_logits, dim=-1)
@@ -237,7 +179,7 @@ def dlg(model: nn.Module, payload: CapturedUpdate, config: DLGConfig = DLGConfig
     def objective() -> torch.Tensor:
         return squared_distance(victim.gradient(dummy.images(), targets()), observed)
 
-    final = _lbfgs("DLG", variables, objective, dummy, config)
+    final = lbfgs_descent(dummy, objective, extra_variables=soft_labels, name="DLG", **_lbfgs_options(config))
     final_labels = targets().detach()
     final_labels = final_labels if final_labels.dim() == 1 else final_labels.argmax(-1)
     return Reconstruction(dummy.images().detach().clamp(0, 1), final_labels, final, (final,))
@@ -251,27 +193,22 @@ def _invert_by_restarts(name: str, payload: CapturedUpdate, restored_labels: tor
     shape = (payload.num_inputs, *payload.input_shape)
     best: tuple[float, torch.Tensor] | None = None
     losses = []
+    milestones = [int(config.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)] if config.lr_schedule else []
+
+    def objective(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        match = cosine_distance(simulate(images, restored_labels), observed)
+        return match + config.tv_weight * total_variation(images), match
+
     for restart in range(config.restarts):
-        dummy = _DummyImages(config.init.sample(shape, generator), config.bound)
-        optimizer = torch.optim.Adam([dummy.raw], lr=config.lr)
-        milestones = [int(config.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)] if config.lr_schedule else []
-        schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
-        for step in _steps(config.iterations, config.progress, f"{name} restart {restart + 1}"):
-            optimizer.zero_grad()
-            images = dummy.images()
-            match = cosine_distance(simulate(images, restored_labels), observed)
-            (match + config.tv_weight * total_variation(images)).backward()
-            if config.signed:
-                dummy.raw.grad.sign_()
-            optimizer.step()
-            schedule.step()
-            dummy.project()
-            _log(f"{name} restart {restart + 1}", step, config.iterations, config.log_every,
-                 float(match.detach()))
+        dummy = DummyImages(config.init.sample(shape, generator), config.bound)
+        adam_descent(dummy, objective, iterations=config.iterations, lr=config.lr, milestones=milestones,
+                     signed=config.signed, name=f"{name} restart {restart + 1}", show_progress=config.progress,
+                     log_every=config.log_every)
         final = float(cosine_distance(simulate(dummy.images(), restored_labels), observed).detach())
         losses.append(final)
         if best is None or final < best[0]:
             best = (final, dummy.images().detach().clamp(0, 1))
+    assert best is not None, "config.restarts >= 1"
     return Reconstruction(best[1], restored_labels, best[0], tuple(losses))
 
 
@@ -296,6 +233,7 @@ def invert_fedavg(model: nn.Module, payload: CapturedUpdate,
     if payload.is_gradient:
         raise ValueError("invert_fedavg needs returned weights (updated_state); use dlg/inverting_gradients.")
     victim = _Victim(model, payload)
+    assert payload.lr is not None and payload.local_steps is not None  # checked by CapturedUpdate
     lr, steps = float(payload.lr), int(payload.local_steps)
     restored_labels = restore_labels(model, payload)
 
@@ -307,12 +245,11 @@ def invert_fedavg(model: nn.Module, payload: CapturedUpdate,
                                    payload.weight_delta(victim.names), config)
     observed = payload.effective_gradient(victim.names)
     generator = torch.Generator().manual_seed(config.seed)
-    dummy = _DummyImages(config.init.sample((payload.num_inputs, *payload.input_shape), generator),
-                         config.bound)
+    dummy = DummyImages(config.init.sample((payload.num_inputs, *payload.input_shape), generator), config.bound)
 
     def objective() -> torch.Tensor:
         mean_step = [d / (lr * steps) for d in simulate(dummy.images(), restored_labels)]
         return squared_distance(mean_step, observed)
 
-    final = _lbfgs("InvertFedAvg", [dummy.raw], objective, dummy, config)
+    final = lbfgs_descent(dummy, objective, name="InvertFedAvg", **_lbfgs_options(config))
     return Reconstruction(dummy.images().detach().clamp(0, 1), restored_labels, final, (final,))

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
+from fl_privacy.attacks.image_optimisation import DummyImages, adam_descent, lbfgs_descent
 from fl_privacy.attacks.priors import total_variation
 from fl_privacy.config.schema import RepresentationInversionSettings
 
@@ -55,31 +56,23 @@ def invert_representation(model: nn.Module, layer: str, activation: torch.Tensor
     extractor = layer_extractor(model, layer)
     reference = activation.detach()
     noise = torch.Generator().manual_seed(settings.seed)
-    images = (0.5 + 0.1 * torch.randn(len(reference), *image_shape, generator=noise)).clamp(0, 1)
-    images.requires_grad_(True)
+    dummy = DummyImages(0.5 + 0.1 * torch.randn(len(reference), *image_shape, generator=noise))
 
-    def objective() -> torch.Tensor:
+    def per_image_loss(images: torch.Tensor) -> torch.Tensor:
         distance = feature_distance(extractor(images)["out"], reference)
         priors = torch.stack([settings.tv_weight * total_variation(image) for image in images])
         return distance + priors + settings.l2_weight * images.pow(2).flatten(1).mean(1)
 
     if settings.optimizer == "lbfgs":
-        optimizer = torch.optim.LBFGS([images], lr=settings.lr, max_iter=20, line_search_fn="strong_wolfe")
-        steps = max(1, settings.iterations // 20)
+        lbfgs_descent(dummy, lambda: per_image_loss(dummy.images()).sum(), iterations=max(1, settings.iterations // 20),
+                      inner_iterations=20, lr=settings.lr, name=f"inversion at {layer}")
     else:
-        optimizer = torch.optim.Adam([images], lr=settings.lr)
-        steps = settings.iterations
+        def objective(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            loss = per_image_loss(images).sum()
+            return loss, loss
 
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        loss = objective().sum()
-        loss.backward()
-        return loss
-
-    for _ in range(steps):
-        optimizer.step(closure)
-        with torch.no_grad():
-            images.clamp_(0, 1)
+        adam_descent(dummy, objective, iterations=settings.iterations, lr=settings.lr, name=f"inversion at {layer}")
+    images = dummy.images().detach()
     with torch.no_grad():
         final = feature_distance(extractor(images)["out"], reference)
-    return Inversion(images.detach(), final)
+    return Inversion(images, final)

@@ -80,6 +80,7 @@ class CapturedUpdate:
         """The shared gradient, or for FedAvg the mean step direction `(global - updated) / (lr * steps)`."""
         if self.gradient is not None:
             return [self.gradient[n] for n in names]
+        assert self.lr is not None and self.local_steps is not None  # a FedAvg capture, see __post_init__
         scale = 1.0 / (float(self.lr) * int(self.local_steps))
         return [d * scale for d in self.weight_delta(names)]
 

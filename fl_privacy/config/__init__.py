@@ -6,8 +6,12 @@ and the lab receives the frozen `Settings` it returns.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 from pydantic import ValidationError
 
@@ -45,4 +49,17 @@ def load_settings(cfg: DictConfig) -> Settings:
     return settings_from_dict(values)
 
 
-__all__ = ["Settings", "load_settings", "register_schema", "settings_from_dict"]
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def compose_settings(overrides: Sequence[str] = ()) -> Settings:
+    """The validated settings `python -m fl_privacy.run OVERRIDES` would run, composed with Hydra's compose
+    API (for code outside a Hydra job: `flwr run`, benchmarks, notebooks)."""
+    register_schema()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+    return load_settings(cfg)
+
+
+__all__ = ["CONF_DIR", "Settings", "compose_settings", "load_settings", "register_schema", "settings_from_dict"]

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
+
+
+def image_shape_of(images: torch.Tensor) -> tuple[int, int, int]:
+    """(C, H, W) of a batch of images shaped N x C x H x W."""
+    return cast(tuple[int, int, int], tuple(images.shape[1:]))
 
 
 @dataclass(frozen=True)
@@ -42,4 +48,4 @@ class DataSplits:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
+        return image_shape_of(self.train.images)

@@ -158,6 +158,8 @@ def check_opacus_compatible(model: nn.Module) -> list[str]:
 class LinearAdaClipDPOptimizer(AdaClipDPOptimizer):
     """Opacus's adaptive-clipping optimizer with MindArmour's linear bound update C ← C − η(b̃ − γ)."""
 
+    max_grad_norm: float  # set by Opacus's DPOptimizer
+
     def update_max_grad_norm(self) -> None:
         unclipped_share = float(self.unclipped_num) / max(self.sample_size, 1)
         bound = self.max_grad_norm - self.clipbound_learning_rate * (
@@ -215,6 +217,7 @@ def private_train(model: nn.Module, data: ImageDataset, settings: TrainSettings,
     if ledger.initial_sigma is None:
         _open_ledger(ledger, dp, dp.noise_multiplier if dp.target_epsilon is None else
                      calibrate_initial_sigma(dp.target_epsilon, dp.delta, dp.schedule, rate, total_steps))
+    assert ledger.sigma is not None and ledger.clip_bound is not None  # the ledger is started
     torch.manual_seed(seed)
     wrapped = GradSampleModule(model)
     optimizer = _dp_optimizer(make_optimizer(wrapped.parameters(), settings), dp, ledger.sigma,
@@ -225,6 +228,7 @@ def private_train(model: nn.Module, data: ImageDataset, settings: TrainSettings,
                           generator=torch.Generator().manual_seed(seed))
 
     def set_step_sigma() -> None:
+        assert ledger.sigma is not None and ledger.initial_sigma is not None  # the ledger is started
         optimizer.noise_multiplier = ledger.sigma
         ledger.sigma = dp.schedule.next(ledger.sigma, ledger.initial_sigma)
 
@@ -249,6 +253,7 @@ def private_gradient(model: nn.Module, data: ImageDataset, dp: DpSettings, ledge
     """
     if ledger.initial_sigma is None:
         _open_ledger(ledger, dp, dp.noise_multiplier)
+    assert ledger.initial_sigma is not None and ledger.sigma is not None and ledger.clip_bound is not None
     torch.manual_seed(seed)
     wrapped = GradSampleModule(model)
     optimizer = _dp_optimizer(torch.optim.SGD(wrapped.parameters(), lr=0.0), dp, ledger.sigma,
@@ -263,7 +268,10 @@ def private_gradient(model: nn.Module, data: ImageDataset, dp: DpSettings, ledge
             warnings.filterwarnings("ignore", message=OPACUS_HOOK_WARNING)
             loss.backward()
         optimizer.pre_step()
-        gradient = {name: parameter.grad.detach().clone() for name, parameter in model.named_parameters()}
+        gradient = {}
+        for name, parameter in model.named_parameters():
+            assert parameter.grad is not None, f"Opacus gave {name} no gradient"
+            gradient[name] = parameter.grad.detach().clone()
     finally:
         wrapped.to_standard_module()
     ledger.sigma = dp.schedule.next(ledger.sigma, ledger.initial_sigma)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fl_privacy.data.images import image_shape_of
 from fl_privacy.models import DCGANGenerator, SeedCNN
 from fl_privacy.seeding import Stream, derive_seed
 
@@ -118,7 +119,7 @@ def train_par_gan(records: torch.Tensor, settings: ParGanSettings, seed: int,
     if not 1 <= k <= settings.batch_size:
         raise ValueError(f"need 1 <= num_discriminators ({k}) <= batch_size ({settings.batch_size})")
     partitions = split_partitions(len(records), k, seed)
-    shape = tuple(records.shape[1:])
+    shape = image_shape_of(records)
     torch.manual_seed(seed)
     device = records.device
     generator = DCGANGenerator(settings.latent_dim, shape).to(device)
@@ -129,7 +130,8 @@ def train_par_gan(records: torch.Tensor, settings: ParGanSettings, seed: int,
     # a discriminator's real data: its own partition, nothing else
     own_data = [records[torch.as_tensor(part, device=device)] for part in partitions]
     streams = [_batches(len(part), settings.partition_batch,
-                        torch.Generator().manual_seed(derive_seed(seed, Stream.PAR_GAN, PARTITION_BATCHES, i)))
+                        torch.Generator().manual_seed(
+                            derive_seed(seed, Stream.PAR_GAN, PARTITION_BATCHES, i)))
                for i, part in enumerate(partitions, start=1)]
     noise = torch.Generator().manual_seed(derive_seed(seed, Stream.PAR_GAN, LATENT_NOISE))
     share = settings.partition_batch

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fl_privacy.data.images import DataSplits
+from fl_privacy.data.images import DataSplits, image_shape_of
 from fl_privacy.evaluation.oracle import (
     FeatureSpace,
     Oracle,
@@ -71,7 +71,7 @@ class GanAttackMonitor:
         other_features = space(_class_images(splits, others, len(self.real_victim), seed))
         per_class = {c: frechet_distance(space(_class_images(splits, [c], num_samples, seed)),
                                          self.victim_features) for c in others}
-        nearest = min(per_class, key=per_class.get)
+        nearest = min(per_class, key=per_class.__getitem__)
         self.victim_diversity = mean_pairwise_distance(self.victim_features)
         self.baseline = {
             "victim_class": victim_class,
@@ -102,11 +102,12 @@ class GanAttackMonitor:
         """Metrics for the generator the adversary published this round (empty when it did not attack)."""
         if published is None:
             return {}
-        generator = DCGANGenerator(int(published["latent_dim"]), tuple(self.real_victim.shape[1:]))
+        generator = DCGANGenerator(int(published["latent_dim"]), image_shape_of(self.real_victim))
         generator.load_state_dict(published["generator"])
         samples = generator.sample(self.num_samples, self.seed)
         metrics = self.score(samples)
-        save_image_grid(self.run_dir / "gan" / f"samples_round_{server_round:03d}.png", samples[:GRID_SAMPLES])
+        save_image_grid(self.run_dir / "gan" / f"samples_round_{server_round:03d}.png",
+                        samples[:GRID_SAMPLES])
         self.rounds.append(AttackRound(server_round, samples[:PROGRESSION_COLUMNS], metrics))
         log.info("round %d: GAN attack: oracle victim share %.3f, Fréchet %.0f (other classes %.0f), "
                  "diversity %.2f", server_round, metrics["victim_share"], metrics["frechet_distance"],

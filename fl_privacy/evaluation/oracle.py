@@ -23,7 +23,7 @@ from sklearn.decomposition import PCA
 from torch import nn
 
 from fl_privacy.config.schema import OracleSettings
-from fl_privacy.data.images import DataSplits, ImageDataset
+from fl_privacy.data.images import DataSplits, ImageDataset, image_shape_of
 from fl_privacy.results import save_torch
 from fl_privacy.training import TrainSettings, evaluate, train
 
@@ -99,7 +99,7 @@ def oracle_training_data(splits: DataSplits) -> ImageDataset:
 
 
 def _with_noise_class(data: ImageDataset, num_classes: int, seed: int) -> ImageDataset:
-    noise = synthetic_noise(len(data), tuple(data.images.shape[1:]), seed)
+    noise = synthetic_noise(len(data), image_shape_of(data.images), seed)
     labels = torch.full((len(noise),), num_classes, dtype=data.labels.dtype)
     return ImageDataset(torch.cat([data.images, noise]), torch.cat([data.labels, labels]))
 

@@ -17,20 +17,15 @@ from pathlib import Path
 
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from fl_privacy.apps.client_app import client_app_from
 from fl_privacy.apps.server_app import capture_schedule, run_server
-from fl_privacy.config import Settings, load_settings, register_schema
+from fl_privacy.config import Settings, compose_settings
 from fl_privacy.errors import ConfigError
 from fl_privacy.lab.side_channels import RunHooks
 from fl_privacy.lab.telemetry import configure_telemetry
 
 log = logging.getLogger(__name__)
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
 
 def hydra_overrides(run_config: dict) -> list[str]:
     """The Hydra overrides that Flower's run config stands for."""
@@ -40,13 +35,9 @@ def hydra_overrides(run_config: dict) -> list[str]:
 
 
 @functools.lru_cache(maxsize=4)
-def compose_settings(overrides: tuple[str, ...]) -> Settings:
+def settings_for(overrides: tuple[str, ...]) -> Settings:
     """The validated settings `python -m fl_privacy.run OVERRIDES` would run (cached per process)."""
-    register_schema()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides))
-    return load_settings(cfg)
+    return compose_settings(overrides)
 
 
 def run_dir_of(context: Context) -> Path:
@@ -67,7 +58,7 @@ def log_to_run_dir(run_dir: Path) -> None:
 
 
 def _settings(context: Context) -> Settings:
-    return compose_settings(tuple(hydra_overrides(dict(context.run_config))))
+    return settings_for(tuple(hydra_overrides(dict(context.run_config))))
 
 
 def _client_settings(context: Context) -> Settings:

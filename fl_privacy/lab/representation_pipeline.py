@@ -22,7 +22,7 @@ from fl_privacy.apps.roles import model_outputs
 from fl_privacy.attacks.representation_inversion import invert_representation, layer_extractor
 from fl_privacy.config.schema import RepresentationInversionSettings, Settings
 from fl_privacy.data.datasets import load_splits
-from fl_privacy.data.images import ImageDataset
+from fl_privacy.data.images import ImageDataset, image_shape_of
 from fl_privacy.evaluation.oracle import Oracle, load_or_train_oracle
 from fl_privacy.evaluation.reconstruction import psnr, ssim
 from fl_privacy.models import build_model
@@ -41,7 +41,7 @@ def score_layer(model: nn.Module, layer: str, truth: ImageDataset, settings: Rep
     with torch.no_grad():
         activation = layer_extractor(model, layer)(truth.images)["out"]
     started = time.perf_counter()
-    result = invert_representation(model, layer, activation, tuple(truth.images.shape[1:]), settings)
+    result = invert_representation(model, layer, activation, image_shape_of(truth.images), settings)
     seconds = time.perf_counter() - started
     confidence = oracle.probabilities(result.images)[torch.arange(len(truth)), truth.labels]
     peak, structure = psnr(result.images, truth.images), ssim(result.images, truth.images)
