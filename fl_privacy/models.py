@@ -13,7 +13,6 @@ from torch.nn import functional as F
 from fl_privacy.config.schema import ModelSettings
 
 
-
 def _norm(kind: str, channels: int) -> nn.Module:
     """GroupNorm keeps a model Opacus-compatible (no BatchNorm); 'none' adds nothing."""
     return nn.GroupNorm(min(32, channels // 4) or 1, channels) if kind == "group" else nn.Identity()

@@ -76,8 +76,10 @@ def replace_folder(staging: Path, out: Path) -> None:
 
 
 def save_figure_file(path: Path, figure) -> None:
-    """A matplotlib figure as PNG, atomically; no version in the file, so the same figure gives the same bytes."""
-    _atomic_write(Path(path), lambda handle: figure.savefig(handle, format="png", metadata={"Software": None}))
+    """A matplotlib figure as PNG, atomically; no version in the file, so the same figure gives the same
+    bytes."""
+    _atomic_write(Path(path),
+                  lambda handle: figure.savefig(handle, format="png", metadata={"Software": None}))
 
 
 class RunFileError(ValueError):

@@ -28,7 +28,8 @@ def _without_timings(node):
 def pinned_numbers(run_dir: Path) -> dict:
     """What a run measured, comparable across the refactoring."""
     run_dir = Path(run_dir)
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
     for record in records:
         record["train"], record["evaluate"] = _kebab(record["train"]), _kebab(record["evaluate"])
     numbers: dict = {"rounds": _without_timings(records)}
@@ -38,7 +39,7 @@ def pinned_numbers(run_dir: Path) -> dict:
     scores = run_dir / "attack" / "scores.json"
     if scores.exists():
         captures = json.loads(scores.read_text())["captures"]
-        numbers["inversion"] = _without_timings([{k: v for k, v in c.items() if k != "seconds"} for c in captures])
+        numbers["inversion"] = _without_timings(captures)
     mia = run_dir / "mia" / "attack_scores.json"
     if mia.exists():
         numbers["membership_scores"] = json.loads(mia.read_text())["scores"]

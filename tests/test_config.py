@@ -2,12 +2,14 @@
 
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
 
-from fl_privacy.config import validate
+from fl_privacy.config import load_settings
 from fl_privacy.errors import ConfigError
+from fl_privacy.lab.preflight import check_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,15 +25,17 @@ BAD = [
     ("+client.roles={12:honest}", "client.roles.12"),
     ("client.optimizer=rmsprop", "client.optimizer"),
     ("model.norm=batch", "model.norm"),
+    ("simulation.dashboard_port=80", "simulation.dashboard_port"),
+    ("simulation.dashboard_port=70000", "simulation.dashboard_port"),
 ]
 
 GAN_BAD = [
-    ("client.gan.victim_class=-1", "client.gan.victim_class"),
-    ("client.gan.fake_pool=keep", "client.gan.fake_pool"),
-    ("client.gan.generator_steps=0", "client.gan.generator_steps"),
-    ("client.gan.start_accuracy=1.5", "client.gan.start_accuracy"),
-    ("client.gan.generator_lr=0", "client.gan.generator_lr"),
-    ("oracle.components=1", "oracle.components"),
+    ("attack.gan.victim_class=-1", "attack.gan.victim_class"),
+    ("attack.gan.fake_pool=keep", "attack.gan.fake_pool"),
+    ("attack.gan.generator_steps=0", "attack.gan.generator_steps"),
+    ("attack.gan.start_accuracy=1.5", "attack.gan.start_accuracy"),
+    ("attack.gan.generator_lr=0", "attack.gan.generator_lr"),
+    ("evaluation.oracle.components=1", "evaluation.oracle.components"),
 ]
 
 
@@ -40,7 +44,7 @@ def test_validation_names_the_key(cfg_factory, override, key):
     cfg = cfg_factory(override, "simulation.num_clients=2") if "roles={0" in override \
         else cfg_factory(override)
     with pytest.raises(ConfigError) as caught:
-        validate(cfg)
+        load_settings(cfg)
     assert caught.value.key == key
     assert "\n" not in str(caught.value)
 
@@ -48,8 +52,15 @@ def test_validation_names_the_key(cfg_factory, override, key):
 @pytest.mark.parametrize("override,key", GAN_BAD)
 def test_gan_attack_validation_names_the_key(cfg_factory, override, key):
     with pytest.raises(ConfigError) as caught:
-        validate(cfg_factory("+experiment=gan_attack", override))
+        load_settings(cfg_factory("+experiment=gan_attack", override))
     assert caught.value.key == key
+
+
+def test_unknown_key_is_rejected(cfg_factory):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(cfg_factory("+anytypo=1"))
+    assert caught.value.key == "anytypo"
+    assert "anytypo" in str(caught.value) and "\n" not in str(caught.value)
 
 
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
@@ -57,24 +68,66 @@ PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_default_and_presets_are_valid(cfg_factory, preset):
-    validate(cfg_factory())
-    validate(cfg_factory(f"+experiment={preset}"))
+    load_settings(cfg_factory())
+    load_settings(cfg_factory(f"+experiment={preset}"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_composes_validates_and_passes_preflight(settings_factory, preset):
+    settings = settings_factory(f"+experiment={preset}")
+    check_settings(settings)
+
+
+def _choices(annotation) -> set:
+    return set(typing.get_args(annotation))
+
+
+def test_schema_choices_match_the_code_registries():
+    from fl_privacy.apps.client_app import ROLES
+    from fl_privacy.attacks.dispatch import ATTACKS
+    from fl_privacy.attacks.membership_inference import ATTACKS as MIA_ATTACKS
+    from fl_privacy.config import schema
+    from fl_privacy.data.datasets import DATASETS
+    from fl_privacy.data.partition import PARTITIONERS
+    from fl_privacy.defenses.noise_schedules import NOISE_SCHEDULES
+    from fl_privacy.models import MODELS
+    from fl_privacy.training import OPTIMIZERS
+    from strategies import STRATEGIES
+
+    def field(model, name):
+        return model.model_fields[name].annotation
+
+    (mia_item,) = typing.get_args(field(schema.MembershipSettings, "attacks"))
+    pairs = [
+        (DATASETS, field(schema.DataSettings, "name")),
+        (PARTITIONERS, field(schema.PartitionSettings, "name")),
+        (MODELS, field(schema.ModelSettings, "name")),
+        (STRATEGIES, field(schema.StrategySettings, "name")),
+        (ROLES, schema.Role),
+        (ATTACKS, field(schema.GradientInversionSettings, "name")),
+        (MIA_ATTACKS, mia_item),
+        (NOISE_SCHEDULES, field(schema.NoiseDecaySettings, "schedule")),
+        (OPTIMIZERS, schema.Optimizer),
+    ]
+    for registry, annotation in pairs:
+        assert typing.get_origin(annotation) is typing.Literal, annotation
+        assert set(registry) == _choices(annotation), annotation
 
 
 @pytest.mark.parametrize("victim", [10, 0])  # not in MNIST; held by the adversary (partition 0)
-def test_impossible_victim_class_fails_before_the_run(cfg_factory, tmp_path, victim):
+def test_impossible_victim_class_fails_before_the_run(settings_factory, victim):
     from fl_privacy.data.federation import build_federation
-    from fl_privacy.evaluation.gan_attack import build_gan_monitor
+    from fl_privacy.lab.preflight import check_before_run
 
-    cfg = cfg_factory("+experiment=gan_attack", f"client.gan.victim_class={victim}")
-    validate(cfg)
+    settings = settings_factory("+experiment=gan_attack", f"attack.gan.victim_class={victim}")
+    check_settings(settings)
     with pytest.raises(ConfigError) as caught:
-        build_gan_monitor(cfg, build_federation(cfg), tmp_path)
-    assert caught.value.key == "client.gan.victim_class"
+        check_before_run(settings, build_federation(settings))
+    assert caught.value.key == "attack.gan.victim_class"
 
 
 CAPTURE = ("strategy=gradient_capture",)
-ATTACK = ("strategy=gradient_capture", "+attack=gradient_inversion")
+ATTACK = ("strategy=gradient_capture",)  # the attack.gradient_inversion node is always present
 BAD_CAPTURE = [
     (("strategy.name=spy",), "strategy.name"),
     (("client.update_mode=fedsgd",), "client.update_mode"),  # FedSGD needs the capturing server
@@ -86,39 +139,40 @@ BAD_CAPTURE = [
     ((*CAPTURE, "strategy.capture.update_mode=fedprox"), "strategy.capture.update_mode"),
     ((*CAPTURE, "strategy.capture.batch_size=0"), "strategy.capture.batch_size"),
     (("model.init=xavier",), "model.init"),
-    ((*ATTACK, "attack.name=telepathy"), "attack.name"),
-    ((*ATTACK, "attack.name=inverting", "attack.label_mode=optimise"), "attack.label_mode"),
-    ((*ATTACK, "attack.optimizer=sgd"), "attack.optimizer"),
-    ((*ATTACK, "attack.iterations=0"), "attack.iterations"),
-    ((*ATTACK, "attack.init.distribution=cauchy"), "attack.init.distribution"),
-    ((*ATTACK, "attack.max_captures=0"), "attack.max_captures"),
-    (("+attack=gradient_inversion", "attack.after_run=true"), "attack.after_run"),
+    ((*ATTACK, "attack.gradient_inversion.name=telepathy"), "attack.gradient_inversion.name"),
+    ((*ATTACK, "attack.gradient_inversion.name=inverting", "attack.gradient_inversion.label_mode=optimise"),
+     "attack.gradient_inversion.label_mode"),
+    ((*ATTACK, "attack.gradient_inversion.optimizer=sgd"), "attack.gradient_inversion.optimizer"),
+    ((*ATTACK, "attack.gradient_inversion.iterations=0"), "attack.gradient_inversion.iterations"),
+    ((*ATTACK, "attack.gradient_inversion.init.distribution=cauchy"),
+     "attack.gradient_inversion.init.distribution"),
+    ((*ATTACK, "attack.gradient_inversion.max_captures=0"), "attack.gradient_inversion.max_captures"),
+    (("attack.gradient_inversion.after_run=true",), "attack.gradient_inversion.after_run"),
 ]
 
 
 @pytest.mark.parametrize("overrides,key", BAD_CAPTURE)
 def test_capture_and_attack_keys_are_validated(cfg_factory, overrides, key):
     with pytest.raises(ConfigError) as caught:
-        validate(cfg_factory(*overrides))
+        load_settings(cfg_factory(*overrides))
     assert caught.value.key == key
 
 
 @pytest.mark.parametrize("preset", ["dlg", "idlg", "dlg_photos", "dlg_rounds", "inverting_fedavg",
                                     "label_restoration"])
 def test_attack_presets_are_valid(cfg_factory, preset):
-    cfg = cfg_factory(f"+experiment={preset}")
-    validate(cfg)
-    assert cfg.strategy.name == "gradient_capture" and cfg.attack.after_run
+    settings = load_settings(cfg_factory(f"+experiment={preset}"))
+    assert settings.strategy.name == "gradient_capture" and settings.attack.gradient_inversion.after_run
 
 
-def test_dashboard_without_its_packages_fails_fast(cfg_factory, monkeypatch):
+def test_dashboard_without_its_packages_fails_fast(settings_factory, monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "aiohttp" else real(name, *a))
     with pytest.raises(ConfigError, match="aiohttp"):
-        validate(cfg_factory("simulation.dashboard=true"))
+        check_settings(settings_factory("simulation.dashboard=true"))
 
 
 def run_entry(*overrides, cwd):

@@ -47,9 +47,9 @@ def test_run_writes_metrics_summary_and_model(sweep):
         assert len(record["central"]["per_class_accuracy"]) == 10
         assert record["seconds"] > 0
     for record in records[1:]:
-        assert record["train"]["num-examples"] > 0 and "train_loss" in record["train"]
+        assert record["train"]["num-examples"] > 0 and "train-loss" in record["train"]
         assert record["train"]["num-clients"] == 2  # fraction_train=0.5 of 4
-        assert "eval_accuracy" in record["evaluate"]
+        assert "eval-accuracy" in record["evaluate"]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["config"]["simulation"]["num_clients"] == 4
     assert summary["versions"]["flwr"].startswith("1.4")

@@ -7,8 +7,9 @@ import pytest
 from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 
-from fl_privacy.apps.flwr_entry import compose_config, hydra_overrides
+from fl_privacy.config import Settings
 from fl_privacy.errors import ConfigError
+from fl_privacy.lab.flwr_entry import compose_settings, hydra_overrides
 
 try:
     import tomllib
@@ -39,7 +40,8 @@ def test_run_config_becomes_hydra_overrides():
 
 
 def test_composed_config_matches_the_preset_and_is_validated():
-    cfg = compose_config(("+experiment=fedavg_noniid", "strategy.num_rounds=2"))
-    assert cfg.strategy.num_rounds == 2 and cfg.simulation.num_clients == 10
+    settings = compose_settings(("+experiment=fedavg_noniid", "strategy.num_rounds=2"))
+    assert isinstance(settings, Settings)
+    assert settings.strategy.num_rounds == 2 and settings.simulation.num_clients == 10
     with pytest.raises(ConfigError, match="strategy.num_rounds"):
-        compose_config(("strategy.num_rounds=0",))
+        compose_settings(("strategy.num_rounds=0",))

@@ -62,22 +62,23 @@ def test_dictconfig_stays_at_the_entry_points():
 def test_strategies_import_only_flower_torch_and_leaves(module):
     allowed = ("strategies", "fl_privacy.data.images", "fl_privacy.models", "fl_privacy.training",
                "fl_privacy.protocol", "fl_privacy.results", "fl_privacy.seeding")
-    outside = {i for i in imports_of(MODULES[module]) if i.startswith("fl_privacy") and not _within(i, allowed)}
+    outside = {i for i in imports_of(MODULES[module])
+               if i.startswith("fl_privacy") and not _within(i, allowed)}
     assert outside == set()
 
 
 RULES = [  # (importer, must not import)
     ("fl_privacy.attacks", ("fl_privacy.lab", "fl_privacy.cli", "fl_privacy.apps", "fl_privacy.evaluation",
-                            "fl_privacy.data.datasets", "fl_privacy.data.federation", "fl_privacy.data.partition",
-                            "fl_privacy.data.membership_split", "strategies")),
+                            "fl_privacy.data.datasets", "fl_privacy.data.federation",
+                            "fl_privacy.data.partition", "fl_privacy.data.membership_split", "strategies")),
     ("fl_privacy.evaluation", ("fl_privacy.attacks.gradient_inversion", "fl_privacy.attacks.gan",
                                "fl_privacy.attacks.membership_inference", "fl_privacy.attacks.logan",
                                "fl_privacy.attacks.representation_inversion", *UPPER, "fl_privacy.apps")),
     ("fl_privacy.apps", UPPER),
     ("fl_privacy.defenses", (*UPPER, "fl_privacy.apps", "fl_privacy.attacks", "fl_privacy.evaluation")),
     ("strategies", (*UPPER, "fl_privacy.apps", "fl_privacy.attacks", "fl_privacy.evaluation")),
-    *[(leaf, (*UPPER, "fl_privacy.apps", "fl_privacy.attacks", "fl_privacy.defenses", "fl_privacy.evaluation",
-              "strategies")) for leaf in LEAVES if leaf != "fl_privacy.report"],
+    *[(leaf, (*UPPER, "fl_privacy.apps", "fl_privacy.attacks", "fl_privacy.defenses",
+              "fl_privacy.evaluation", "strategies")) for leaf in LEAVES if leaf != "fl_privacy.report"],
     ("fl_privacy.report", (*UPPER, "fl_privacy.apps", "fl_privacy.attacks", "fl_privacy.defenses",
                            "fl_privacy.evaluation", "strategies")),
 ]
@@ -86,7 +87,8 @@ RULES = [  # (importer, must not import)
 @pytest.mark.parametrize("importer,forbidden", RULES, ids=[rule[0] for rule in RULES])
 def test_import_direction(importer, forbidden):
     crossing = {f"{name} -> {target}" for name, targets in IMPORTS.items()
-                if _within(name, [importer]) and not name.endswith("__main__")  # entry points may call the cli
+                if _within(name, [importer])
+                and not name.endswith("__main__")  # entry points may call the cli
                 for target in targets if _within(target, forbidden)}
     assert crossing == set()
 

@@ -21,22 +21,22 @@ def test_seed_cnn_layout():
 
 
 @pytest.mark.parametrize("name", ["cnn", "lenet"])
-def test_group_norm_variants_are_opacus_compatible(cfg_factory, name):
-    cfg = cfg_factory(f"model={name}", "model.norm=group")
-    assert ModuleValidator.validate(build_model(cfg.model, (1, 28, 28), 10), strict=False) == []
+def test_group_norm_variants_are_opacus_compatible(settings_factory, name):
+    settings = settings_factory(f"model={name}", "model.norm=group")
+    assert ModuleValidator.validate(build_model(settings.model, (1, 28, 28), 10), strict=False) == []
 
 
-def test_model_factory_is_deterministic(cfg_factory):
-    make = model_factory(cfg_factory().model, (1, 28, 28), 10, seed=3)
+def test_model_factory_is_deterministic(settings_factory):
+    make = model_factory(settings_factory().model, (1, 28, 28), 10, seed=3)
     first, second = make().state_dict(), make().state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
-def test_training_loop_learns_and_is_reproducible(cfg_factory):
-    from fl_privacy.data import build_federation
+def test_training_loop_learns_and_is_reproducible(settings_factory):
+    from fl_privacy.data.federation import build_federation
 
-    federation = build_federation(cfg_factory())
-    make = model_factory(cfg_factory().model, (1, 28, 28), 10, seed=0)
+    federation = build_federation(settings_factory())
+    make = model_factory(settings_factory().model, (1, 28, 28), 10, seed=0)
     settings = TrainSettings(epochs=2, batch_size=32, lr=1e-3)
     before = evaluate(make(), federation.splits.test, 10).accuracy
     runs = []

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
+from fl_privacy.config.schema import PartitionSettings
 from fl_privacy.data.partition import partition_indices
 from fl_privacy.errors import ConfigError
 
@@ -9,7 +9,7 @@ LABELS = np.repeat(np.arange(10), 40)
 
 
 def part(name, num_clients, seed=0, **extra):
-    return partition_indices(LABELS, num_clients, OmegaConf.create({"name": name, **extra}), seed)
+    return partition_indices(LABELS, num_clients, PartitionSettings(name=name, **extra), seed)
 
 
 def assert_disjoint_cover(parts, total):
@@ -45,9 +45,11 @@ def test_one_class_splits_classes_among_extra_clients():
         assert len(indices) == 20
 
 
-def test_one_class_without_splitting_needs_enough_classes():
+def test_one_class_needs_enough_examples_per_client():
+    # partition.split_classes is gone (one_class always splits classes); the remaining limit is a class
+    # with fewer examples than the clients sharing it (40 examples, 50 clients per class here).
     with pytest.raises(ConfigError, match="simulation.num_clients"):
-        part("one_class", 12, split_classes=False)
+        part("one_class", 500)
 
 
 def test_iid_class_counts_are_balanced():

@@ -13,19 +13,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fl_privacy.plots import plt
 from fl_privacy.report import build_report
+from fl_privacy.report.figures import plt
 from fl_privacy.report.jobs import expected_jobs, find_jobs, flatten_numbers
 
 ROOT = Path(__file__).resolve().parents[1]
-SWEEP = ["strategy.num_rounds=2", "client.dp.noise_multiplier=0.5,1.0,2.0,4.0"]
+SWEEP = ["strategy.num_rounds=2", "defense.dp.noise_multiplier=0.5,1.0,2.0,4.0"]
 
 
 def write_job(job_dir: Path, sigma: float, accuracy: float, share: float | None, finished: bool) -> None:
     """A job folder as fl_privacy.run leaves it (summary.json only when it finished)."""
     (job_dir / ".hydra").mkdir(parents=True)
     (job_dir / ".hydra" / "overrides.yaml").write_text(
-        f"- strategy.num_rounds=2\n- client.dp.noise_multiplier={sigma}\n")
+        f"- strategy.num_rounds=2\n- defense.dp.noise_multiplier={sigma}\n")
     records = [{"round": r, "central": {"loss": 2.0 - r / 2, "accuracy": accuracy * (r + 1) / 3},
                 "train": {}, "evaluate": {}, "seconds": 1.0} for r in range(3 if finished else 2)]
     if share is not None:
@@ -78,7 +78,7 @@ def test_csv_has_one_row_per_job_with_status_overrides_and_flat_metrics(sweep):
     rows = list(csv.DictReader(report.csv.open()))
     assert [(r["job"], r["status"]) for r in rows] == [("0", "ok"), ("1", "failed"), ("2", "ok"),
                                                        ("3", "missing")]
-    assert [r["client.dp.noise_multiplier"] for r in rows] == ["0.5", "1.0", "2.0", "4.0"]
+    assert [r["defense.dp.noise_multiplier"] for r in rows] == ["0.5", "1.0", "2.0", "4.0"]
     assert float(rows[0]["accuracy"]) == pytest.approx(0.9)
     assert float(rows[2]["privacy.max_epsilon"]) == pytest.approx(4.0)
     assert float(rows[2]["privacy.per_client.1"]) == pytest.approx(2.0)

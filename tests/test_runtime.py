@@ -2,21 +2,21 @@
 
 import pytest
 
-from fl_privacy.config import validate
+from fl_privacy.config import load_settings
 from fl_privacy.errors import ConfigError
-from fl_privacy.runtime import backend_config
+from fl_privacy.lab.simulation import backend_config
 
 
-def test_local_ray_by_default(cfg_factory):
-    config = backend_config(cfg_factory("simulation.num_cpus=2"))
+def test_local_ray_by_default(settings_factory):
+    config = backend_config(settings_factory("simulation.num_cpus=2").simulation)
     assert config["init_args"] == {"include_dashboard": False, "num_cpus": 2}
     assert config["client_resources"] == {"num_cpus": 1.0, "num_gpus": 0.0}
 
 
 def test_ray_address_joins_that_cluster(cfg_factory):
     cfg = cfg_factory("simulation.ray_address=127.0.0.1:6379", "simulation.client_resources.num_cpus=0.5")
-    validate(cfg)
-    config = backend_config(cfg)
+    settings = load_settings(cfg)
+    config = backend_config(settings.simulation)
     assert config["init_args"] == {"address": "127.0.0.1:6379"}  # ray.init refuses num_cpus with an address
     assert config["client_resources"]["num_cpus"] == 0.5
 
@@ -24,4 +24,4 @@ def test_ray_address_joins_that_cluster(cfg_factory):
 @pytest.mark.parametrize("override", ["simulation.num_cpus=2", "simulation.dashboard=true"])
 def test_cluster_settings_with_an_address_are_config_errors(cfg_factory, override):
     with pytest.raises(ConfigError, match=override.split("=")[0]):
-        validate(cfg_factory("simulation.ray_address=auto", override))
+        load_settings(cfg_factory("simulation.ray_address=auto", override))

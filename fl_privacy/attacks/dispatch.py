@@ -1,9 +1,10 @@
-"""Pick a gradient-inversion attack by name and build its optimiser settings from `attack.gradient_inversion`."""
+"""Pick a gradient-inversion attack by name and build its optimiser settings from
+`attack.gradient_inversion`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import nn
@@ -17,11 +18,24 @@ from fl_privacy.attacks.gradient_inversion import (
     invert_fedavg,
     inverting_gradients,
 )
+from fl_privacy.attacks.image_optimisation import Bound
 from fl_privacy.attacks.label_restoration import restore_labels
 from fl_privacy.attacks.views import CapturedUpdate
 from fl_privacy.config.schema import GradientInversionSettings
 
 AttackConfig = DLGConfig | InvertingConfig
+
+
+class _CommonOptions(TypedDict):
+    """The settings DLGConfig and InvertingConfig share."""
+
+    init: DummyInit
+    bound: Bound
+    seed: int
+    progress: bool
+    iterations: int
+    lr: float
+    log_every: int
 
 
 def restore_labels_only(model: nn.Module, payload: CapturedUpdate, settings: AttackConfig) -> Reconstruction:
@@ -42,14 +56,15 @@ FIXED_OPTIMIZER = {"dlg": "lbfgs", "inverting": "adam"}  # fedavg takes `optimiz
 def attack_settings(attack: GradientInversionSettings, progress: bool = False) -> AttackConfig:
     """DLGConfig (L-BFGS) or InvertingConfig (Adam, cosine + TV) for `attack.name`."""
     init = DummyInit(attack.init.distribution, attack.init.center, attack.init.spread)
-    common = {"init": init, "bound": attack.bound, "seed": attack.seed, "progress": progress,
-              "iterations": attack.iterations, "lr": attack.lr, "log_every": 0}
+    common: _CommonOptions = {"init": init, "bound": attack.bound, "seed": attack.seed, "progress": progress,
+                              "iterations": attack.iterations, "lr": attack.lr, "log_every": 0}
     if FIXED_OPTIMIZER.get(attack.name, attack.optimizer) == "lbfgs":
         return DLGConfig(**common, inner_iterations=attack.inner_iterations, label_mode=attack.label_mode)
     return InvertingConfig(**common, tv_weight=attack.tv_weight, restarts=attack.restarts)
 
 
-def run_attack(name: str, model: nn.Module, payload: CapturedUpdate, settings: AttackConfig) -> Reconstruction:
+def run_attack(name: str, model: nn.Module, payload: CapturedUpdate, settings: AttackConfig
+               ) -> Reconstruction:
     """Run attack `name` on one captured update; the payload kind must fit the attack."""
     attack, needs = ATTACKS[name]
     kind = "gradient" if payload.is_gradient else "weights"

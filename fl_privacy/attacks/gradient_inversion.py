@@ -151,7 +151,8 @@ def cosine_distance(dummy: Tensors, observed: Tensors) -> torch.Tensor:
 
 def _lbfgs_options(config: DLGConfig) -> dict:
     return {"iterations": config.iterations, "inner_iterations": config.inner_iterations, "lr": config.lr,
-            "line_search": config.line_search, "show_progress": config.progress, "log_every": config.log_every}
+            "line_search": config.line_search, "show_progress": config.progress,
+            "log_every": config.log_every}
 
 
 def dlg(model: nn.Module, payload: CapturedUpdate, config: DLGConfig = DLGConfig()) -> Reconstruction:
@@ -202,8 +203,8 @@ def _invert_by_restarts(name: str, payload: CapturedUpdate, restored_labels: tor
     for restart in range(config.restarts):
         dummy = DummyImages(config.init.sample(shape, generator), config.bound)
         adam_descent(dummy, objective, iterations=config.iterations, lr=config.lr, milestones=milestones,
-                     signed=config.signed, name=f"{name} restart {restart + 1}", show_progress=config.progress,
-                     log_every=config.log_every)
+                     signed=config.signed, name=f"{name} restart {restart + 1}",
+                     show_progress=config.progress, log_every=config.log_every)
         final = float(cosine_distance(simulate(dummy.images(), restored_labels), observed).detach())
         losses.append(final)
         if best is None or final < best[0]:
@@ -245,7 +246,8 @@ def invert_fedavg(model: nn.Module, payload: CapturedUpdate,
                                    payload.weight_delta(victim.names), config)
     observed = payload.effective_gradient(victim.names)
     generator = torch.Generator().manual_seed(config.seed)
-    dummy = DummyImages(config.init.sample((payload.num_inputs, *payload.input_shape), generator), config.bound)
+    dummy = DummyImages(config.init.sample((payload.num_inputs, *payload.input_shape), generator),
+                        config.bound)
 
     def objective() -> torch.Tensor:
         mean_step = [d / (lr * steps) for d in simulate(dummy.images(), restored_labels)]

@@ -42,8 +42,8 @@ def _log(name: str, step: int, total: int, every: int, loss: float) -> None:
 
 def lbfgs_descent(dummy: DummyImages, objective: Callable[[], torch.Tensor], *, iterations: int,
                   inner_iterations: int, lr: float, line_search: str | None = "strong_wolfe",
-                  extra_variables: Sequence[torch.Tensor] = (), name: str = "L-BFGS", show_progress: bool = False,
-                  log_every: int = 0) -> float:
+                  extra_variables: Sequence[torch.Tensor] = (), name: str = "L-BFGS",
+                  show_progress: bool = False, log_every: int = 0) -> float:
     """Minimise `objective` over the images (and `extra_variables`, e.g. soft labels) with `iterations` outer
     L-BFGS steps of up to `inner_iterations` each, projecting the images after each; stops at the last finite
     images if the loss diverges. Returns the final objective."""
@@ -62,7 +62,8 @@ def lbfgs_descent(dummy: DummyImages, objective: Callable[[], torch.Tensor], *, 
         dummy.project()
         _log(name, step, iterations, log_every, loss)
         if not (math.isfinite(loss) and torch.isfinite(dummy.raw).all()):
-            log.warning("%s diverged at iteration %d (loss %s); keeping the last finite images", name, step + 1, loss)
+            log.warning("%s diverged at iteration %d (loss %s); keeping the last finite images",
+                        name, step + 1, loss)
             with torch.no_grad():
                 dummy.raw.copy_(last_finite)
             break
@@ -70,12 +71,13 @@ def lbfgs_descent(dummy: DummyImages, objective: Callable[[], torch.Tensor], *, 
     return float(objective().detach())
 
 
-def adam_descent(dummy: DummyImages, objective: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], *,
+def adam_descent(dummy: DummyImages,
+                 objective: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], *,
                  iterations: int, lr: float, milestones: Sequence[int] = (), signed: bool = False,
                  name: str = "Adam", show_progress: bool = False, log_every: int = 0) -> None:
-    """Adam on the images for `iterations` steps, projecting after each. `objective(images)` returns the loss to
-    minimise and the matching part to log; `signed` steps on the gradient's sign (Geiping et al.); the learning
-    rate drops tenfold at each of `milestones`."""
+    """Adam on the images for `iterations` steps, projecting after each. `objective(images)` returns the
+    loss to minimise and the matching part to log; `signed` steps on the gradient's sign (Geiping et al.);
+    the learning rate drops tenfold at each of `milestones`."""
     optimizer = torch.optim.Adam([dummy.raw], lr=lr)
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=0.1)
     for step in steps(iterations, name, show_progress):

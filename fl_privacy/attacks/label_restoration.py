@@ -91,17 +91,20 @@ def counts_to_labels(counts: torch.Tensor) -> torch.Tensor:
     return torch.repeat_interleave(torch.arange(len(counts)), counts.long())
 
 
-def head_trajectory(payload: CapturedUpdate, names: tuple[str, str]) -> list[tuple[torch.Tensor, ...]]:
+def head_trajectory(payload: CapturedUpdate, names: tuple[str, str]
+                    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The last layer at each local step: the sent one, or for FedAvg the straight line to the returned one.
 
     The server sees only the start and end of the client's local SGD; step t of E is taken at `t / E`.
     """
-    start = [payload.global_state[n] for n in names]
+    weight, bias = (payload.global_state[n] for n in names)
     if payload.updated_state is None:
-        return [tuple(start)]
+        return [(weight, bias)]
+    assert payload.local_steps is not None  # a FedAvg capture, see CapturedUpdate
     steps = int(payload.local_steps)
-    end = [payload.updated_state[n] for n in names]
-    return [tuple(s + (t / steps) * (e - s) for s, e in zip(start, end, strict=True)) for t in range(steps)]
+    end_weight, end_bias = (payload.updated_state[n] for n in names)
+    return [(weight + (t / steps) * (end_weight - weight), bias + (t / steps) * (end_bias - bias))
+            for t in range(steps)]
 
 
 def restore_labels(model: nn.Module, payload: CapturedUpdate) -> torch.Tensor:

@@ -53,6 +53,13 @@ class ReferenceModel:
     population_in: torch.Tensor
     candidates_in: torch.Tensor | None = None
 
+    @property
+    def trained_candidates(self) -> torch.Tensor:
+        """`candidates_in` of an online reference model (one that also trained on candidates)."""
+        if self.candidates_in is None:
+            raise ValueError("this reference model trained on no candidates")
+        return self.candidates_in
+
 
 @torch.no_grad()
 def model_logits(model: nn.Module, records: ImageDataset, batch_size: int = 1000) -> torch.Tensor:
@@ -109,7 +116,8 @@ def _halves(count: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def train_reference_models(model_fn: ModelFactory, trainer: Trainer, population: ImageDataset,
-                           count: int, seed: int, candidates: ImageDataset | None = None) -> list[ReferenceModel]:
+                           count: int, seed: int, candidates: ImageDataset | None = None
+                           ) -> list[ReferenceModel]:
     """`count` models, each trained on a random half of the population (and, given `candidates`, on a
     random half of them too). Models 2k and 2k+1 take complementary halves, so with an even count every
     record is trained on by exactly half of the models."""
@@ -121,9 +129,10 @@ def train_reference_models(model_fn: ModelFactory, trainer: Trainer, population:
             candidates_in = None if candidates is None else _halves(len(candidates.labels), generator)
         else:
             population_in = ~models[-1].population_in
-            candidates_in = None if candidates is None else ~models[-1].candidates_in
+            candidates_in = None if candidates is None else ~models[-1].trained_candidates
         parts, masks = [population], [population_in]
         if candidates is not None:
+            assert candidates_in is not None  # drawn above whenever there are candidates
             parts.append(candidates)
             masks.append(candidates_in)
         init_seed, train_seed = reference_model_seeds(seed, index)
@@ -190,7 +199,7 @@ def lira_online(model: nn.Module, candidates: ImageDataset, references: Sequence
     each candidate (`candidates_in`, the attacker's own choice, not the target's membership)."""
     observed = scaled_confidence(model_logits(model, candidates), candidates.labels).double()
     values = _reference_confidences(references, candidates)
-    trained = torch.stack([r.candidates_in for r in references]).double()
+    trained = torch.stack([r.trained_candidates for r in references]).double()
     mean_in, std_in = _gaussian_stats(values, trained, fixed_variance)
     mean_out, std_out = _gaussian_stats(values, 1 - trained, fixed_variance)
     normal_in = torch.distributions.Normal(mean_in, std_in)

@@ -48,7 +48,8 @@ def feature_distance(features: torch.Tensor, reference: torch.Tensor) -> torch.T
 
 
 def invert_representation(model: nn.Module, layer: str, activation: torch.Tensor,
-                          image_shape: tuple[int, int, int], settings: RepresentationInversionSettings) -> Inversion:
+                          image_shape: tuple[int, int, int], settings: RepresentationInversionSettings
+                          ) -> Inversion:
     """Images whose activation at `layer` matches `activation` (one image per row).
 
     Loss per image: normalised feature distance + tv_weight * TV + l2_weight * mean(x^2); Adam or
@@ -64,14 +65,16 @@ def invert_representation(model: nn.Module, layer: str, activation: torch.Tensor
         return distance + priors + settings.l2_weight * images.pow(2).flatten(1).mean(1)
 
     if settings.optimizer == "lbfgs":
-        lbfgs_descent(dummy, lambda: per_image_loss(dummy.images()).sum(), iterations=max(1, settings.iterations // 20),
-                      inner_iterations=20, lr=settings.lr, name=f"inversion at {layer}")
+        lbfgs_descent(dummy, lambda: per_image_loss(dummy.images()).sum(),
+                      iterations=max(1, settings.iterations // 20), inner_iterations=20, lr=settings.lr,
+                      name=f"inversion at {layer}")
     else:
         def objective(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             loss = per_image_loss(images).sum()
             return loss, loss
 
-        adam_descent(dummy, objective, iterations=settings.iterations, lr=settings.lr, name=f"inversion at {layer}")
+        adam_descent(dummy, objective, iterations=settings.iterations, lr=settings.lr,
+                     name=f"inversion at {layer}")
     images = dummy.images().detach()
     with torch.no_grad():
         final = feature_distance(extractor(images)["out"], reference)

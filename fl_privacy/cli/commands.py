@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 from omegaconf import OmegaConf
 
@@ -26,7 +27,7 @@ def run_settings(run_dir: Path, node: str, overrides: Sequence[str]) -> Settings
     config = OmegaConf.merge(read_summary(run_dir)["config"], OmegaConf.from_dotlist(list(overrides)))
     values = OmegaConf.to_container(config, resolve=True)
     assert isinstance(values, dict)
-    return settings_from_dict(values)
+    return settings_from_dict(cast(dict[str, Any], values))  # a config tree's keys are strings
 
 
 def _attack(run_dir: Path, settings: Settings) -> None:
@@ -39,7 +40,8 @@ def _audit(run_dir: Path, settings: Settings) -> None:
     from fl_privacy.lab.audit_pipeline import audit_run
 
     result = audit_run(run_dir, settings)
-    log.info("membership AUC: %s", json.dumps({name: round(m["auc"], 4) for name, m in result["attacks"].items()}))
+    log.info("membership AUC: %s",
+             json.dumps({name: round(m["auc"], 4) for name, m in result["attacks"].items()}))
 
 
 def _invert(run_dir: Path, settings: Settings) -> None:

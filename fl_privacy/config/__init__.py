@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -28,7 +28,8 @@ def _first_error(error: ValidationError) -> ConfigError:
     problem = error.errors()[0]
     key = ".".join(str(part) for part in problem["loc"])
     if problem["type"] == "extra_forbidden":
-        return ConfigError(key, problem["input"], "unknown key (see fl_privacy/config/schema.py for the keys)")
+        return ConfigError(key, problem["input"],
+                           "unknown key (see fl_privacy/config/schema.py for the keys)")
     return ConfigError(key, problem.get("input", _MISSING), problem["msg"])
 
 
@@ -46,7 +47,7 @@ def load_settings(cfg: DictConfig) -> Settings:
     """Validate a composed Hydra config; raises `ConfigError` naming the first bad key."""
     values = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(values, dict)
-    return settings_from_dict(values)
+    return settings_from_dict(cast(dict[str, Any], values))  # a config tree's keys are strings
 
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -62,4 +63,5 @@ def compose_settings(overrides: Sequence[str] = ()) -> Settings:
     return load_settings(cfg)
 
 
-__all__ = ["CONF_DIR", "Settings", "compose_settings", "load_settings", "register_schema", "settings_from_dict"]
+__all__ = ["CONF_DIR", "Settings", "compose_settings", "load_settings", "register_schema",
+           "settings_from_dict"]

@@ -30,7 +30,8 @@ def _check_roles(settings: Settings) -> None:
                           f"assigns {len(roles)} roles but simulation.num_clients={num_clients}")
     for partition, role in roles.items():
         if not 0 <= partition < num_clients:
-            raise ConfigError(f"client.roles.{partition}", role, f"keys are partition ids 0..{num_clients - 1} "
+            raise ConfigError(f"client.roles.{partition}", role,
+                              f"keys are partition ids 0..{num_clients - 1} "
                               f"(simulation.num_clients={num_clients})")
 
 
@@ -71,7 +72,8 @@ def check_membership(settings: Settings) -> None:
     mia, num_clients = settings.attack.membership, settings.simulation.num_clients
     if (mia.target == "client" or mia.target_model == "client") and mia.target_partition >= num_clients:
         raise ConfigError("attack.membership.target_partition", mia.target_partition,
-                          f"must be a partition id 0..{num_clients - 1} (simulation.num_clients={num_clients})")
+                          f"must be a partition id 0..{num_clients - 1} "
+                          f"(simulation.num_clients={num_clients})")
     if mia.target_model == "client":
         if mia.target != "client":
             raise ConfigError("attack.membership.target_model", "client",
@@ -99,8 +101,9 @@ def _check_par_gan(settings: Settings) -> None:
     for k in par_gan.discriminators:
         if k > par_gan.batch_size or par_gan.batch_size % k:
             raise ConfigError("defense.par_gan.batch_size", par_gan.batch_size,
-                              f"must be divisible by every entry of defense.par_gan.discriminators (here {k}) "
-                              "so that every discriminator gets an equal share of each step's records")
+                              "must be divisible by every entry of defense.par_gan.discriminators "
+                              f"(here {k}) so that every discriminator gets an equal share of each "
+                              "step's records")
 
 
 def _check_defenses(settings: Settings) -> None:
@@ -131,10 +134,12 @@ def _check_simulation(settings: Settings) -> None:
     simulation = settings.simulation
     if simulation.ray_address is not None:
         if not simulation.ray_address.strip():
-            raise ConfigError("simulation.ray_address", simulation.ray_address, "null (local Ray), auto or HOST:PORT")
+            raise ConfigError("simulation.ray_address", simulation.ray_address,
+                              "null (local Ray), auto or HOST:PORT")
         for key in ("num_cpus", "dashboard"):
             if getattr(simulation, key):
-                raise ConfigError(f"simulation.{key}", getattr(simulation, key), "belongs to the cluster when "
+                raise ConfigError(f"simulation.{key}", getattr(simulation, key),
+                                  "belongs to the cluster when "
                                   "simulation.ray_address is set; leave it null/false")
 
 

@@ -29,6 +29,8 @@ Port = Annotated[int, Field(strict=True, ge=1024, le=65535)]
 Optimizer = Literal["sgd", "adam"]
 Role = Literal["honest", "gan_adversary", "dp"]
 UpdateMode = Literal["fedavg", "fedsgd"]
+MembershipAttack = Literal["loss", "confidence", "entropy", "modified_entropy", "shadow", "lira_offline",
+                           "lira_online"]
 
 
 class Section(BaseModel):
@@ -93,7 +95,8 @@ class StrategySettings(Section):
     name: Literal["fedavg_warmup", "gradient_capture"] = "fedavg_warmup"
     num_rounds: Count = 30
     fraction_train: Annotated[float, Field(gt=0, le=1)] = 1.0
-    fraction_evaluate: Probability = Field(0.0, description="clients that evaluate on their classes (0 = skip)")
+    fraction_evaluate: Probability = Field(0.0,
+                                          description="clients that evaluate on their classes (0 = skip)")
     warmup: WarmupSettings = WarmupSettings()
     capture: CaptureSettings = Field(CaptureSettings(), description="strategy=gradient_capture only")
 
@@ -121,6 +124,14 @@ class NoiseDecaySettings(Section):
 
 
 class AdaptiveClippingSettings(Section):
+    """Clipping bound that tracks a quantile of per-sample gradient norms (Andrew et al. 2021).
+
+    Each step the (noised) share b̃ of unclipped samples moves the bound C toward `target_quantile`:
+    geometric C ← C·exp(−η(b̃ − γ)) (Andrew et al., Opacus) or linear C ← C − η(b̃ − γ) (MindArmour).
+    The count is noised with std `count_noise`; the gradient noise is raised so the pair of releases
+    costs exactly the configured σ (Andrew et al., Theorem 1), so accounting is unchanged.
+    """
+
     enabled: bool = False
     target_quantile: Probability = 0.5
     learning_rate: Positive = 0.2
@@ -157,7 +168,8 @@ class PruningSettings(Section):
 
 class SuppressSettings(Section):
     enabled: bool = False
-    layers: list[str] = Field(default_factory=list, description="parameter names (empty = every weight tensor)")
+    layers: list[str] = Field(default_factory=list,
+                              description="parameter names (empty = every weight tensor)")
     start_round: NonNegativeInt = 1
     rounds: Count = 10
     start_sparsity: Share = 0.0
@@ -242,6 +254,10 @@ class ReferenceTrainingSettings(Section):
     optimizer: Optimizer = "sgd"
 
 
+def _every_membership_attack() -> list[MembershipAttack]:
+    return ["loss", "confidence", "entropy", "modified_entropy", "shadow", "lira_offline", "lira_online"]
+
+
 class MembershipSettings(Section):
     """The membership-inference auditor."""
 
@@ -249,10 +265,7 @@ class MembershipSettings(Section):
     target: Literal["client", "all"] = "client"
     target_partition: NonNegativeInt = 0
     target_model: Literal["global", "client"] = "global"
-    attacks: list[Literal["loss", "confidence", "entropy", "modified_entropy", "shadow", "lira_offline",
-                          "lira_online"]] = Field(
-        default_factory=lambda: ["loss", "confidence", "entropy", "modified_entropy", "shadow",
-                                 "lira_offline", "lira_online"], min_length=1)
+    attacks: list[MembershipAttack] = Field(default_factory=_every_membership_attack, min_length=1)
     num_shadow: Count = 4
     num_reference: Count = 4
     fixed_variance: bool = True

@@ -11,7 +11,7 @@ from sklearn.model_selection import train_test_split
 
 from fl_privacy.config.schema import DataSettings
 from fl_privacy.data.images import DataSplits, ImageDataset
-from fl_privacy.errors import DataNotFoundError
+from fl_privacy.errors import ConfigError, DataNotFoundError
 from fl_privacy.seeding import Stream, stream_rng
 
 
@@ -93,6 +93,9 @@ def _torchvision_loader(class_name: str) -> Callable:
         import torchvision
 
         dataset_class = getattr(torchvision.datasets, class_name)
+        if data.root is None:
+            raise ConfigError("data.root", None,
+                              f"data.name={data.name} reads its {class_name} files from a folder")
         root = Path(data.root).expanduser()
         try:
             train = dataset_class(str(root), train=True, download=bool(data.download))

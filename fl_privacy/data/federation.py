@@ -65,7 +65,8 @@ def build_federation(settings: Settings) -> Federation:
     allowed = np.flatnonzero(~np.isin(labels, list(settings.data.exclude_classes)))
     warmup_pos, pool_pos = _draw_warmup(labels[allowed], settings.strategy.warmup.fraction, settings.seed)
     pool, holdout = _draw_holdout(allowed[pool_pos], labels, settings.data.holdout_fraction, settings.seed)
-    parts = partition_indices(labels[pool], settings.simulation.num_clients, settings.partition, settings.seed)
+    parts = partition_indices(labels[pool], settings.simulation.num_clients, settings.partition,
+                              settings.seed)
     return Federation(splits, allowed[warmup_pos], [pool[p] for p in parts], holdout)
 
 

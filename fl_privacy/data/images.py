@@ -25,7 +25,7 @@ class ImageDataset:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, indices: np.ndarray | torch.Tensor) -> ImageDataset:
+    def subset(self, indices: np.ndarray | torch.Tensor | Sequence[int]) -> ImageDataset:
         """The examples at `indices`, in that order."""
         index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         return ImageDataset(self.images[index], self.labels[index])

@@ -63,7 +63,8 @@ def random_split(records: ImageDataset, members: int, rng: np.random.Generator) 
 def member_indices(federation: Federation, target: str, partition: int | None) -> np.ndarray:
     """Indices into the training split of the target's training records."""
     if target == "client":
-        return np.sort(federation.client_indices[int(partition)])  # type: ignore[arg-type]
+        assert partition is not None, "a client target names its partition"
+        return np.sort(federation.client_indices[int(partition)])
     return np.sort(np.concatenate(federation.client_indices))
 
 

@@ -15,7 +15,8 @@ from fl_privacy.errors import ConfigError
 from fl_privacy.seeding import Stream, stream_rng
 
 
-def _one_class(labels: np.ndarray, num_clients: int, partition: PartitionSettings, rng: np.random.Generator) -> list:
+def _one_class(labels: np.ndarray, num_clients: int, partition: PartitionSettings,
+               rng: np.random.Generator) -> list:
     """Client i holds class i; with more clients than classes, classes are split evenly."""
     classes = np.unique(labels)
     owners: dict[int, list[int]] = {}
@@ -35,7 +36,8 @@ def _one_class(labels: np.ndarray, num_clients: int, partition: PartitionSetting
     return parts
 
 
-def _dirichlet(labels: np.ndarray, num_clients: int, partition: PartitionSettings, rng: np.random.Generator) -> list:
+def _dirichlet(labels: np.ndarray, num_clients: int, partition: PartitionSettings,
+               rng: np.random.Generator) -> list:
     """Each class is shared among clients in proportions drawn from Dirichlet(alpha)."""
     min_size = partition.min_size
     for _ in range(1000):
@@ -55,7 +57,8 @@ def _dirichlet(labels: np.ndarray, num_clients: int, partition: PartitionSetting
     )
 
 
-def _iid(labels: np.ndarray, num_clients: int, partition: PartitionSettings, rng: np.random.Generator) -> list:
+def _iid(labels: np.ndarray, num_clients: int, partition: PartitionSettings,
+         rng: np.random.Generator) -> list:
     """Shuffle and deal evenly."""
     order = rng.permutation(len(labels))
     return [np.sort(chunk) for chunk in np.array_split(order, num_clients)]

@@ -27,7 +27,7 @@ from opacus.validators import ModuleValidator
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from fl_privacy.config.schema import LocalDpSettings
+from fl_privacy.config.schema import AdaptiveClippingSettings, LocalDpSettings
 from fl_privacy.data.images import ImageDataset
 from fl_privacy.defenses.noise_schedules import NoiseSchedule
 from fl_privacy.seeding import Stream, derive_seed
@@ -39,24 +39,6 @@ OPACUS_HOOK_WARNING = "Full backward hook is firing"
 
 
 @dataclass(frozen=True)
-class AdaptiveClipping:
-    """Clipping bound that tracks a quantile of per-sample gradient norms (Andrew et al. 2021).
-
-    Each step the (noised) share b̃ of unclipped samples moves the bound C toward `target_quantile`:
-    geometric C ← C·exp(−η(b̃ − γ)) (Andrew et al., Opacus) or linear C ← C − η(b̃ − γ) (MindArmour).
-    The count is noised with std `count_noise`; the gradient noise is raised so the pair of releases
-    costs exactly the configured σ (Andrew et al., Theorem 1), so accounting is unchanged.
-    """
-
-    target_quantile: float = 0.5
-    learning_rate: float = 0.2
-    rule: str = "geometric"
-    count_noise: float = 10.0
-    min_norm: float = 0.01
-    max_norm: float = 100.0
-
-
-@dataclass(frozen=True)
 class DpSettings:
     """DP-SGD settings of a `dp` client (`defense.dp` in the config)."""
 
@@ -65,7 +47,7 @@ class DpSettings:
     delta: float
     target_epsilon: float | None = None
     schedule: NoiseSchedule = NoiseSchedule()
-    adaptive_clipping: AdaptiveClipping | None = None
+    adaptive_clipping: AdaptiveClippingSettings | None = None
 
     @classmethod
     def of(cls, dp: LocalDpSettings) -> DpSettings:
@@ -74,9 +56,7 @@ class DpSettings:
             noise_multiplier=dp.noise_multiplier, max_grad_norm=dp.max_grad_norm, delta=dp.delta,
             target_epsilon=dp.target_epsilon,
             schedule=NoiseSchedule(dp.noise_decay.schedule, dp.noise_decay.rate),
-            adaptive_clipping=AdaptiveClipping(
-                adaptive.target_quantile, adaptive.learning_rate, adaptive.rule, adaptive.count_noise,
-                adaptive.min_norm, adaptive.max_norm) if adaptive.enabled else None,
+            adaptive_clipping=adaptive if adaptive.enabled else None,
         )
 
 

@@ -96,5 +96,6 @@ def save_comparison_grid(truth: torch.Tensor, reconstruction: torch.Tensor, path
     """Write a PNG of (truth | reconstruction) pairs side by side, atomically."""
     _pair(reconstruction, truth)
     pairs = torch.stack([truth.detach().cpu(), reconstruction.detach().cpu()], dim=1).flatten(0, 1)
-    save_image_grid(Path(path), pairs.float().clamp(0, 1), nrow=2 * min(pairs_per_row, len(truth)), pad_value=1.0)
+    save_image_grid(Path(path), pairs.float().clamp(0, 1), nrow=2 * min(pairs_per_row, len(truth)),
+                    pad_value=1.0)
     return Path(path)

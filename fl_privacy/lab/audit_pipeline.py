@@ -50,9 +50,9 @@ def last_client_update(run_dir: Path, partition: int) -> dict[str, torch.Tensor]
     """The weights `partition` sent in the last captured round (what the server received)."""
     files = sorted(Path(run_dir, CAPTURES).glob(f"round_*/partition_{partition:02d}.pt"))
     if not files:
-        raise RunFileError(f"no capture of partition {partition} under {Path(run_dir, CAPTURES)}: run with "
-                           f"strategy=gradient_capture strategy.capture.partitions=[{partition}] and the last "
-                           "round in strategy.capture.rounds")
+        raise RunFileError(f"no capture of partition {partition} under {Path(run_dir, CAPTURES)}: "
+                           f"run with strategy=gradient_capture strategy.capture.partitions=[{partition}] "
+                           "and the last round in strategy.capture.rounds")
     record = load_tensors(files[-1])
     if "updated_state" not in record:
         raise RunFileError(f"{files[-1]} holds a FedSGD gradient, not the client's weights")
@@ -79,7 +79,8 @@ def audit_run(run_dir: Path, settings: Settings) -> dict:
     federation = build_federation(settings)
     splits = federation.splits
     partition = mia.target_partition if mia.target == "client" else None
-    split = audit_split(federation, mia.target, partition, derive_seed(settings.seed, Stream.MEMBERSHIP_AUDIT))
+    split = audit_split(federation, mia.target, partition,
+                        derive_seed(settings.seed, Stream.MEMBERSHIP_AUDIT))
     num_outputs = model_outputs(settings, splits.num_classes)
     model = target_model(run_dir, settings, splits.image_shape, num_outputs)
     log.info("membership audit of the %s model: %d candidates, %d population records", mia.target_model,
@@ -89,7 +90,8 @@ def audit_run(run_dir: Path, settings: Settings) -> dict:
         return model_factory(settings.model, splits.image_shape, num_outputs, seed)()
 
     # the auditor's step: no truth in the view
-    view = AuditorView(model, split.candidates, split.population, fresh_model, reference_trainer(mia.training))
+    view = AuditorView(model, split.candidates, split.population, fresh_model,
+                       reference_trainer(mia.training))
     attack_started = time.monotonic()
     scores = membership_scores(view, mia)
     write_json(run_dir / MIA_DIR / "attack_scores.json", {"seconds": time.monotonic() - attack_started,

@@ -60,7 +60,8 @@ def prepare_run(settings: Settings, federation: Federation, run_dir: Path):
     return hooks, recorder, finishers
 
 
-def finish_run(settings: Settings, run_dir: Path, records: list[dict], finishers: dict, started: float) -> dict:
+def finish_run(settings: Settings, run_dir: Path, records: list[dict], finishers: dict, started: float
+               ) -> dict:
     """After the rounds: summary.json, then each configured post-run pipeline, then the accuracy figure."""
     from fl_privacy.lab.pipelines import run_after_run_pipelines
     from fl_privacy.report.figures import plot_accuracy
@@ -74,6 +75,7 @@ def finish_run(settings: Settings, run_dir: Path, records: list[dict], finishers
         summary[name] = result
         write_json(run_dir / SUMMARY, summary)
     plot_accuracy(records, run_dir / "accuracy.png",
-                  f"{settings.data.name}, {settings.partition.name}, {settings.simulation.num_clients} clients")
+                  f"{settings.data.name}, {settings.partition.name}, "
+                  f"{settings.simulation.num_clients} clients")
     log.info("wrote %s", run_dir)
     return summary

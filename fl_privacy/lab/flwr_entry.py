@@ -83,7 +83,8 @@ client_app = client_app_from(_client_settings, _hooks)
 
 @server_app.main()
 def main(grid: Grid, context: Context) -> None:
-    """Compose the experiment, build the data and the lab's monitors, run the strategy, write the run's files."""
+    """Compose the experiment, build the data and the lab's monitors, run the strategy, write the run's
+    files."""
     from fl_privacy.data.federation import build_federation
     from fl_privacy.lab.experiment import finish_run, prepare_run
     from fl_privacy.lab.preflight import check_before_run, check_settings

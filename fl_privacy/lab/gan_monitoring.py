@@ -30,7 +30,8 @@ class PublishedGeneratorMonitor:
     def finish(self) -> dict:
         result = self.monitor.finish()
         if result["attack_rounds"] == 0:
-            log.warning("the GAN adversary never attacked (attack.gan.start_round / start_accuracy never reached)")
+            log.warning("the GAN adversary never attacked "
+                        "(attack.gan.start_round / start_accuracy never reached)")
         return result
 
 

@@ -52,16 +52,19 @@ def load_capture(path: Path) -> tuple[CapturedUpdate, dict]:
             num_examples=int(meta["num_examples"]), gradient=record.get("gradient"),
             updated_state=record.get("updated_state"), lr=meta["lr"], local_steps=meta["local_steps"])
     except (KeyError, TypeError, ValueError) as error:
-        raise RunFileError(f"{path} is not a capture written by strategy=gradient_capture ({error})") from None
+        raise RunFileError(f"{path} is not a capture written by strategy=gradient_capture ({error})"
+                           ) from None
     return view, meta
 
 
 def reconstruct_captures(run_dir: Path, settings: Settings) -> list[Path]:
-    """Run `attack.gradient_inversion` on every capture under `run_dir/captures`; returns the files written."""
+    """Run `attack.gradient_inversion` on every capture under `run_dir/captures`; returns the files
+    written."""
     run_dir, attack = Path(run_dir), settings.attack.gradient_inversion
     captures = sorted((run_dir / CAPTURES).glob("round_*/partition_*.pt"))[:attack.max_captures]
     if not captures:
-        raise RunFileError(f"no captures under {run_dir / CAPTURES} (run the experiment with strategy=gradient_capture)")
+        raise RunFileError(f"no captures under {run_dir / CAPTURES} "
+                           "(run the experiment with strategy=gradient_capture)")
     options = attack_settings(attack, progress=in_terminal())
     out = run_dir / RECONSTRUCTIONS
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -75,11 +78,13 @@ def reconstruct_captures(run_dir: Path, settings: Settings) -> list[Path]:
             result = run_attack(attack.name, model, view, options)
             seconds = time.perf_counter() - started
             relative = path.relative_to(run_dir / CAPTURES)
-            save_torch(staging / relative, {"images": result.images, "labels": result.labels, "loss": result.loss,
-                                            "seconds": seconds, "attack": attack.name, "metadata": meta})
+            save_torch(staging / relative, {"images": result.images, "labels": result.labels,
+                                            "loss": result.loss, "seconds": seconds, "attack": attack.name,
+                                            "metadata": meta})
             written.append(out / relative)
-            log.info("%s %d/%d: round %d partition %d, %d inputs, matching loss %.3g, %.1f s", attack.name, number,
-                     len(captures), meta["round"], meta["partition"], view.num_inputs, result.loss, seconds)
+            log.info("%s %d/%d: round %d partition %d, %d inputs, matching loss %.3g, %.1f s",
+                     attack.name, number, len(captures), meta["round"], meta["partition"], view.num_inputs,
+                     result.loss, seconds)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -1,4 +1,5 @@
-"""The PAR-GAN membership experiment (`+experiment=par_gan`, `kind=par_gan`): train, attack, then score, per k.
+"""The PAR-GAN membership experiment (`+experiment=par_gan`, `kind=par_gan`): train, attack, then score,
+per k.
 
 1. The lab draws members and non-members from the train split (the one membership sampler,
    `data.membership_split`) and trains one GAN per entry of `defense.par_gan.discriminators` on the members
@@ -42,14 +43,17 @@ def settings_for(par_gan: ParGanExperimentSettings, k: int) -> ParGanSettings:
 
 
 def run_par_gan(settings: Settings, run_dir: Path) -> dict:
-    """Run the experiment of `defense.par_gan` and write its table, sample grids and summary into `run_dir`."""
+    """Run the experiment of `defense.par_gan` and write its table, sample grids and summary into
+    `run_dir`."""
     started = time.monotonic()
     par_gan, seed = settings.defense.par_gan, settings.seed
     torch.set_num_threads(par_gan.torch_threads)
     splits = load_splits(settings.data, seed)
     if 2 * par_gan.members > len(splits.train):
-        raise ConfigError("defense.par_gan.members", par_gan.members, "members and as many non-members must fit "
-                          f"in the train split ({len(splits.train)} records): at most {len(splits.train) // 2}")
+        raise ConfigError("defense.par_gan.members", par_gan.members,
+                          "members and as many non-members must fit "
+                          f"in the train split ({len(splits.train)} records): "
+                          f"at most {len(splits.train) // 2}")
     split = random_split(splits.train, par_gan.members, stream_rng(seed, Stream.PAR_GAN, 0))
     candidates, is_member = split.candidates.images, split.is_member  # the attacker gets the images only
     members, non_members = split.members.images, split.non_members.images  # the lab's side

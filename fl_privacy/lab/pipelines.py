@@ -31,7 +31,8 @@ def _membership_audit(run_dir: Path, settings: Settings) -> dict:
 
 PIPELINES: dict[str, tuple[Callable[[Settings], bool], Pipeline]] = {
     "attack": (lambda s: s.attack.gradient_inversion.after_run, _gradient_inversion),
-    "representation_inversion": (lambda s: s.attack.representation_inversion.after_run, _representation_inversion),
+    "representation_inversion": (lambda s: s.attack.representation_inversion.after_run,
+                                 _representation_inversion),
     "mia": (lambda s: s.attack.membership.after_run, _membership_audit),
 }
 

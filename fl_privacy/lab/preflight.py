@@ -49,8 +49,9 @@ def check_settings(settings: Settings) -> None:
     if settings.simulation.dashboard:
         missing = [m for m in DASHBOARD_MODULES if importlib.util.find_spec(m) is None]
         if missing:
-            raise ConfigError("simulation.dashboard", True, f"Ray's dashboard needs packages that are missing "
-                              f"({', '.join(missing)}); pip install 'ray[default]' or set simulation.dashboard=false")
+            raise ConfigError("simulation.dashboard", True, "Ray's dashboard needs packages that are missing "
+                              f"({', '.join(missing)}); pip install 'ray[default]' "
+                              "or set simulation.dashboard=false")
 
 
 def check_before_run(settings: Settings, federation: Federation) -> None:
@@ -60,8 +61,11 @@ def check_before_run(settings: Settings, federation: Federation) -> None:
         return
     victim = settings.attack.gan.victim_class
     if victim >= splits.num_classes:
-        raise ConfigError("attack.gan.victim_class", victim, f"{splits.name} has classes 0..{splits.num_classes - 1}")
+        raise ConfigError("attack.gan.victim_class", victim,
+                          f"{splits.name} has classes 0..{splits.num_classes - 1}")
     for partition in range(len(federation.client_indices)):
-        if role_of(settings, partition) in FAKE_CLASS_ROLES and victim in federation.client_classes(partition):
-            raise ConfigError("attack.gan.victim_class", victim, f"the adversary (partition {partition}) holds that "
+        if (role_of(settings, partition) in FAKE_CLASS_ROLES
+                and victim in federation.client_classes(partition)):
+            raise ConfigError("attack.gan.victim_class", victim,
+                              f"the adversary (partition {partition}) holds that "
                               "class itself; pick a class it does not hold")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from fl_privacy.progress import RoundBar
 from fl_privacy.results import MetricsLog
@@ -19,7 +19,8 @@ RoundMonitor = Callable[[int], dict]
 class RoundRecorder:
     """Receives each round's record from the ServerApp (round 0 = after warm-up)."""
 
-    def __init__(self, metrics_log: MetricsLog, monitors: dict[str, RoundMonitor], num_rounds: int) -> None:
+    def __init__(self, metrics_log: MetricsLog, monitors: Mapping[str, RoundMonitor], num_rounds: int
+                 ) -> None:
         self.metrics_log = metrics_log
         self.monitors = monitors
         self.num_rounds = num_rounds

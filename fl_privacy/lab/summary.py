@@ -1,4 +1,5 @@
-"""What summary.json says about a run besides its attacks: settings, software, final metrics, privacy spent."""
+"""What summary.json says about a run besides its attacks: settings, software, final metrics, privacy
+spent."""
 
 from __future__ import annotations
 

@@ -151,8 +151,9 @@ def plot_frontier(rows: list[dict], metric: str, color: str | None, path: Path) 
     figure, axis = plt.subplots(figsize=(5.6, 4.0), dpi=110)
     x = [float(row["accuracy"]) for row in points]
     y = [float(row[metric]) for row in points]
-    shades = [_number(row.get(color)) for row in points] if color else []
-    if shades and all(s is not None for s in shades):
+    numbers = [_number(row.get(color)) for row in points] if color else []
+    shades = [s for s in numbers if s is not None]
+    if shades and len(shades) == len(numbers):  # every point has a number
         spread = min(shades) > 0 and max(shades) / min(shades) > 100  # e.g. ε over orders of magnitude
         drawn = axis.scatter(x, y, c=shades, cmap="viridis", s=46, edgecolors="black", linewidths=0.5,
                              norm=LogNorm() if spread else None)
@@ -179,9 +180,11 @@ def plot_sweep_curve(rows: list[dict], key: str, metric: str, path: Path) -> boo
     """Attack success (`metric`) and accuracy against a numeric swept `key` (e.g. the noise or the
     pruned share), the plot that answers "at which value does the attack collapse"; False when fewer
     than 2 finished jobs have numbers for both."""
-    points = sorted((_number(row.get(key)), _number(row.get(metric)), _number(row.get("accuracy")))
-                    for row in rows if row["status"] == "ok")
-    points = [p for p in points if p[0] is not None and p[1] is not None]
+    numbers = [(_number(row.get(key)), _number(row.get(metric)), _number(row.get("accuracy")))
+               for row in rows if row["status"] == "ok"]
+    # drop the jobs without both numbers before sorting (None does not compare with a number)
+    points = sorted((value, score, accuracy) for value, score, accuracy in numbers
+                    if value is not None and score is not None)
     if len(points) < 2:
         return False
     figure, axis = plt.subplots(figsize=(5.6, 3.8), dpi=110)
@@ -192,9 +195,10 @@ def plot_sweep_curve(rows: list[dict], key: str, metric: str, path: Path) -> boo
         axis.set_xscale("symlog", linthresh=min(positive))
     axis.set_xlabel(key)
     axis.set_ylabel(metric, color="tab:red")
-    if all(p[2] is not None for p in points):
+    accuracies = [p[2] for p in points if p[2] is not None]
+    if len(accuracies) == len(points):
         twin = axis.twinx()
-        twin.plot(values, [p[2] for p in points], marker="s", linestyle="--", color="tab:blue")
+        twin.plot(values, accuracies, marker="s", linestyle="--", color="tab:blue")
         twin.set_ylabel("final central test accuracy", color="tab:blue")
     axis.set_title(f"{metric} vs {key}", fontsize=9)
     axis.grid(alpha=0.3)

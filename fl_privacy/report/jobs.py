@@ -74,10 +74,10 @@ def summary_values(summary: dict) -> dict[str, float]:
     """The final numbers of a run: accuracy, loss, rounds, wall time, then every measured section flat."""
     metrics = summary.get("metrics") or {}
     final = metrics.get("final") or {}
-    values = {"accuracy": final.get("accuracy"), "loss": final.get("loss"),
-              "best_accuracy": metrics.get("best_accuracy"), "rounds": metrics.get("rounds"),
-              "wall_seconds": summary.get("wall_seconds")}
-    values = {k: v for k, v in values.items() if v is not None}
+    headline = {"accuracy": final.get("accuracy"), "loss": final.get("loss"),
+                "best_accuracy": metrics.get("best_accuracy"), "rounds": metrics.get("rounds"),
+                "wall_seconds": summary.get("wall_seconds")}
+    values: dict[str, float] = {k: v for k, v in headline.items() if v is not None}
     for section, content in summary.items():
         if section not in (*NOT_MEASURED, "metrics", "wall_seconds"):
             values.update(flatten_numbers(content, section))

@@ -73,7 +73,8 @@ def _label(run_dir: Path, cfg, key: str) -> str:
 
 def membership_table(root: Path, by: Sequence[str] = ()) -> str:
     """The Markdown table of every `mia/scores.json` under `root`."""
-    lines = ["| " + " | ".join([*by, *MEMBERSHIP_COLUMNS]) + " |", "|" + " --- |" * (len(by) + len(MEMBERSHIP_COLUMNS))]
+    lines = ["| " + " | ".join([*by, *MEMBERSHIP_COLUMNS]) + " |",
+             "|" + " --- |" * (len(by) + len(MEMBERSHIP_COLUMNS))]
     for scores_file in sorted(Path(root).rglob("mia/scores.json"), key=str):
         summary = read_summary(scores_file.parent.parent)
         scores = read_json(scores_file)
