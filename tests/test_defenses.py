@@ -18,11 +18,11 @@ from flwr.app import Context, RecordDict
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping
 from flwr.supercore.privacy_accounting import GaussianPrivacyEvent
 
-from fl_privacy.clients.dp import load_ledger, save_ledger
-from fl_privacy.config import validate
-from fl_privacy.data.datasets import ImageDataset
+from fl_privacy.apps.dp_client import load_ledger, save_ledger
+from fl_privacy.config import load_settings
+from fl_privacy.config.schema import AdaptiveClippingSettings
+from fl_privacy.data.images import ImageDataset
 from fl_privacy.defenses.dp_sgd import (
-    AdaptiveClipping,
     DpSettings,
     PrivacyLedger,
     private_gradient,
@@ -38,7 +38,8 @@ from fl_privacy.defenses.update_defenses import (
     suppression_hook,
 )
 from fl_privacy.errors import ConfigError
-from fl_privacy.evaluation.captures import truth_indices
+from fl_privacy.lab.preflight import check_settings
+from fl_privacy.lab.side_channels import truth_indices
 from fl_privacy.models import SeedCNN
 from fl_privacy.results import read_metrics
 from fl_privacy.training import TrainSettings
@@ -137,7 +138,8 @@ def test_private_training_returns_a_plain_model_that_learned():
 def test_adaptive_clipping_moves_the_bound_toward_the_target_quantile(rule):
     data = small_data(64)
     ledger = PrivacyLedger()
-    adaptive = AdaptiveClipping(target_quantile=0.5, learning_rate=0.5, rule=rule, count_noise=1.0)
+    adaptive = AdaptiveClippingSettings(enabled=True, target_quantile=0.5, learning_rate=0.5, rule=rule,
+                                        count_noise=1.0)
     frozen = replace(SETTINGS, lr=1e-9)  # the model must not change, so the per-sample norms stay put
     # per-sample norms are far below 50, so every sample is unclipped: the bound must shrink
     private_train(small_model(), data, frozen, DpSettings(1.0, 50.0, DELTA, adaptive_clipping=adaptive),
@@ -187,13 +189,15 @@ def test_central_dp_accounts_like_dp_accounting():
     strategy = FedAvgWithWarmup(model_fn=small_model, num_nodes=5, seed=0)
     wrapper = AccountedServerSideClipping(strategy, noise_multiplier=1.3, clipping_norm=1.0,
                                           num_sampled_clients=5, population=5, delta=DELTA)
-    assert isinstance(wrapper, DifferentialPrivacyServerSideFixedClipping) and strategy.outer is wrapper
+    assert isinstance(wrapper, DifferentialPrivacyServerSideFixedClipping)
+    # it wraps from outside: the wrapped strategy is left untouched (no back-reference to the wrapper)
+    assert not any(value is wrapper for value in vars(strategy).values())
     assert wrapper.epsilon() == 0.0
     for _ in range(4):
         wrapper.ledger.compose(GaussianPrivacyEvent(1.3, 5, 5))
     accountant = rdp.RdpAccountant()
     accountant.compose(dp_event.GaussianDpEvent(1.3), 4)
-    assert wrapper.round_record(4)["epsilon"] == pytest.approx(accountant.get_epsilon(DELTA), rel=0.01)
+    assert wrapper.round_record()["epsilon"] == pytest.approx(accountant.get_epsilon(DELTA), rel=0.01)
 
 
 @pytest.mark.parametrize(("overrides", "key"), [
@@ -207,8 +211,9 @@ def test_central_dp_accounts_like_dp_accounting():
     (["defense.pruning.fraction=1"], "defense.pruning.fraction"),
 ])
 def test_bad_defense_settings_name_the_key(cfg_factory, overrides, key):
+    # as the entry point checks: the schema and its rules, then the checks that need code
     with pytest.raises(ConfigError) as error:
-        validate(cfg_factory(*overrides))
+        check_settings(load_settings(cfg_factory(*overrides)))
     assert key in str(error.value)
 
 

@@ -1,8 +1,10 @@
-"""The GAN attack: generator training, node state, the oracle's independence, a tiny real run."""
+"""The GAN attack: generator training, node state, the oracle's independence, the insider's view, a tiny
+real run."""
 
 import json
 import subprocess
 import sys
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,17 +13,18 @@ import torch
 from flwr.app import Context, RecordDict
 from torch import nn
 
-from fl_privacy.attacks.gan import DCGANGenerator, GeneratorTraining, train_generator, update_fake_pool
-from fl_privacy.clients import node_state
-from fl_privacy.clients.gan_adversary import GanAttackSettings, attack_is_on
-from fl_privacy.data.federation import build_federation
-from fl_privacy.evaluation.oracle import (
-    OracleSettings,
-    frechet_distance,
-    load_or_train_oracle,
-    oracle_training_data,
-)
-from fl_privacy.models import build_model
+from fl_privacy.apps import gan_adversary as gan_adversary_role
+from fl_privacy.apps import node_state
+from fl_privacy.apps.roles import ClientJob, model_outputs, role_of
+from fl_privacy.attacks.gan import GeneratorTraining, attack_is_on, train_generator, update_fake_pool
+from fl_privacy.attacks.views import InsiderView
+from fl_privacy.config.schema import OracleSettings
+from fl_privacy.data.federation import Federation, build_federation
+from fl_privacy.data.images import DataSplits, ImageDataset
+from fl_privacy.evaluation.oracle import frechet_distance, load_or_train_oracle, oracle_training_data
+from fl_privacy.lab.side_channels import RunHooks
+from fl_privacy.models import DCGANGenerator, build_model
+from fl_privacy.protocol import ANNOUNCED_ACCURACY
 from fl_privacy.results import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,9 +42,9 @@ def test_generator_makes_images_in_range_of_the_data_shape():
         assert images.min() >= 0 and images.max() <= 1
 
 
-def test_generator_learns_the_target_class_and_leaves_the_discriminator_unchanged(cfg_factory):
+def test_generator_learns_the_target_class_and_leaves_the_discriminator_unchanged(settings_factory):
     torch.manual_seed(0)
-    discriminator = build_model(cfg_factory().model, (1, 28, 28), 11)
+    discriminator = build_model(settings_factory().model, (1, 28, 28), 11)
     before = {k: v.clone() for k, v in discriminator.state_dict().items()}
     generator = DCGANGenerator(16, (1, 28, 28))
     optimizer = torch.optim.Adam(generator.parameters(), lr=1e-3, betas=(0.5, 0.999))
@@ -66,15 +69,15 @@ def test_fake_pool_replaces_or_accumulates_up_to_its_cap():
     assert len(pooled) == 4 and torch.equal(pooled[-3:], second)
 
 
-def test_attack_schedule(cfg_factory):
-    settings = GanAttackSettings.from_cfg(cfg_factory("client=gan_adversary").client.gan)
+def test_attack_schedule(settings_factory):
+    settings = settings_factory("client=gan_adversary").attack.gan
     assert settings.start_accuracy == 0.85
     assert not attack_is_on(settings, 3, 0.80, already_started=False)
     assert attack_is_on(settings, 3, 0.86, already_started=False)
     assert not attack_is_on(settings, 3, None, already_started=False)
     assert attack_is_on(settings, 4, 0.10, already_started=True)
-    fixed = GanAttackSettings.from_cfg(cfg_factory(
-        "client=gan_adversary", "client.gan.start_round=5", "client.gan.start_accuracy=null").client.gan)
+    fixed = settings_factory(
+        "client=gan_adversary", "attack.gan.start_round=5", "attack.gan.start_accuracy=null").attack.gan
     assert not attack_is_on(fixed, 4, 0.99, already_started=False)
     assert attack_is_on(fixed, 5, None, already_started=False)
 
@@ -120,9 +123,8 @@ def _row_keys(images: torch.Tensor) -> set[bytes]:
     return {row.numpy().tobytes() for row in images}
 
 
-def test_oracle_never_trains_on_federated_training_data(cfg_factory, tmp_path):
-    cfg = cfg_factory("+experiment=gan_attack")
-    federation = build_federation(cfg)
+def test_oracle_never_trains_on_federated_training_data(settings_factory, tmp_path):
+    federation = build_federation(settings_factory("+experiment=gan_attack"))
     oracle_rows = _row_keys(oracle_training_data(federation.splits).images)
     federated = [federation.warmup] + [federation.client_data(p) for p in range(10)]
     for data in federated:
@@ -136,18 +138,85 @@ def test_oracle_never_trains_on_federated_training_data(cfg_factory, tmp_path):
         assert torch.equal(again.model.state_dict()[name], value)
 
 
+def _reachable_tensors(item, seen: set[int] | None = None) -> list[torch.Tensor]:
+    """Every tensor reachable from `item` through dataclass fields, containers, module parameters,
+    buffers and plain attributes."""
+    seen = set() if seen is None else seen
+    if id(item) in seen:
+        return []
+    seen.add(id(item))
+    if isinstance(item, torch.Tensor):
+        return [item]
+    if isinstance(item, nn.Module):
+        children = [*item.parameters(), *item.buffers(),
+                    *(v for k, v in vars(item).items() if not k.startswith("_"))]
+    elif is_dataclass(item):
+        children = [getattr(item, f.name) for f in fields(item)]
+    elif isinstance(item, dict):
+        children = list(item.values())
+    elif isinstance(item, list | tuple | set):
+        children = list(item)
+    else:
+        return []
+    return [t for child in children for t in _reachable_tensors(child, seen)]
+
+
+def test_gan_attack_round_sees_only_the_adversarys_own_partition(settings_factory, monkeypatch, tmp_path):
+    """At run time the adversary's role hands `attacks.gan.attack_round` an `InsiderView` holding its own
+    partition, the received model and the announcements, and nothing else: no federation, no test split,
+    no other client's records."""
+    settings = settings_factory("+experiment=gan_attack", "attack.gan.start_round=1",
+                                "attack.gan.start_accuracy=null", "attack.gan.generator_steps=2",
+                                "attack.gan.generator_batch_size=8", "attack.gan.num_fakes=8")
+    federation = build_federation(settings)
+    adversary = 0
+    assert role_of(settings, adversary) == "gan_adversary"
+    own = federation.client_data(adversary)
+    views, reachable = [], []
+    real_round = gan_adversary_role.attack_round
+
+    def spy(view, *args, **kwargs):
+        views.append(view)
+        reachable.extend(t.detach().clone() for t in _reachable_tensors(view))
+        return real_round(view, *args, **kwargs)
+
+    monkeypatch.setattr(gan_adversary_role, "attack_round", spy)
+    splits = federation.splits
+    model = build_model(settings.model, splits.image_shape, model_outputs(settings, splits.num_classes))
+    job = ClientJob(settings, federation, adversary, 1, _context(), RunHooks(tmp_path),
+                    round_config={ANNOUNCED_ACCURACY: 0.5})
+    metrics = gan_adversary_role.gan_adversary(job, model)
+    assert len(views) == 1 and metrics
+    view = views[0]
+    assert isinstance(view, InsiderView)
+    assert {f.name for f in fields(view)} == {"own_data", "model", "server_round", "announced_accuracy",
+                                              "fake_class"}
+    assert view.model is model and view.server_round == 1 and view.announced_accuracy == 0.5
+    assert view.fake_class == splits.num_classes
+    assert not any(isinstance(getattr(view, f.name), Federation | DataSplits) for f in fields(view))
+    assert [f.name for f in fields(view) if isinstance(getattr(view, f.name), ImageDataset)] == ["own_data"]
+    assert torch.equal(view.own_data.images, own.images) and torch.equal(view.own_data.labels, own.labels)
+    # the images it can reach at all (anything image-shaped behind the view) are exactly its partition
+    images = [t for t in reachable if t.dim() == 4 and tuple(t.shape[1:]) == splits.image_shape]
+    assert images and _row_keys(torch.cat(images)) == _row_keys(own.images)
+    assert settings.attack.gan.victim_class not in view.own_data.labels.tolist()
+    # its generator went to the lab's monitor through the hook, not to the server
+    assert torch.load(tmp_path / "lab" / "gan_generator.pt", weights_only=True)["round"] == 1
+
+
 TINY_ATTACK = ["+experiment=gan_attack", "simulation.num_clients=3", "strategy.num_rounds=3",
-               "client.gan.victim_class=1", "client.gan.start_round=2", "client.gan.start_accuracy=null",
-               "client.gan.generator_steps=3", "client.gan.num_fakes=32", "strategy.warmup.epochs=1",
-               "oracle.epochs=1", "oracle.components=8", "oracle.samples_per_round=64"]
+               "attack.gan.victim_class=1", "attack.gan.start_round=2", "attack.gan.start_accuracy=null",
+               "attack.gan.generator_steps=3", "attack.gan.num_fakes=32", "strategy.warmup.epochs=1",
+               "evaluation.oracle.epochs=1", "evaluation.oracle.components=8",
+               "evaluation.oracle.samples_per_round=64"]
 
 
 @pytest.fixture(scope="module")
 def attack_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("gan")
     result = subprocess.run(
-        [sys.executable, "-m", "fl_privacy.run", *TINY_ATTACK, f"oracle.cache_dir={base / 'cache'}",
-         f"hydra.run.dir={base / 'run'}"],
+        [sys.executable, "-m", "fl_privacy.run", *TINY_ATTACK,
+         f"evaluation.oracle.cache_dir={base / 'cache'}", f"hydra.run.dir={base / 'run'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return base / "run"
@@ -174,7 +243,8 @@ def test_tiny_attack_run_writes_metrics_and_images(attack_run):
 @pytest.mark.simulation
 def test_generator_state_persists_across_rounds_in_the_simulation(attack_run):
     """The adversary's counters and generator live in context.state inside the Ray actors: after
-    the second attack round they count two rounds of generator training."""
-    saved = torch.load(attack_run / "gan" / "generator.pt", weights_only=True)
+    the second attack round they count two rounds of generator training (the adversary publishes its
+    generator to the lab through the lab's hook, `lab/gan_generator.pt`)."""
+    saved = torch.load(attack_run / "lab" / "gan_generator.pt", weights_only=True)
     assert saved["round"] == 3
     assert saved["progress"] == {"started_round": 2, "attack_rounds": 2, "generator_steps": 6}

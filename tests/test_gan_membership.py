@@ -15,23 +15,30 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
 
-from fl_privacy.attacks import gan_membership, representation_inversion
-from fl_privacy.attacks.gan_membership import nearest_sample_scores, white_box_scores
-from fl_privacy.attacks.representation_inversion import (
-    InversionSettings,
-    invert_representation,
-    layer_extractor,
-)
-from fl_privacy.config import validate
-from fl_privacy.data.datasets import ImageDataset
+from fl_privacy.attacks import logan, representation_inversion
+from fl_privacy.attacks.logan import nearest_sample_scores, white_box_scores
+from fl_privacy.attacks.representation_inversion import invert_representation, layer_extractor
+from fl_privacy.config import load_settings
+from fl_privacy.config.schema import RepresentationInversionSettings
+from fl_privacy.data.images import ImageDataset
+from fl_privacy.data.membership_split import random_split
 from fl_privacy.defenses import par_gan
-from fl_privacy.defenses.par_gan import ParGanSettings, generator_loss, split_partitions, train_par_gan
+from fl_privacy.defenses.par_gan import (
+    LATENT_NOISE,
+    PARTITION_BATCHES,
+    ParGanSettings,
+    generator_loss,
+    split_partitions,
+    train_par_gan,
+)
 from fl_privacy.errors import ConfigError
-from fl_privacy.evaluation.gan_membership import membership_scores, top_k_accuracy
+from fl_privacy.evaluation.membership_metrics import logan_metrics, top_k_accuracy
 from fl_privacy.evaluation.reconstruction import mse
-from fl_privacy.gan_membership import draw_membership
+from fl_privacy.lab.par_gan_experiment import run_par_gan
+from fl_privacy.lab.preflight import check_settings
+from fl_privacy.lab.representation_pipeline import run_representation_inversion
 from fl_privacy.models import SeedCNN
-from fl_privacy.representation_inversion import run_representation_inversion
+from fl_privacy.seeding import Stream, derive_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (1, 8, 8)
@@ -75,12 +82,14 @@ def test_one_discriminator_is_the_plain_gan():
     records = _constant_records(12)
     gan = train_par_gan(records, ParGanSettings(1, steps=3, batch_size=4, latent_dim=4, log_every=0), seed=2)
     # a plain DCGAN loop with the same seeds: non-saturating loss, D step then G step on the same fakes
+    # (latents and the one partition's batch order come from their own PAR-GAN sub-streams)
     torch.manual_seed(2)
     generator = par_gan.DCGANGenerator(4, SHAPE)
     discriminator = par_gan.build_discriminator(SHAPE, 0.0)
     g_opt = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    noise, order = torch.Generator().manual_seed(2000), torch.Generator().manual_seed(2001)
+    noise = torch.Generator().manual_seed(derive_seed(2, Stream.PAR_GAN, LATENT_NOISE))
+    order = torch.Generator().manual_seed(derive_seed(2, Stream.PAR_GAN, PARTITION_BATCHES, 1))
     batches = torch.randperm(12, generator=order).split(4)
     for step in range(3):
         fakes = generator(torch.randn(4, 4, generator=noise))
@@ -117,20 +126,28 @@ def test_membership_accuracy_on_synthetic_rankings():
     labels = rng.random(20000) < 0.5
     assert top_k_accuracy(rng.random(20000), labels) == pytest.approx(0.5, abs=0.02)
     noisy = labels + rng.normal(0, 1.0, 20000)
-    scores = membership_scores(noisy, labels)
+    scores = logan_metrics(noisy, labels)
     assert scores["auc"] == pytest.approx(roc_auc_score(labels, noisy)) and 0.6 < scores["accuracy"] < 0.8
     with pytest.raises(ValueError):
         top_k_accuracy(np.ones(3), np.zeros(3, dtype=bool))
 
 
-def test_membership_split_is_disjoint_and_balanced():
+def test_membership_split_is_disjoint_and_balanced(settings_factory, tmp_path):
     data = ImageDataset(_constant_records(40), torch.zeros(40, dtype=torch.long))
-    candidates, is_member = draw_membership(data, 15, seed=0)
+    split = random_split(data, 15, np.random.default_rng(0))
+    candidates, is_member = split.candidates.images, split.is_member
     assert len(candidates) == 30 and is_member.sum() == 15
     keys = [c.flatten()[0].item() for c in candidates]
     assert len(set(keys)) == 30
-    with pytest.raises(ConfigError, match="par_gan.members"):
-        draw_membership(data, 21, seed=0)
+    population = {c.flatten()[0].item() for c in split.population.images}
+    assert len(split.population) == 10 and not population & set(keys)
+    with pytest.raises(ValueError, match="do not fit"):
+        random_split(data, 21, np.random.default_rng(0))
+    # the experiment names the key before any training
+    with pytest.raises(ConfigError) as error:
+        run_par_gan(settings_factory("+experiment=par_gan", "defense.par_gan.members=1000000"), tmp_path)
+    assert error.value.key == "defense.par_gan.members"
+    assert not list(tmp_path.iterdir())
 
 
 def test_black_box_scores_rank_a_generated_copy_first_and_white_box_aggregates():
@@ -153,7 +170,7 @@ FORBIDDEN = re.compile(r"^(is_member|members?|membership|non_members|truth|label
 
 def test_attacks_take_no_ground_truth():
     checked = 0
-    for module in (gan_membership, representation_inversion):
+    for module in (logan, representation_inversion):
         for name, item in vars(module).items():
             own = callable(item) and getattr(item, "__module__", "") == module.__name__
             if own and not name[0].isupper():  # classes are settings and results
@@ -177,7 +194,7 @@ def test_inversion_of_a_shallow_layer_recovers_the_image():
     with torch.no_grad():
         activation = layer_extractor(model, "body.2")(truth)["out"]
     result = invert_representation(model, "body.2", activation, SHAPE,
-                                   InversionSettings(iterations=150, lr=0.05, tv_weight=0.0))
+                                   RepresentationInversionSettings(iterations=150, lr=0.05, tv_weight=0.0))
     assert result.images.min() >= 0 and result.images.max() <= 1
     assert mse(result.images, truth).item() < 0.2 * mse(unrelated, truth).item()
     assert result.feature_loss.item() < 0.05
@@ -185,23 +202,29 @@ def test_inversion_of_a_shallow_layer_recovers_the_image():
         layer_extractor(model, "body.99")
 
 
+def _check(cfg) -> None:
+    """What the entry point checks before a run: the schema and its rules, then the checks that need code."""
+    check_settings(load_settings(cfg))
+
+
 def test_config_errors_name_the_key(cfg_factory):
     cases = {
-        "par_gan.batch_size": ["+experiment=par_gan", "par_gan.batch_size=62"],
-        "par_gan.discriminators": ["+experiment=par_gan", "par_gan.discriminators=[]"],
-        "par_gan.steps": ["+experiment=par_gan", "par_gan.steps=0"],
-        "representation_inversion.layers": ["+experiment=representation_inversion",
-                                            "representation_inversion.layers=[conv9]"],
-        "representation_inversion.optimizer": ["+experiment=representation_inversion",
-                                               "representation_inversion.optimizer=sgd"],
-        "representation_inversion.after_run": ["+experiment=representation_inversion", "save_model=false"],
+        "defense.par_gan.batch_size": ["+experiment=par_gan", "defense.par_gan.batch_size=62"],
+        "defense.par_gan.discriminators": ["+experiment=par_gan", "defense.par_gan.discriminators=[]"],
+        "defense.par_gan.steps": ["+experiment=par_gan", "defense.par_gan.steps=0"],
+        "attack.representation_inversion.layers": ["+experiment=representation_inversion",
+                                                   "attack.representation_inversion.layers=[conv9]"],
+        "attack.representation_inversion.optimizer": ["+experiment=representation_inversion",
+                                                      "attack.representation_inversion.optimizer=sgd"],
+        "attack.representation_inversion.after_run": ["+experiment=representation_inversion",
+                                                      "save_model=false"],
     }
     for key, overrides in cases.items():
         with pytest.raises(ConfigError) as error:
-            validate(cfg_factory(*overrides))
+            _check(cfg_factory(*overrides))
         assert error.value.key == key, (key, str(error.value))
-    validate(cfg_factory("+experiment=par_gan"))
-    validate(cfg_factory("+experiment=representation_inversion"))
+    _check(cfg_factory("+experiment=par_gan"))
+    _check(cfg_factory("+experiment=representation_inversion"))
 
 
 @pytest.fixture(scope="module")
@@ -209,14 +232,16 @@ def oracle_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("oracle")
 
 
-def test_representation_inversion_scores_each_layer(cfg_factory, tmp_path, oracle_cache):
-    cfg = cfg_factory("+experiment=representation_inversion", "representation_inversion.images=2",
-                      "representation_inversion.iterations=20",
-                      "representation_inversion.layers=[body.2,head]",
-                      "oracle.epochs=1", "oracle.components=8", f"oracle.cache_dir={oracle_cache}")
+def test_representation_inversion_scores_each_layer(settings_factory, tmp_path, oracle_cache):
+    settings = settings_factory(
+        "+experiment=representation_inversion", "attack.representation_inversion.images=2",
+        "attack.representation_inversion.iterations=20",
+        "attack.representation_inversion.layers=[body.2,head]",
+        "evaluation.oracle.epochs=1", "evaluation.oracle.components=8",
+        f"evaluation.oracle.cache_dir={oracle_cache}")
     torch.manual_seed(0)
     torch.save(SeedCNN((1, 28, 28), 10).state_dict(), tmp_path / "final_model.pt")
-    summary = run_representation_inversion(tmp_path, cfg)
+    summary = run_representation_inversion(tmp_path, settings)
     rows = {row["layer"]: row for row in summary["layers"]}
     assert rows["body.2"]["dimensions"] == 64 * 14 * 14 and rows["head"]["dimensions"] == 10
     assert rows["body.2"]["median_psnr"] > rows["head"]["median_psnr"] + 5  # 12544 numbers vs 10
@@ -228,10 +253,10 @@ def test_representation_inversion_scores_each_layer(cfg_factory, tmp_path, oracl
 @pytest.mark.simulation
 def test_tiny_par_gan_run_writes_the_table(tmp_path, oracle_cache):
     result = subprocess.run(
-        [sys.executable, "-m", "fl_privacy.run", "+experiment=par_gan", "par_gan.members=40",
-         "par_gan.steps=3", "par_gan.samples=30", "par_gan.batch_size=10", "oracle.epochs=1",
-         "oracle.components=8",
-         f"oracle.cache_dir={oracle_cache}", f"hydra.run.dir={tmp_path}"],
+        [sys.executable, "-m", "fl_privacy.run", "+experiment=par_gan", "defense.par_gan.members=40",
+         "defense.par_gan.steps=3", "defense.par_gan.samples=30", "defense.par_gan.batch_size=10",
+         "evaluation.oracle.epochs=1", "evaluation.oracle.components=8",
+         f"evaluation.oracle.cache_dir={oracle_cache}", f"hydra.run.dir={tmp_path}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = json.loads((tmp_path / "par_gan_table.json").read_text())
@@ -242,4 +267,5 @@ def test_tiny_par_gan_run_writes_the_table(tmp_path, oracle_cache):
         assert row["frechet_distance"] > 0 and 0 <= row["not_data_share"] <= 1
     assert (tmp_path / "par_gan_table.csv").read_text().startswith("discriminators,")
     assert (tmp_path / "samples_k5.png").stat().st_size > 500
-    assert OmegaConf.create(json.loads((tmp_path / "summary.json").read_text())["config"]).par_gan.steps == 3
+    config = OmegaConf.create(json.loads((tmp_path / "summary.json").read_text())["config"])
+    assert config.defense.par_gan.steps == 3

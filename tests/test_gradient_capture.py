@@ -11,24 +11,24 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from fl_privacy import attack as attack_command
+from fl_privacy.cli import commands
 from fl_privacy.data.federation import cached_federation
-from fl_privacy.evaluation.attack_table import attack_table
+from fl_privacy.lab import inversion_pipeline
+from fl_privacy.lab.inversion_pipeline import load_capture
 from fl_privacy.models import model_factory
+from fl_privacy.report.tables import attack_table
 from fl_privacy.results import CAPTURES, TRUTH, round_file
-from fl_privacy.seeding import CLIENT_TRAINING, derive_seed
+from fl_privacy.seeding import Stream, derive_seed
 from fl_privacy.training import TrainSettings, batch_gradient, train
-from strategies.gradient_capture import load_capture
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS, ROUNDS = 3, 2
 TINY = ["strategy=gradient_capture", "model=lenet", f"simulation.num_clients={CLIENTS}",
         f"strategy.num_rounds={ROUNDS}", "strategy.warmup.epochs=0", "strategy.capture.rounds=[1,2]",
         "partition=iid", "client.examples_per_round=4", "client.batch_size=2", "client.lr=0.05",
-        "client.local_epochs=1", "client.update_mode=fedavg", "+attack=gradient_inversion",
-        "attack.name=labels", "attack.after_run=true", "save_model=false"]
+        "client.local_epochs=1", "client.update_mode=fedavg", "attack.gradient_inversion.name=labels",
+        "attack.gradient_inversion.after_run=true", "save_model=false"]
 MODES = ("fedavg", "fedsgd")
 
 
@@ -45,18 +45,23 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return {"fedavg": base / "0", "fedsgd": base / "1"}
 
 
-def replay(run_dir: Path, cfg, global_state, server_round: int, partition: int):
+def run_settings(run_dir: Path):
+    """The settings a finished run recorded (as the attack command reads them)."""
+    return commands.run_settings(run_dir, "attack.gradient_inversion", [])
+
+
+def replay(run_dir: Path, settings, global_state, server_round: int, partition: int):
     """Redo the client's local update from the truth it recorded, as the lab (not the attacker) can."""
-    federation = cached_federation(cfg)
+    federation = cached_federation(settings)
     indices = json.loads(round_file(run_dir, TRUTH, server_round, partition, ".json").read_text())["indices"]
     data = federation.splits.train.subset(indices)
-    model = model_factory(cfg.model, federation.splits.image_shape, federation.splits.num_classes, 0)()
+    model = model_factory(settings.model, federation.splits.image_shape, federation.splits.num_classes, 0)()
     model.load_state_dict(global_state)
     assert set(indices) <= set(federation.client_indices[partition].tolist())
-    if cfg.strategy.capture.update_mode == "fedsgd":
+    if settings.strategy.capture.update_mode == "fedsgd":
         return batch_gradient(model, data)[0]
-    train(model, data, TrainSettings.from_cfg(cfg.client),
-          seed=derive_seed(cfg.seed, CLIENT_TRAINING, server_round, partition))
+    train(model, data, TrainSettings.of(settings.client),
+          seed=derive_seed(settings.seed, Stream.CLIENT_TRAINING, server_round, partition))
     return model.state_dict()
 
 
@@ -64,11 +69,11 @@ def replay(run_dir: Path, cfg, global_state, server_round: int, partition: int):
 @pytest.mark.parametrize("mode", MODES)
 def test_capture_records_what_the_server_saw(runs, mode):
     run_dir = runs[mode]
-    cfg = attack_command.run_config(run_dir)
+    settings = run_settings(run_dir)
     files = sorted((run_dir / CAPTURES).glob("round_*/partition_*.pt"))
     assert [(f.parent.name, f.name) for f in files] == [
         (f"round_{r:03d}", f"partition_{p:02d}.pt") for r in (1, 2) for p in range(CLIENTS)]
-    init = model_factory(cfg.model, (1, 28, 28), 10, cfg.seed)().state_dict()
+    init = model_factory(settings.model, (1, 28, 28), 10, settings.seed)().state_dict()
     returned = {}
     for server_round in (1, 2):
         for partition in range(CLIENTS):
@@ -78,7 +83,7 @@ def test_capture_records_what_the_server_saw(runs, mode):
             assert meta["input_shape"] == [1, 28, 28] and meta["num_classes"] == 10
             if server_round == 1:  # no warm-up: the server sent the initial model
                 assert all(torch.equal(payload.global_state[k], init[k]) for k in init)
-            expected = replay(run_dir, cfg, payload.global_state, server_round, partition)
+            expected = replay(run_dir, settings, payload.global_state, server_round, partition)
             if mode == "fedsgd":
                 assert payload.is_gradient and meta["local_steps"] == 1
                 assert meta["batch_size"] == meta["num_examples"] == 2  # one batch of client.batch_size
@@ -122,10 +127,10 @@ def test_attack_after_run_writes_label_scores_into_the_summary(runs, mode):
 
 
 def attack_cli(caplog, *args: str) -> tuple[int, str]:
-    """`python -m fl_privacy.attack ARGS` in-process: exit code and log text."""
+    """`fl-privacy attack ARGS` in-process: exit code and log text."""
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="fl_privacy"):
-        code = attack_command.main(list(args))
+        code = commands.main(["attack", *args])
     return code, caplog.text
 
 
@@ -134,8 +139,9 @@ def attack_cli(caplog, *args: str) -> tuple[int, str]:
 def test_attack_command_writes_image_scores_and_grids(runs, tmp_path, caplog, mode, name):
     run_dir = tmp_path / "run"
     shutil.copytree(runs[mode], run_dir)
-    code, log = attack_cli(caplog, str(run_dir), f"attack.name={name}", "attack.iterations=2",
-                           "attack.max_captures=2")
+    code, log = attack_cli(caplog, str(run_dir), f"attack.gradient_inversion.name={name}",
+                           "attack.gradient_inversion.iterations=2",
+                           "attack.gradient_inversion.max_captures=2")
     assert code == 0 and f"{name} 2/2" in log  # progress lines when not in a terminal
     scores = json.loads((run_dir / "attack" / "scores.json").read_text())
     assert [(c["round"], c["partition"]) for c in scores["captures"]] == [(1, 0), (1, 1)]
@@ -149,21 +155,24 @@ def test_attack_command_writes_image_scores_and_grids(runs, tmp_path, caplog, mo
 
 @pytest.mark.simulation
 def test_attack_command_rejects_a_bad_key_before_work(runs, caplog):
-    code, log = attack_cli(caplog, str(runs["fedavg"]), "attack.name=telepathy")
+    code, log = attack_cli(caplog, str(runs["fedavg"]), "attack.gradient_inversion.name=telepathy")
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert code == 2 and len(errors) == 1 and "attack.name" in errors[0].getMessage()
+    assert code == 2 and len(errors) == 1 and "attack.gradient_inversion.name" in errors[0].getMessage()
 
 
 def test_attack_command_is_a_module_entry_point():
-    result = subprocess.run([sys.executable, "-m", "fl_privacy.attack", "--help"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "fl_privacy.cli", "attack", "--help"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0 and "RUN_DIR" in result.stdout.upper()
+    # its one positional argument is the finished run's directory, then attack.gradient_inversion overrides
+    assert result.returncode == 0 and "run directory" in result.stdout.lower()
+    assert "attack.gradient_inversion.KEY=VALUE" in result.stdout
 
 
 @pytest.mark.simulation
 def test_reconstruction_step_never_reads_the_truth(runs, tmp_path, monkeypatch):
     """The attacker's step runs with the truth gone and every data loader sabotaged."""
     import fl_privacy.data.datasets as datasets
+    import fl_privacy.data.federation as federation
 
     run_dir = tmp_path / "run"
     shutil.copytree(runs["fedsgd"], run_dir, ignore=shutil.ignore_patterns(TRUTH, "attack"))
@@ -173,11 +182,16 @@ def test_reconstruction_step_never_reads_the_truth(runs, tmp_path, monkeypatch):
 
     monkeypatch.setattr(datasets, "load_splits", no_data)
     monkeypatch.setattr(datasets, "DATASETS", {name: no_data for name in datasets.DATASETS})
-    cfg = attack_command.run_config(run_dir)
-    attack = attack_command.attack_config(cfg, ["attack.name=dlg", "attack.iterations=1"])
-    written = attack_command.reconstruct_captures(run_dir, cfg.model, attack)
+    # the names the lab's modules imported the loaders under
+    for module in (inversion_pipeline, federation):
+        monkeypatch.setattr(module, "load_splits", no_data)
+    for name in ("build_federation", "cached_federation"):
+        monkeypatch.setattr(federation, name, no_data)
+    settings = commands.run_settings(run_dir, "attack.gradient_inversion", [
+        "attack.gradient_inversion.name=dlg", "attack.gradient_inversion.iterations=1"])
+    written = inversion_pipeline.reconstruct_captures(run_dir, settings)
     assert len(written) == CLIENTS * ROUNDS and not (run_dir / TRUTH).exists()
-    assert OmegaConf.select(cfg, "data.name") == "mnist_offline"
+    assert settings.data.name == "mnist_offline"
 
 
 @pytest.mark.simulation

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import ast
 import inspect
+import pkgutil
 import re
+import subprocess
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from PIL import Image
 from torch.nn import functional as F
 
-from fl_privacy import attack as attack_command
 from fl_privacy import attacks
 from fl_privacy.attacks import (
     CapturedUpdate,
@@ -23,14 +25,18 @@ from fl_privacy.attacks import (
     dispatch,
     dlg,
     gradient_inversion,
+    image_optimisation,
     invert_fedavg,
     inverting_gradients,
     label_restoration,
     label_set,
-    payload,
     restore_labels,
+    views,
 )
-from fl_privacy.data import ImageDataset, load_splits
+from fl_privacy.cli import commands
+from fl_privacy.config.schema import DataSettings
+from fl_privacy.data.datasets import load_splits
+from fl_privacy.data.images import ImageDataset
 from fl_privacy.evaluation import (
     label_accuracy,
     label_count_accuracy,
@@ -41,9 +47,9 @@ from fl_privacy.evaluation import (
     score_reconstruction,
     ssim,
 )
+from fl_privacy.lab import inversion_pipeline
 from fl_privacy.models import SeedCNN, SigmoidLeNet
 from fl_privacy.training import TrainSettings, train
-from strategies import gradient_capture
 
 SHAPE = (1, 28, 28)
 
@@ -53,9 +59,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def mnist() -> ImageDataset:
-    cfg = OmegaConf.create({"name": "mnist_offline", "test_fraction": 0.2, "exclude_classes": [],
-                            "root": None, "download": False})
-    return load_splits(cfg, seed=0).train
+    data = DataSettings(name="mnist_offline", test_fraction=0.2, exclude_classes=[], root=None,
+                        download=False)
+    return load_splits(data, seed=0).train
 
 
 def dlg_lenet(seed: int) -> SigmoidLeNet:
@@ -177,10 +183,11 @@ def test_label_set_is_the_classes_present(mnist):
 
 FORBIDDEN = re.compile(
     r"^(x|y|images?|labels?|targets?|truth|ground_truth|true_.*|.*_true|secret|data(set)?)$")
-ATTACK_MODULES = (gradient_inversion, label_restoration, payload, dispatch)
-# the attacker's side of a run: the attack command and the capture files it reads
-ATTACK_ENTRY_POINTS = (attack_command.run_config, attack_command.attack_config,
-                       attack_command.reconstruct_captures, gradient_capture.load_capture)
+ATTACK_MODULES = (gradient_inversion, label_restoration, image_optimisation, dispatch)
+# the attacker's side of a run: the server's view, the attack command's settings, the reconstruction step and
+# the capture files it reads
+ATTACK_ENTRY_POINTS = (views.CapturedUpdate, commands.run_settings, inversion_pipeline.reconstruct_captures,
+                       inversion_pipeline.load_capture)
 OUTPUTS = ("Reconstruction",)  # results carry reconstructed images and labels; they are not inputs
 
 
@@ -194,7 +201,7 @@ def _public_callables():
 
 def test_no_attack_entry_point_accepts_ground_truth():
     checked = 0
-    entry_points = [(f"{f.__module__}.{f.__name__}", f) for f in ATTACK_ENTRY_POINTS]
+    entry_points = [(f"{f.__module__}.{f.__qualname__}", f) for f in ATTACK_ENTRY_POINTS]
     for name, item in [*_public_callables(), *entry_points]:
         for parameter in inspect.signature(item).parameters:
             assert not FORBIDDEN.match(parameter), f"{name} takes `{parameter}`: attacks never see the data"
@@ -202,20 +209,53 @@ def test_no_attack_entry_point_accepts_ground_truth():
     assert checked >= 14
 
 
+# what an attack may build on: torch and friends, the models, the record type, the typed settings of its own
+# node, the training loop (an insider's honest-looking update), named seed streams and progress lines
+ATTACK_IMPORTS = ("torch", "torchvision", "numpy", "tqdm", "__future__", "copy", "logging", "math",
+                  "collections", "dataclasses", "typing", "sklearn", "fl_privacy.models",
+                  "fl_privacy.attacks", "fl_privacy.data.images", "fl_privacy.config.schema",
+                  "fl_privacy.training", "fl_privacy.seeding", "fl_privacy.progress")
+# the lab, the truth's loaders and samplers, and the evaluation: never reachable from an attack
+LAB_SIDE = ("fl_privacy.lab", "fl_privacy.data.federation", "fl_privacy.data.datasets",
+            "fl_privacy.data.partition", "fl_privacy.data.membership_split", "fl_privacy.evaluation")
+
+
+def _is_under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return name in prefixes or name.startswith(tuple(f"{p}." for p in prefixes))
+
+
 def test_attacks_import_only_torch_numpy_and_models():
-    allowed = ("torch", "torchvision", "numpy", "tqdm", "__future__", "copy", "logging", "math",
-               "collections", "dataclasses", "typing", "sklearn", "fl_privacy.models", "fl_privacy.attacks")
-    for path in Path(attacks.__file__).parent.glob("*.py"):
+    paths = sorted(Path(attacks.__file__).parent.glob("*.py"))
+    assert {"views.py", "gan.py", "membership_inference.py", "logan.py"} <= {p.name for p in paths}
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
-                names = [node.module]
+                # `from P import N` imports P, and N may be a module of P (`from fl_privacy import lab`)
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
             elif isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             else:
                 continue
+            assert _is_under(names[0], ATTACK_IMPORTS), (
+                f"{path.name} imports {names[0]}: attacks -> models, torch only")
             for name in names:
-                assert name in allowed or name.startswith(tuple(f"{a}." for a in allowed)), (
-                    f"{path.name} imports {name}: attacks -> models, torch only")
+                assert not _is_under(name, LAB_SIDE), f"{path.name} imports {name}: the lab's side"
+
+
+def test_no_attack_module_reaches_the_lab_at_run_time():
+    """Importing every attack module (and what they import, transitively) loads none of the lab, the data
+    loaders and samplers, or the evaluation."""
+    modules = [f"fl_privacy.attacks.{info.name}" for info in pkgutil.iter_modules(attacks.__path__)]
+    assert len(modules) >= 9
+    code = ("import importlib, sys\n"
+            f"for name in {modules!r}: importlib.import_module(name)\n"
+            "print('\\n'.join(sorted(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = result.stdout.split()
+    assert set(modules) <= set(loaded)
+    assert not [name for name in loaded if _is_under(name, LAB_SIDE)]
 
 
 class Tripwire(torch.Tensor):
@@ -264,12 +304,40 @@ def test_fedavg_inversion_never_touches_the_ground_truth(mnist):
         Tripwire.armed = False
 
 
+def _globals_used(function: types.FunctionType) -> set[str]:
+    names, codes = set(), [function.__code__]
+    while codes:
+        code = codes.pop()
+        names |= set(code.co_names)
+        codes += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+    return names
+
+
 def test_attack_step_imports_neither_data_nor_evaluation():
-    """fl_privacy.attack's module level (the reconstruction step) never imports the truth's loaders."""
-    tree = ast.parse(Path(attack_command.__file__).read_text())
-    top_level = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
-    modules = [node.module for node in top_level if isinstance(node, ast.ImportFrom)]
-    assert modules and not any(m.startswith(("fl_privacy.data", "fl_privacy.evaluation")) for m in modules)
+    """The reconstruction step (`inversion_pipeline.reconstruct_captures` and the capture reader it calls),
+    which lives beside the lab's scoring step, never uses the truth's loaders, the truth side channel or
+    the evaluation."""
+    module = inversion_pipeline
+    pending, checked, used = [module.reconstruct_captures], set(), []
+    while pending:
+        function = pending.pop()
+        checked.add(function.__name__)
+        for name in _globals_used(function):
+            item = getattr(module, name, None)
+            if item is None:
+                continue
+            origin = item.__name__ if isinstance(item, types.ModuleType) else getattr(item, "__module__", "")
+            if origin == module.__name__ and isinstance(item, types.FunctionType):
+                if item.__name__ not in checked:
+                    pending.append(item)
+            elif origin:
+                used.append((name, origin))
+    assert "load_capture" in checked and ("run_attack", "fl_privacy.attacks.dispatch") in used
+    bad = [(name, origin) for name, origin in used
+           if origin.startswith(("fl_privacy.data", "fl_privacy.evaluation", "fl_privacy.lab.side_channels"))]
+    assert not bad, f"the reconstruction step uses {bad}"
+    # ... while the scoring step is the lab's: it reads the truth
+    assert {"load_splits", "truth_indices"} <= _globals_used(module.score_reconstructions)
 
 
 # --- evaluation -------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ the threat-model boundary, config errors, and one tiny end-to-end audit through 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import json
 import re
@@ -14,19 +15,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 from torch.nn import functional as F
 
-from fl_privacy import membership as membership_command
-from fl_privacy.attacks import membership as attacks
-from fl_privacy.config import validate
-from fl_privacy.data import ImageDataset
-from fl_privacy.data.audit import audit_data
+from fl_privacy.attacks import membership_inference as attacks
+from fl_privacy.attacks.views import AuditorView
+from fl_privacy.cli import commands
+from fl_privacy.config import load_settings
+from fl_privacy.config.schema import DataSettings
+from fl_privacy.data.datasets import load_splits
 from fl_privacy.data.federation import build_federation
+from fl_privacy.data.images import ImageDataset
+from fl_privacy.data.membership_split import audit_split
 from fl_privacy.errors import ConfigError
-from fl_privacy.evaluation.membership import membership_metrics
-from fl_privacy.evaluation.membership_table import membership_table
+from fl_privacy.evaluation.membership_metrics import membership_metrics
+from fl_privacy.lab import audit_pipeline
+from fl_privacy.report.tables import membership_table
+from fl_privacy.results import write_json
 from fl_privacy.training import TrainSettings, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,18 +97,15 @@ def tiny_model(seed: int) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
 
 
-def fit(model: nn.Module, records: attacks.Records, seed: int) -> None:
-    train(model, ImageDataset(records.images, records.labels), SETTINGS, seed)
+def fit(model: nn.Module, records: ImageDataset, seed: int) -> None:
+    train(model, records, SETTINGS, seed)
 
 
 @pytest.fixture(scope="module")
 def overfit(tmp_path_factory):
     """A tiny MLP trained to memorise 64 real digits; 64 other digits are non-members, 256 the population."""
-    cfg = OmegaConf.create({"name": "mnist_offline", "test_fraction": 0.2, "exclude_classes": [],
-                            "root": None, "download": False})
-    from fl_privacy.data import load_splits
-
-    data = load_splits(cfg, seed=0).train
+    data = load_splits(DataSettings(name="mnist_offline", test_fraction=0.2, exclude_classes=[], root=None,
+                                    download=False), seed=0).train
     order = np.random.default_rng(0).permutation(len(data))
     members, outs = data.subset(order[:64]), data.subset(order[64:128])
     population = data.subset(order[128:384])
@@ -146,15 +148,14 @@ def test_reference_models_take_complementary_halves(overfit):
 
 # --- who plays which role --------------------------------------------------------------------------------
 
-def test_audit_records_roles(cfg_factory):
-    cfg = cfg_factory("+experiment=mia")
-    federation = build_federation(cfg)
-    plain = build_federation(cfg_factory("+experiment=fedavg_noniid"))
+def test_audit_records_roles(settings_factory):
+    federation = build_federation(settings_factory("+experiment=mia"))
+    plain = build_federation(settings_factory("+experiment=fedavg_noniid"))
     assert len(plain.holdout_indices) == 0  # without the audit the clients' data is unchanged
     assert sum(map(len, plain.client_indices)) == pytest.approx(2 * len(federation.holdout_indices), abs=10)
     trained = np.concatenate([federation.warmup_indices, *federation.client_indices])
     assert not np.isin(federation.holdout_indices, trained).any()
-    audit = audit_data(federation, "client", 3, seed=0)
+    audit = audit_split(federation, "client", 3, seed=0)
     members = federation.splits.train.subset(federation.client_indices[3])
 
     def keys(images: torch.Tensor) -> set[bytes]:
@@ -177,22 +178,34 @@ TRUTH = re.compile(r"^(is_member|members?|membership|non_members?|truth|ground_t
 def test_no_attack_function_accepts_membership_truth():
     functions = [item for name, item in vars(attacks).items()
                  if inspect.isfunction(item) and item.__module__ == attacks.__name__]
-    functions += [membership_command.attack_scores, membership_command.target_model,
-                  membership_command.mia_config]
+    # the lab's helpers that build the auditor's inputs, and the audit command's settings
+    functions += [audit_pipeline.target_model, audit_pipeline.reference_trainer,
+                  audit_pipeline.last_client_update, commands.run_settings]
     assert len(functions) >= 15
     for function in functions:
         for parameter in inspect.signature(function).parameters:
             assert not TRUTH.match(parameter), f"{function.__name__} takes `{parameter}`"
+    # the auditor's whole input is an AuditorView: none of its fields is the truth
+    fields = [field.name for field in dataclasses.fields(AuditorView)]
+    assert fields == ["target", "candidates", "population", "model_fn", "trainer"]
+    assert not [name for name in fields if TRUTH.match(name)]
+    assert list(inspect.signature(attacks.membership_scores).parameters) == ["view", "settings"]
 
 
 def test_attack_modules_import_neither_data_nor_evaluation():
-    for path in (Path(attacks.__file__), Path(membership_command.__file__)):
+    """The auditor's code (attacks.membership_inference and the view it receives) reaches neither the data
+    loaders and samplers, the training loop (its trainer comes in the view), the evaluation nor the lab;
+    `data.images` (the record type) is the one data module it may use."""
+    forbidden = ("fl_privacy.data.datasets", "fl_privacy.data.federation", "fl_privacy.data.partition",
+                 "fl_privacy.data.membership_split", "fl_privacy.evaluation", "fl_privacy.training",
+                 "fl_privacy.lab")
+    for module in (attacks, sys.modules[AuditorView.__module__]):
+        path = Path(module.__file__)
         tree = ast.parse(path.read_text())
-        top_level = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
-        names = [n.module if isinstance(n, ast.ImportFrom) else a.name for n in top_level
+        names = [n.module if isinstance(n, ast.ImportFrom) else a.name for n in ast.walk(tree)
+                 if isinstance(n, ast.Import | ast.ImportFrom)
                  for a in (n.names if isinstance(n, ast.Import) else [n])]
-        assert not [n for n in names if n.startswith(("fl_privacy.data", "fl_privacy.evaluation",
-                                                      "fl_privacy.training"))], path.name
+        assert not [n for n in names if n and n.startswith(forbidden)], path.name
 
 
 def test_scores_follow_the_records_not_their_position(overfit):
@@ -213,33 +226,38 @@ def test_scores_follow_the_records_not_their_position(overfit):
 # --- config errors ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("override", "key"), [
-    ("mia.target=everyone", "mia.target"),
-    ("mia.attacks=[loss,magic]", "mia.attacks"),
-    ("mia.target_partition=10", "mia.target_partition"),
-    ("mia.holdout_fraction=1.0", "mia.holdout_fraction"),
-    ("mia.num_reference=1", "mia.num_reference"),
-    ("mia.training.epochs=0", "mia.training.epochs"),
-    ("strategy=fedavg_warmup mia.target_model=client", "mia.target_model"),
+    ("attack.membership.target=everyone", "attack.membership.target"),
+    ("attack.membership.attacks=[loss,magic]", "attack.membership.attacks.1"),  # the bad entry
+    ("attack.membership.target_partition=10", "attack.membership.target_partition"),
+    ("data.holdout_fraction=1.0", "data.holdout_fraction"),
+    ("attack.membership.num_reference=1", "attack.membership.num_reference"),
+    ("attack.membership.training.epochs=0", "attack.membership.training.epochs"),
+    ("strategy=fedavg_warmup attack.membership.target_model=client", "attack.membership.target_model"),
 ])
 def test_bad_mia_keys_are_named(cfg_factory, override, key):
     cfg = cfg_factory("+experiment=mia", *override.split())
     with pytest.raises(ConfigError) as error:
-        validate(cfg)
+        load_settings(cfg)
     assert error.value.key == key
 
 
-def test_membership_command_refuses_to_change_the_holdout(cfg_factory):
-    cfg = cfg_factory("+experiment=mia")
-    with pytest.raises(ConfigError, match="mia.holdout_fraction"):
-        membership_command.mia_config(cfg, ["mia.holdout_fraction=0.2"])
-    assert membership_command.mia_config(cfg, ["mia.target=all"]).target == "all"
+def test_membership_command_refuses_to_change_the_holdout(settings_factory, tmp_path):
+    """The audit command takes only `attack.membership.*` overrides: the holdout is the run's."""
+    recorded = settings_factory("+experiment=mia").model_dump(mode="json")
+    write_json(tmp_path / "summary.json", {"config": recorded})
+    with pytest.raises(ConfigError, match="data.holdout_fraction") as error:
+        commands.run_settings(tmp_path, "attack.membership", ["data.holdout_fraction=0.2"])
+    assert error.value.key == "data.holdout_fraction"
+    settings = commands.run_settings(tmp_path, "attack.membership", ["attack.membership.target=all"])
+    assert settings.attack.membership.target == "all" and settings.data.holdout_fraction == 0.5
 
 
 # --- one tiny audit through the entry point ----------------------------------------------------------------
 
 TINY_MIA = ["+experiment=mia", "simulation.num_clients=3", "strategy.num_rounds=2",
-            "strategy.capture.rounds=[2]", "strategy.warmup.epochs=1", "mia.num_shadow=2",
-            "mia.num_reference=2", "mia.training.epochs=1", "mia.training.batch_size=128"]
+            "strategy.capture.rounds=[2]", "strategy.warmup.epochs=1", "attack.membership.num_shadow=2",
+            "attack.membership.num_reference=2", "attack.membership.training.epochs=1",
+            "attack.membership.training.batch_size=128"]
 
 
 @pytest.fixture(scope="module")
@@ -268,11 +286,24 @@ def test_tiny_run_writes_membership_scores_roc_and_summary(mia_run):
 
 
 @pytest.mark.simulation
-def test_membership_command_audits_the_client_model(mia_run):
-    code = membership_command.main([str(mia_run), "mia.target_model=client", "mia.attacks=[loss,entropy]"])
+def test_membership_command_audits_the_client_model(mia_run, monkeypatch):
+    views = []
+    real_scores = audit_pipeline.membership_scores
+
+    def spy(*args, **kwargs):
+        views.append(args[0])
+        return real_scores(*args, **kwargs)
+
+    monkeypatch.setattr(audit_pipeline, "membership_scores", spy)
+    code = commands.main(["audit", str(mia_run), "attack.membership.target_model=client",
+                          "attack.membership.attacks=[loss,entropy]"])
     assert code == 0
+    # the auditor got its view and nothing else: the candidates, never who is a member
+    assert len(views) == 1 and isinstance(views[0], AuditorView)
     scores = json.loads((mia_run / "mia" / "scores.json").read_text())
+    assert len(views[0].candidates) == scores["num_members"] + scores["num_non_members"]
     assert scores["target_model"] == "client" and set(scores["attacks"]) == {"loss", "entropy"}
-    table = membership_table(mia_run, ["mia.target_model", "simulation.num_clients"]).splitlines()
+    by = ["attack.membership.target_model", "simulation.num_clients"]
+    table = membership_table(mia_run, by).splitlines()
     assert len(table) == 4 and table[2].startswith("| client | 3 | loss | ")
-    assert membership_command.main([str(mia_run), "mia.target=nobody"]) == 2
+    assert commands.main(["audit", str(mia_run), "attack.membership.target=nobody"]) == 2
