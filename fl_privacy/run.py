@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from fl_privacy.config import load_settings, register_schema
+from fl_privacy.config import CONF_DIR, load_settings, register_schema
 from fl_privacy.errors import ConfigError, DataNotFoundError
 from fl_privacy.lab.telemetry import configure_telemetry
 
@@ -23,7 +23,7 @@ log = logging.getLogger("fl_privacy")
 register_schema()
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     """Hydra entry: a config or data error ends the job with one line and exit code 2."""
     try:

@@ -56,7 +56,7 @@ def test_run_writes_metrics_summary_and_model(sweep):
     assert summary["metrics"]["final"]["accuracy"] == records[-1]["central"]["accuracy"]
     assert summary["wall_seconds"] > 0
     assert (run_dir / "accuracy.png").stat().st_size > 1000
-    state = torch.load(run_dir / "final_model.pt")
+    state = torch.load(run_dir / "final_model.pt", weights_only=True)
     assert state["head.weight"].shape == (10, 128 * 7 * 7)
 
 

@@ -237,7 +237,8 @@ def test_tiny_attack_run_writes_metrics_and_images(attack_run):
     gan = summary["attacks"]["gan_attack"]
     assert gan["attack_rounds"] == 2 and gan["first_attack_round"] == 2
     assert gan["baseline"]["frechet_other_vs_victim"] > 0
-    assert torch.load(attack_run / "final_model.pt")["head.weight"].shape[0] == 11  # + "fake"
+    final_model = torch.load(attack_run / "final_model.pt", weights_only=True)
+    assert final_model["head.weight"].shape[0] == 11  # + "fake"
 
 
 @pytest.mark.simulation

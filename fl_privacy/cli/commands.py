@@ -23,7 +23,8 @@ def run_settings(run_dir: Path, node: str, overrides: Sequence[str]) -> Settings
     """The settings a finished run recorded, with `NODE.KEY=VALUE` overrides, validated like a new run."""
     for override in overrides:
         if not override.startswith(f"{node}.") or "=" not in override:
-            raise ConfigError(override.split("=", 1)[0], override, f"overrides look like {node}.KEY=VALUE")
+            key, _, value = override.partition("=")
+            raise ConfigError(key, value, f"this command's overrides look like {node}.KEY=VALUE")
     config = OmegaConf.merge(read_summary(run_dir)["config"], OmegaConf.from_dotlist(list(overrides)))
     values = OmegaConf.to_container(config, resolve=True)
     assert isinstance(values, dict)
