@@ -1,15 +1,19 @@
-"""Flower's simulation engine on Ray for one run: telemetry, quiet logs, the Ray backend config."""
+"""Flower's simulation engine on Ray for one run: quiet logs, the Ray backend config.
+
+Importing this module imports Flower: the entry point sets the telemetry switches before (`lab.telemetry`)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from fl_privacy.apps.server_app import RoundListener
+from flwr.simulation import run_simulation
+
+from fl_privacy.apps.client_app import build_client_app
+from fl_privacy.apps.server_app import RoundListener, build_server_app
 from fl_privacy.config.schema import Settings, SimulationSettings
 from fl_privacy.data.federation import Federation
 from fl_privacy.lab.side_channels import RunHooks
-from fl_privacy.lab.telemetry import configure_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +62,6 @@ def backend_config(simulation: SimulationSettings) -> dict:
 def simulate(settings: Settings, federation: Federation, run_dir: Path, hooks: RunHooks,
              on_round: RoundListener) -> None:
     """Run the federation's ServerApp and ClientApps in Flower's simulation engine on Ray."""
-    configure_telemetry(settings.telemetry)
-    from flwr.simulation import run_simulation
-
-    from fl_privacy.apps.client_app import build_client_app
-    from fl_privacy.apps.server_app import build_server_app
-
     if settings.simulation.dashboard:
         log.info("Ray dashboard: http://127.0.0.1:%d", settings.simulation.dashboard_port)
     route_flower_logs()
