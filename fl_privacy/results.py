@@ -27,12 +27,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename over `path`."""
+    """Write through a temporary file in the same folder, then rename over `path` (readable like a file
+    opened plainly: mkstemp's private 0600 mode would hide results from other users)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
+        os.chmod(temp, 0o644)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
