@@ -13,8 +13,6 @@ import numpy as np
 import torch
 from torch import nn
 
-AGGREGATES = ("max", "mean")
-
 
 @torch.no_grad()
 def discriminator_scores(discriminators: Sequence[nn.Module], records: torch.Tensor,

@@ -33,7 +33,6 @@ from fl_privacy.defenses.noise_schedules import NoiseSchedule
 from fl_privacy.seeding import Stream, derive_seed
 from fl_privacy.training import StepHook, TrainSettings, TrainStats, fit_batches, make_optimizer
 
-CLIP_RULES = ("geometric", "linear")
 # Opacus's per-sample hooks on the first layer (whose input needs no gradient) trigger this harmless warning.
 OPACUS_HOOK_WARNING = "Full backward hook is firing"
 
