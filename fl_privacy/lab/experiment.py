@@ -44,15 +44,13 @@ def run_experiment(settings: Settings, run_dir: Path) -> dict:
 def prepare_run(settings: Settings, federation: Federation, run_dir: Path):
     """The lab's hooks into the clients, its round recorder (with the GAN monitor when an adversary
     runs), and what each monitor adds to the summary at the end."""
-    from fl_privacy.apps.server_app import capture_schedule
     from fl_privacy.lab.gan_monitoring import gan_monitor
     from fl_privacy.lab.rounds import RoundRecorder
 
     log.info("data %s: %d train (%d warm-up, clients %s), %d test", settings.data.name,
              len(federation.splits.train), len(federation.warmup_indices),
              [len(p) for p in federation.client_indices], len(federation.splits.test))
-    capturing = settings.strategy.name == "gradient_capture"
-    hooks = RunHooks(run_dir, capture_schedule(settings.strategy.capture) if capturing else None)
+    hooks = RunHooks.for_run(settings, run_dir)
     monitors, finishers = {}, {}
     if (monitor := gan_monitor(settings, federation, run_dir, hooks)) is not None:
         monitors["gan_attack"], finishers["gan_attack"] = monitor, monitor.finish

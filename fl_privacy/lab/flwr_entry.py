@@ -19,7 +19,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fl_privacy.apps.client_app import client_app_from
-from fl_privacy.apps.server_app import capture_schedule, run_server
+from fl_privacy.apps.server_app import run_server
 from fl_privacy.config import Settings, compose_settings
 from fl_privacy.errors import ConfigError
 from fl_privacy.lab.side_channels import RunHooks
@@ -72,9 +72,7 @@ def _client_settings(context: Context) -> Settings:
 
 
 def _hooks(context: Context) -> RunHooks:
-    settings = _settings(context)
-    capturing = settings.strategy.name == "gradient_capture"
-    return RunHooks(run_dir_of(context), capture_schedule(settings.strategy.capture) if capturing else None)
+    return RunHooks.for_run(_settings(context), run_dir_of(context))
 
 
 server_app = ServerApp()

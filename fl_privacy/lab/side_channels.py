@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from fl_privacy.apps.server_app import capture_schedule
+from fl_privacy.config.schema import Settings
 from fl_privacy.results import TRUTH, RunFileError, load_tensors, round_file, save_torch, write_json
 from strategies import CaptureSchedule
 
@@ -30,6 +32,13 @@ class RunHooks:
 
     run_dir: Path
     schedule: CaptureSchedule | None = None
+
+    @classmethod
+    def for_run(cls, settings: Settings, run_dir: Path) -> RunHooks:
+        """The hooks of a run: truth is kept only where a capturing server captures."""
+        capture = settings.strategy.capture
+        capturing = settings.strategy.name == "gradient_capture"
+        return cls(run_dir, capture_schedule(capture) if capturing else None)
 
     def record_truth(self, server_round: int, partition_id: int, indices: np.ndarray) -> None:
         if self.schedule is not None and self.schedule.covers(server_round, partition_id):
