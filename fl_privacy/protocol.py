@@ -36,3 +36,9 @@ ARRAYS = "arrays"
 METRICS = "metrics"
 CONFIG = "config"
 PRIVACY_RECORD = "privacy"                  # a DP client's cumulative privacy spent (not averaged)
+
+
+def sample_size(num_nodes: int, fraction: float, minimum: int) -> int:
+    """How many of `num_nodes` nodes a round samples: the fraction, at least `minimum` (the rule the
+    strategies follow and the settings are checked against)."""
+    return min(num_nodes, max(int(num_nodes * fraction), minimum))

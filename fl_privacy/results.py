@@ -89,6 +89,8 @@ class RunFileError(ValueError):
 
 
 SUMMARY, METRICS, FINAL_MODEL = "summary.json", "metrics.jsonl", "final_model.pt"
+# summary.json's `status`: `running` from the start until the run ends one of the other three ways.
+RUNNING, COMPLETED, FAILED, INTERRUPTED = "running", "completed", "failed", "interrupted"
 
 
 def read_json(path: Path) -> Any:
@@ -136,13 +138,16 @@ def round_file(run_dir: Path, folder: str, server_round: int, partition_id: int,
 
 
 class MetricsLog:
-    """metrics.jsonl: one JSON line per round, appended and flushed as the run goes."""
+    """metrics.jsonl: one JSON line per round, appended and flushed as the run goes. A resumed run keeps
+    the lines up to its checkpoint's round (`keep_through`) and continues after them."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, keep_through: int | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("")
-        self.records: list[dict] = []
+        kept = ([] if keep_through is None
+                else [r for r in read_metrics(self.path) if r["round"] <= keep_through])
+        write_json_lines(self.path, kept)
+        self.records: list[dict] = kept
 
     def append(self, record: dict) -> None:
         line = json.dumps(_jsonable(record), allow_nan=False) + "\n"
@@ -151,10 +156,20 @@ class MetricsLog:
         self.records.append(record)
 
 
+def write_json_lines(path: Path, records: list[dict]) -> None:
+    """Records as one strict-JSON line each, atomically."""
+    text = "".join(json.dumps(_jsonable(record), allow_nan=False) + "\n" for record in records)
+    _atomic_write(Path(path), lambda handle: handle.write(text.encode()))
+
+
 def read_metrics(path: Path) -> list[dict]:
     """The records of a metrics.jsonl file (`RunFileError` naming the file and line when one is corrupt)."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise RunFileError(f"{path} not found") from None
     records = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
                 records.append(json.loads(line))

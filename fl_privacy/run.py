@@ -1,17 +1,21 @@
 """Entry point: `python -m fl_privacy.run +experiment=NAME key=value ...` (Hydra).
 
-Compose (Hydra) -> validate (one line naming the key, exit 2, before anything heavy) -> hand the typed
-settings to the lab, which writes metrics.jsonl, summary.json and final_model.pt into Hydra's run directory.
+Compose (Hydra) -> validate every job and its run directory before Hydra writes anything
+(`fl_privacy.launch_checks`, one line naming the key, exit 2) -> hand the typed settings to the lab, which
+writes metrics.jsonl, summary.json and final_model.pt into Hydra's run directory. A run that fails exits 1
+(its summary.json says `failed`); in a multirun the other jobs still run and the sweep exits 1 at the end.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from fl_privacy.config import CONF_DIR, load_settings, register_schema
@@ -23,9 +27,16 @@ log = logging.getLogger("fl_privacy")
 register_schema()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    """Hydra entry: a config or data error ends the job with one line and exit code 2."""
+    """Hydra entry: a config or data error ends the job with one line and exit code 2, a failed run with
+    exit code 1 (in a multirun: after the other jobs)."""
+    signal.signal(signal.SIGTERM, _interrupt)  # a terminated run ends `interrupted`, not silently
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         settings = load_settings(cfg)
         configure_telemetry(settings.telemetry)  # before anything imports Flower
@@ -36,7 +47,24 @@ def main(cfg: DictConfig) -> None:
         run_experiment(settings, Path(HydraConfig.get().runtime.output_dir))
     except (ConfigError, DataNotFoundError) as error:
         log.error("config error: %s", error)
-        sys.exit(2)
+        if not in_sweep:
+            sys.exit(2)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        sys.exit(130)
+    except Exception as error:
+        first_line = (str(error).splitlines() or [""])[0]
+        log.error("run failed: %s: %s", type(error).__name__, first_line, exc_info=not _expected(error))
+        if not in_sweep:
+            sys.exit(1)
+
+
+def _expected(error: Exception) -> bool:
+    """Failures the lab names itself (one line is enough): Ray did not start, a round failed."""
+    from fl_privacy.lab.simulation import RayStartError
+    from strategies.fedavg_warmup import RoundFailed
+
+    return isinstance(error, RayStartError | RoundFailed)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ for torch generators. Nothing else in the package derives seeds.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any, cast
 
 import numpy as np
 
@@ -51,3 +52,24 @@ def reference_models_seed(auditor_seed: int, online: bool) -> int:
 def reference_model_seeds(set_seed: int, index: int) -> tuple[int, int]:
     """(initialisation, training) seeds of the `index`-th model of a set (unique for up to 1000 models)."""
     return set_seed + 1000 * (index + 1), set_seed + index
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's global torch and NumPy RNG states as tensors and numbers (a checkpoint keeps the
+    server's: Flower's central-DP noise draws from NumPy's global generator)."""
+    import torch
+
+    kind, keys, position, has_gauss, cached = cast(tuple, np.random.get_state(legacy=True))
+    return {"torch": torch.get_rng_state(), "numpy": {"kind": kind, "keys": torch.from_numpy(keys.copy()),
+                                                      "position": position, "has_gauss": has_gauss,
+                                                      "cached_gaussian": cached}}
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Set the global RNG states `rng_state` returned."""
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    numpy = state["numpy"]
+    np.random.set_state((numpy["kind"], numpy["keys"].numpy(), int(numpy["position"]),
+                         int(numpy["has_gauss"]), float(numpy["cached_gaussian"])))

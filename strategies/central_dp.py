@@ -49,6 +49,16 @@ class AccountedServerSideClipping(DifferentialPrivacyServerSideFixedClipping):
                                                      self.population))
         return arrays, metrics
 
+    def state_dict(self) -> dict:
+        """The ledger's releases so far (for the lab's checkpoints)."""
+        return {"releases": self.ledger.num_releases}
+
+    def resume(self, state: dict) -> None:
+        """Compose the releases of the rounds a resumed run did before."""
+        for _ in range(int(state["releases"])):
+            self.ledger.compose(GaussianPrivacyEvent(self.noise_multiplier, self.num_sampled_clients,
+                                                     self.population))
+
     def epsilon(self) -> float:
         """Cumulative client-level ε at `delta` (∞ without noise, 0 before the first release)."""
         if self.noise_multiplier == 0:

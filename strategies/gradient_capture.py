@@ -19,7 +19,6 @@ from typing import cast
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
-from flwr.serverapp import Grid
 
 from fl_privacy.protocol import (
     ARRAYS,
@@ -81,13 +80,13 @@ class GradientCapture(FedAvgWithWarmup):
         self.num_classes = num_classes
         self._sent: ArrayRecord | None = None
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> Iterable[Message]:
+    def configure_round(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord
+                        ) -> Iterable[Message]:
         self._sent = arrays
         config.update(self.schedule.request(server_round))
-        return super().configure_train(server_round, arrays, config, grid)
+        return super().configure_round(server_round, arrays, config)
 
-    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+    def aggregate_round(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Capture the scheduled replies, then aggregate (FedAvg, or a FedSGD step for gradients)."""
         replies = list(replies)
@@ -102,7 +101,7 @@ class GradientCapture(FedAvgWithWarmup):
         else:
             for partition, reply in sorted(covered.items()):
                 self._save(server_round, partition, reply, sent)
-        arrays, metrics = super().aggregate_train(server_round, replies)
+        arrays, metrics = super().aggregate_round(server_round, replies)
         # FedAvg's aggregated metrics are scalars
         if arrays is not None and metrics is not None and cast(float, metrics.get(FEDSGD, 0)) > 0:
             lr = float(cast(float, metrics[LEARNING_RATE]))

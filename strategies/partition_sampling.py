@@ -15,7 +15,7 @@ from typing import cast
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
-from fl_privacy.protocol import PARTITION_ID, PARTITION_RECORD, QUERY
+from fl_privacy.protocol import PARTITION_ID, PARTITION_RECORD, QUERY, sample_size
 from fl_privacy.seeding import Stream, stream_rng
 
 
@@ -38,11 +38,6 @@ def discover_partitions(grid: Grid, num_nodes: int, timeout: float = 600.0) -> d
         partition_id = reply.content.metric_records[PARTITION_RECORD][PARTITION_ID]
         mapping[reply.metadata.src_node_id] = int(cast(int, partition_id))
     return mapping
-
-
-def sample_size(num_nodes: int, fraction: float, minimum: int) -> int:
-    """How many of `num_nodes` nodes a round samples: the fraction, at least `minimum`."""
-    return min(num_nodes, max(int(num_nodes * fraction), minimum))
 
 
 def sample_by_partition(partition_of: dict[int, int], fraction: float, minimum: int,

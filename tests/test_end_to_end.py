@@ -1,6 +1,7 @@
 """A tiny real Flower simulation on Ray through the Hydra entry point (no mocks)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +17,18 @@ TINY = ["simulation.num_clients=4", "strategy.num_rounds=2", "partition=dirichle
         "strategy.warmup.epochs=1", "client.local_epochs=1"]
 
 
+INTERCEPT = ROOT / "tests" / "intercept"
+
+
 def run_tiny_sweep(sweep_dir: Path, *sweep: str) -> subprocess.CompletedProcess:
-    """A Hydra multirun of tiny simulations, one job per sweep value, in one process."""
+    """A Hydra multirun of tiny simulations, one job per sweep value, in one process; every network request
+    any of its processes attempts is logged to `sweep_dir/../urls.log` and refused
+    (tests/intercept/sitecustomize.py)."""
+    environment = {**os.environ, "PYTHONPATH": str(INTERCEPT),
+                   "FLP_URL_LOG": str(sweep_dir.parent / "urls.log")}
     result = subprocess.run(
         [sys.executable, "-m", "fl_privacy.run", "-m", *TINY, *sweep, f"hydra.sweep.dir={sweep_dir}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=environment)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -32,7 +40,7 @@ def without_timings(records):
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     """Jobs 0 and 1 share seed 0, job 2 uses seed 1."""
-    base = tmp_path_factory.mktemp("e2e")
+    base = tmp_path_factory.mktemp("e2e") / "sweep"
     run_tiny_sweep(base, "seed=0,0,1")
     return [base / str(job) for job in range(3)]
 
@@ -54,7 +62,9 @@ def test_run_writes_metrics_summary_and_model(sweep):
     assert summary["config"]["simulation"]["num_clients"] == 4
     assert summary["versions"]["flwr"].startswith("1.4")
     assert summary["metrics"]["final"]["accuracy"] == records[-1]["central"]["accuracy"]
-    assert summary["wall_seconds"] > 0
+    assert summary["wall_seconds"] > 0 and summary["status"] == "completed"
+    assert summary["failures"] == {"failed_replies": 0, "rounds": {}}
+    assert all(record["failures"] == {"train": [], "evaluate": []} for record in records[1:])
     assert (run_dir / "accuracy.png").stat().st_size > 1000
     state = torch.load(run_dir / "final_model.pt", weights_only=True)
     assert state["head.weight"].shape == (10, 128 * 7 * 7)
@@ -69,9 +79,25 @@ def test_same_seed_gives_identical_metrics_different_seed_does_not(sweep):
 
 @pytest.mark.simulation
 def test_telemetry_is_off_by_default(sweep):
+    """No process of the default runs attempted a network request (Flower's telemetry included; the
+    opt-in run that does is in tests/test_run_reliability.py)."""
+    urls = sweep[0].parent.parent / "urls.log"
+    assert not urls.exists() or urls.read_text() == ""
     summary = json.loads((sweep[0] / "summary.json").read_text())
     assert summary["telemetry_environment"] == {"FLWR_TELEMETRY_ENABLED": "0",
                                                 "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+@pytest.mark.simulation
+def test_a_finished_run_is_never_overwritten_silently(sweep):
+    """Rerunning into a finished run's folder is refused before Hydra writes anything; its files stay."""
+    run_dir = sweep[0]
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    result = subprocess.run([sys.executable, "-m", "fl_privacy.run", *TINY, f"hydra.run.dir={run_dir}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    errors = [line for line in result.stderr.splitlines() if "config error" in line]
+    assert result.returncode == 2 and len(errors) == 1 and "overwrite=true" in errors[0]
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.simulation
@@ -83,7 +109,8 @@ def test_report_of_the_real_sweep(sweep):
     assert result.returncode == 0, result.stderr[-3000:]
     rows = (root / "report" / "jobs.csv").read_text().splitlines()
     header = rows[0].split(",")
-    assert len(rows) == 4 and [row.split(",")[header.index("status")] for row in rows[1:]] == ["ok"] * 3
+    statuses = [row.split(",")[header.index("status")] for row in rows[1:]]
+    assert len(rows) == 4 and statuses == ["completed"] * 3
     assert [row.split(",")[header.index("seed")] for row in rows[1:]] == ["0", "0", "1"]
     final = json.loads((sweep[2] / "summary.json").read_text())["metrics"]["final"]["accuracy"]
     assert float(rows[3].split(",")[header.index("accuracy")]) == pytest.approx(final, abs=1e-6)

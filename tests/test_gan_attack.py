@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from flwr.app import Context, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
 from torch import nn
 
+from fl_privacy.apps import client_app, node_state
 from fl_privacy.apps import gan_adversary as gan_adversary_role
-from fl_privacy.apps import node_state
-from fl_privacy.apps.roles import ClientJob, model_outputs, role_of
+from fl_privacy.apps.roles import model_outputs, role_of
 from fl_privacy.attacks.gan import GeneratorTraining, attack_is_on, train_generator, update_fake_pool
 from fl_privacy.attacks.views import InsiderView
 from fl_privacy.config.schema import OracleSettings
@@ -24,7 +25,7 @@ from fl_privacy.data.images import DataSplits, ImageDataset
 from fl_privacy.evaluation.oracle import frechet_distance, load_or_train_oracle, oracle_training_data
 from fl_privacy.lab.side_channels import RunHooks
 from fl_privacy.models import DCGANGenerator, build_model
-from fl_privacy.protocol import ANNOUNCED_ACCURACY
+from fl_privacy.protocol import ANNOUNCED_ACCURACY, ARRAYS, CONFIG, METRICS, SERVER_ROUND
 from fl_privacy.results import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,17 +182,32 @@ def test_gan_attack_round_sees_only_the_adversarys_own_partition(settings_factor
         return real_round(view, *args, **kwargs)
 
     monkeypatch.setattr(gan_adversary_role, "attack_round", spy)
+    jobs = []
+
+    def spy_role(job, model):
+        jobs.append(job)
+        return gan_adversary_role.gan_adversary(job, model)
+
+    monkeypatch.setitem(client_app.ROLES, "gan_adversary", spy_role)
     splits = federation.splits
     model = build_model(settings.model, splits.image_shape, model_outputs(settings, splits.num_classes))
-    job = ClientJob(settings, federation, adversary, 1, _context(), RunHooks(tmp_path),
-                    round_config={ANNOUNCED_ACCURACY: 0.5})
-    metrics = gan_adversary_role.gan_adversary(job, model)
+    for identity in ("_task_id", "_run_id", "_node_id"):  # what Flower's server process would have set
+        monkeypatch.setattr(TaskIdentity, identity, 1)
+    message = Message(RecordDict({ARRAYS: ArrayRecord(model.state_dict()),
+                                  CONFIG: ConfigRecord({SERVER_ROUND: 1, ANNOUNCED_ACCURACY: 0.5})}),
+                      dst_node_id=7, message_type=MessageType.TRAIN)
+    reply = client_app.handle_train(settings, RunHooks(tmp_path), message, _context())
+    metrics = reply.content.metric_records[METRICS]
+    # the role's whole job (not only the view it builds) reaches no record outside its own partition
+    job_images = [t for t in _reachable_tensors(jobs[0])
+                  if t.dim() == 4 and tuple(t.shape[1:]) == splits.image_shape]
+    assert job_images and _row_keys(torch.cat(job_images)) == _row_keys(own.images)
     assert len(views) == 1 and metrics
     view = views[0]
     assert isinstance(view, InsiderView)
     assert {f.name for f in fields(view)} == {"own_data", "model", "server_round", "announced_accuracy",
                                               "fake_class"}
-    assert view.model is model and view.server_round == 1 and view.announced_accuracy == 0.5
+    assert view.server_round == 1 and view.announced_accuracy == 0.5
     assert view.fake_class == splits.num_classes
     assert not any(isinstance(getattr(view, f.name), Federation | DataSplits) for f in fields(view))
     assert [f.name for f in fields(view) if isinstance(getattr(view, f.name), ImageDataset)] == ["own_data"]

@@ -34,7 +34,7 @@ from fl_privacy.defenses.par_gan import (
 from fl_privacy.errors import ConfigError
 from fl_privacy.evaluation.membership_metrics import logan_metrics, top_k_accuracy
 from fl_privacy.evaluation.reconstruction import mse
-from fl_privacy.lab.par_gan_experiment import run_par_gan
+from fl_privacy.lab.experiment import run_experiment
 from fl_privacy.lab.preflight import check_settings
 from fl_privacy.lab.representation_pipeline import run_representation_inversion
 from fl_privacy.models import SeedCNN
@@ -145,7 +145,7 @@ def test_membership_split_is_disjoint_and_balanced(settings_factory, tmp_path):
         random_split(data, 21, np.random.default_rng(0))
     # the experiment names the key before any training
     with pytest.raises(ConfigError) as error:
-        run_par_gan(settings_factory("+experiment=par_gan", "defense.par_gan.members=1000000"), tmp_path)
+        run_experiment(settings_factory("+experiment=par_gan", "defense.par_gan.members=1000000"), tmp_path)
     assert error.value.key == "defense.par_gan.members"
     assert not list(tmp_path.iterdir())
 

@@ -12,11 +12,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("fl_privacy", "strategies")
 # The entry points and the translator from Hydra's config: the only modules that may touch DictConfig.
-DICTCONFIG_ALLOWED = {"fl_privacy.run", "fl_privacy.config", "fl_privacy.lab.flwr_entry"}
+DICTCONFIG_ALLOWED = {"fl_privacy.run", "fl_privacy.launch_checks", "fl_privacy.config",
+                      "fl_privacy.config.sweeps", "fl_privacy.lab.flwr_entry"}
 LEAVES = ("fl_privacy.data", "fl_privacy.models", "fl_privacy.training", "fl_privacy.protocol",
           "fl_privacy.seeding", "fl_privacy.results", "fl_privacy.config", "fl_privacy.errors",
           "fl_privacy.progress", "fl_privacy.allocator", "fl_privacy.report")
-UPPER = ("fl_privacy.lab", "fl_privacy.cli", "fl_privacy.run")
+UPPER = ("fl_privacy.lab", "fl_privacy.cli", "fl_privacy.run", "fl_privacy.launch_checks")
 
 
 def module_name(path: Path) -> str:

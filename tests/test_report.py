@@ -22,7 +22,7 @@ SWEEP = ["strategy.num_rounds=2", "defense.dp.noise_multiplier=0.5,1.0,2.0,4.0"]
 
 
 def write_job(job_dir: Path, sigma: float, accuracy: float, share: float | None, finished: bool) -> None:
-    """A job folder as fl_privacy.run leaves it (summary.json only when it finished)."""
+    """A job folder as fl_privacy.run leaves it (an unfinished run's summary.json says only `failed`)."""
     (job_dir / ".hydra").mkdir(parents=True)
     (job_dir / ".hydra" / "overrides.yaml").write_text(
         f"- strategy.num_rounds=2\n- defense.dp.noise_multiplier={sigma}\n")
@@ -33,8 +33,10 @@ def write_job(job_dir: Path, sigma: float, accuracy: float, share: float | None,
             record["gan_attack"] = {"victim_share": share * record["round"] / 2, "frechet_distance": 100.0}
     (job_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     if not finished:
+        (job_dir / "summary.json").write_text(json.dumps({"config": {"seed": 0}, "status": "failed",
+                                                          "error": "RoundFailed: round 2: ..."}))
         return
-    summary = {"config": {"seed": 0}, "versions": {"flwr": "1.41.0"},
+    summary = {"config": {"seed": 0}, "versions": {"flwr": "1.41.0"}, "status": "completed",
                "metrics": {"rounds": 2, "final": records[-1]["central"], "best_accuracy": accuracy},
                "attacks": {"gan_attack": {"attack_rounds": 2, "final": {"victim_share": share,
                                                                          "per_class": [0.1, 0.2]}}},
@@ -76,8 +78,8 @@ def test_expected_jobs_follow_hydra_sweeper_params_and_the_command_line(tmp_path
 def test_csv_has_one_row_per_job_with_status_overrides_and_flat_metrics(sweep):
     report = build_report(sweep)
     rows = list(csv.DictReader(report.csv.open()))
-    assert [(r["job"], r["status"]) for r in rows] == [("0", "ok"), ("1", "failed"), ("2", "ok"),
-                                                       ("3", "missing")]
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "completed"), ("1", "failed"),
+                                                       ("2", "completed"), ("3", "missing")]
     assert [r["defense.dp.noise_multiplier"] for r in rows] == ["0.5", "1.0", "2.0", "4.0"]
     assert float(rows[0]["accuracy"]) == pytest.approx(0.9)
     assert float(rows[2]["privacy.max_epsilon"]) == pytest.approx(4.0)
@@ -120,17 +122,34 @@ def test_single_run_directory_and_cli(sweep, tmp_path):
                              "--metric", "privacy.max_epsilon"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader((out / "jobs.csv").open()))
-    assert [(r["job"], r["status"]) for r in rows] == [("0", "ok")]
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "completed")]
     assert (out / "report.html").exists() and not (out / "frontier.png").exists()  # one point: no frontier
 
 
 def test_sweep_curve_needs_two_finished_jobs_with_numbers(tmp_path):
     from fl_privacy.report.figures import plot_sweep_curve
 
-    rows = [{"status": "ok", "noise": "0", "psnr": "89", "accuracy": "0.1"},
-            {"status": "ok", "noise": "0.01", "psnr": "3.5", "accuracy": "0.1"},
+    rows = [{"status": "completed", "noise": "0", "psnr": "89", "accuracy": "0.1"},
+            {"status": "completed", "noise": "0.01", "psnr": "3.5", "accuracy": "0.1"},
             {"status": "failed", "noise": "0.1", "psnr": "", "accuracy": ""}]
     assert plot_sweep_curve(rows, "noise", "psnr", tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 1000
     assert not plot_sweep_curve(rows[1:], "noise", "psnr", tmp_path / "none.png")
     assert not (tmp_path / "none.png").exists()
+
+
+def test_a_killed_run_reads_as_running_and_an_empty_folder_is_an_error(sweep, tmp_path):
+    """A run killed mid-way left `status: running`: the report says so and takes no final numbers from it;
+    a folder without runs is a one-line error naming it, and no report is written."""
+    summary = json.loads((sweep / "2" / "summary.json").read_text())
+    (sweep / "2" / "summary.json").write_text(json.dumps({**summary, "status": "running"}))
+    rows = list(csv.DictReader(build_report(sweep).csv.open()))
+    assert [(r["job"], r["status"]) for r in rows][:3] == [("0", "completed"), ("1", "failed"),
+                                                           ("2", "running")]
+    assert rows[2]["rounds"] == "2" and not rows[2].get("privacy.max_epsilon")  # from metrics.jsonl only
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = subprocess.run([sys.executable, "-m", "fl_privacy.cli", "report", str(empty)], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and str(empty) in result.stderr and "holds no runs" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (empty / "report").exists()

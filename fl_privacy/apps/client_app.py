@@ -64,8 +64,10 @@ def handle_train(settings: Settings, hooks: LabHooks, msg: Message, context: Con
     partition_id = _partition_id(context)
     round_config = msg.content.config_records[CONFIG]
     server_round = int(cast(int, round_config[SERVER_ROUND]))  # Flower's strategies send an int
-    job = ClientJob(settings, cached_federation(settings), partition_id, server_round, context,
-                    hooks, round_config=dict(round_config))
+    hooks.restore_node_state(partition_id, context.state)
+    own_data = cached_federation(settings).local_data(partition_id)
+    job = ClientJob(settings, own_data, partition_id, server_round, context, hooks,
+                    round_config=dict(round_config))
     model = _received_model(settings, msg)
     role = role_of(settings, partition_id)
     prune = settings.defense.pruning.fraction if role in DEFENDED_ROLES else 0.0
@@ -73,6 +75,7 @@ def handle_train(settings: Settings, hooks: LabHooks, msg: Message, context: Con
     metrics = ROLES[role](job, model) | announced(job)
     if job.used_indices is not None:
         hooks.record_truth(job.server_round, partition_id, job.used_indices)
+    hooks.save_node_state(partition_id, server_round, context.state)
     reply = job.gradient if job.gradient is not None else model.state_dict()
     if prune:
         reply = prune_update(sent, reply, prune, job.gradient is not None)

@@ -66,9 +66,8 @@ def gan_adversary(job: ClientJob, model: nn.Module) -> dict[str, float]:
     announced = job.round_config.get(ANNOUNCED_ACCURACY)
     if not attack_is_on(gan, job.server_round, announced, bool(progress)):
         return honest(job, model)
-    view = InsiderView(own_data=job.federation.client_data(job.partition_id), model=model,
-                       server_round=job.server_round, announced_accuracy=announced,
-                       fake_class=job.federation.splits.num_classes)
+    view = InsiderView(own_data=job.data.dataset, model=model, server_round=job.server_round,
+                       announced_accuracy=announced, fake_class=job.data.num_classes)
     state = load_state(context, gan, image_shape_of(view.own_data.images),
                        derive_seed(settings.seed, Stream.GAN_ATTACK))
     seeds = [derive_seed(settings.seed, Stream.GAN_ATTACK, job.server_round, step)

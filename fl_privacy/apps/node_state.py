@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import cast
 
 import torch
-from flwr.app import ArrayRecord, Context, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord, RecordDict
 from torch import nn
 
 
@@ -66,3 +66,24 @@ def load_counters(context: Context, key: str) -> dict[str, float]:
 
 def save_counters(context: Context, key: str, counters: Mapping[str, float]) -> None:
     context.state[key] = MetricRecord(dict(counters))
+
+
+# A node's whole `context.state` as plain tensors and values (for the lab's checkpoints) and back.
+_RECORD_TYPES = {"arrays": ArrayRecord, "metrics": MetricRecord, "config": ConfigRecord}
+
+
+def state_to_plain(state: RecordDict) -> dict[str, tuple[str, dict]]:
+    """`context.state` as {key: (record type, contents)}, loadable with `torch.load(weights_only=True)`."""
+    plain: dict[str, tuple[str, dict]] = {}
+    for key, record in state.items():
+        if isinstance(record, ArrayRecord):
+            plain[key] = ("arrays", record.to_torch_state_dict())
+        else:
+            plain[key] = ("metrics" if isinstance(record, MetricRecord) else "config", dict(record))
+    return plain
+
+
+def plain_to_state(plain: Mapping[str, tuple[str, dict]], state: RecordDict) -> None:
+    """Put what `state_to_plain` returned back into `state`."""
+    for key, (kind, contents) in plain.items():
+        state[key] = _RECORD_TYPES[kind](dict(contents))

@@ -12,11 +12,11 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from flwr.app import Context
+from flwr.app import Context, RecordDict
 from torch import nn
 
 from fl_privacy.config.schema import Settings
-from fl_privacy.data.federation import Federation
+from fl_privacy.data.federation import LocalData
 from fl_privacy.data.images import ImageDataset
 from fl_privacy.defenses.update_defenses import SuppressSchedule, suppression_hook
 from fl_privacy.protocol import BATCH_SIZE, LOCAL_STEPS, NUM_EXAMPLES, TRAIN_ACCURACY, TRAIN_LOSS, UPDATE_MODE
@@ -33,11 +33,16 @@ DEFENDED_ROLES = frozenset({"honest", "dp"})
 class LabHooks(Protocol):
     """The lab's side channels into a client (explicit, so no role reads another's files):
     `record_truth` notes which examples an update used (for scoring attacks, never for attackers);
-    `publish` hands an insider attacker's artifact (e.g. its generator) to the lab's monitor."""
+    `publish` hands an insider attacker's artifact (e.g. its generator) to the lab's monitor;
+    `save_node_state` / `restore_node_state` keep a node's persistent state for checkpoints and resumes."""
 
     def record_truth(self, server_round: int, partition_id: int, indices: np.ndarray) -> None: ...
 
     def publish(self, name: str, server_round: int, payload: dict[str, Any]) -> None: ...
+
+    def save_node_state(self, partition_id: int, server_round: int, state: RecordDict) -> None: ...
+
+    def restore_node_state(self, partition_id: int, state: RecordDict) -> None: ...
 
 
 def role_of(settings: Settings, partition_id: int) -> str:
@@ -53,11 +58,11 @@ def model_outputs(settings: Settings, num_classes: int) -> int:
 
 @dataclass
 class ClientJob:
-    """What a client knows in one round: the settings, its data, the round, its state, what the server
-    announced in the round's config, and the lab's hooks."""
+    """What a client knows in one round: the settings, its own data (never another node's), the round,
+    its state, what the server announced in the round's config, and the lab's hooks."""
 
     settings: Settings
-    federation: Federation
+    data: LocalData
     partition_id: int
     server_round: int
     context: Context
@@ -102,14 +107,11 @@ class ClientJob:
         The examples are drawn from the partition with the seed (all of it when the count is null or
         larger) and remembered in `used_indices`.
         """
-        own = self.federation.client_indices[self.partition_id]
         count = self.batch_size if self.update_mode == "fedsgd" else self.settings.client.examples_per_round
-        if count is not None and count < len(own):
-            rng = np.random.default_rng(derive_seed(self.settings.seed, Stream.CLIENT_DATA, self.server_round,
-                                                    self.partition_id))
-            own = np.sort(rng.choice(own, int(count), replace=False))
-        self.used_indices = own
-        return self.federation.splits.train.subset(own)
+        rng = np.random.default_rng(derive_seed(self.settings.seed, Stream.CLIENT_DATA, self.server_round,
+                                                self.partition_id))
+        data, self.used_indices = self.data.draw(count, rng)
+        return data
 
 
 def honest(job: ClientJob, model: nn.Module) -> dict[str, float]:

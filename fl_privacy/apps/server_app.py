@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, Protocol, cast
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
@@ -19,11 +19,11 @@ from fl_privacy.apps.roles import model_outputs
 from fl_privacy.config.schema import CaptureSettings, Settings
 from fl_privacy.data.federation import Federation
 from fl_privacy.models import model_factory
-from fl_privacy.protocol import UNIT_WEIGHT
+from fl_privacy.protocol import UNIT_WEIGHT, sample_size
 from fl_privacy.results import FINAL_MODEL, save_torch
+from fl_privacy.seeding import restore_rng_state, rng_state
 from fl_privacy.training import TrainSettings, evaluate
 from strategies import STRATEGIES, AccountedServerSideClipping, CaptureSchedule, FedAvgWithWarmup
-from strategies.partition_sampling import sample_size
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def central_evaluator(model_fn: Callable[[], torch.nn.Module], federation: Feder
 
 def build_strategy(settings: Settings, federation: Federation, run_dir: Path) -> FedAvgWithWarmup:
     """`strategy.name` with the warm-up set, seeded sampling and (under central DP) uniform weights."""
-    splits = federation.splits
+    splits, strategy = federation.splits, settings.strategy
     options: dict = {"weighted_by_key": UNIT_WEIGHT} if settings.defense.central_dp.enabled else {}
     if settings.strategy.name == "gradient_capture":
         options |= {"run_dir": run_dir, "schedule": capture_schedule(settings.strategy.capture),
@@ -64,8 +64,8 @@ def build_strategy(settings: Settings, federation: Federation, run_dir: Path) ->
         model_fn=model_factory(settings.model, splits.image_shape,
                                model_outputs(settings, splits.num_classes), settings.seed),
         num_nodes=settings.simulation.num_clients, seed=settings.seed, warmup_data=federation.warmup,
-        warmup=TrainSettings.of(settings.strategy.warmup), fraction_train=settings.strategy.fraction_train,
-        fraction_evaluate=settings.strategy.fraction_evaluate, **options)
+        warmup=TrainSettings.of(strategy.warmup), min_train_replies=strategy.min_train_replies,
+        fraction_train=strategy.fraction_train, fraction_evaluate=strategy.fraction_evaluate, **options)
 
 
 def with_central_dp(strategy: FedAvgWithWarmup, settings: Settings) -> AccountedServerSideClipping:
@@ -78,39 +78,82 @@ def with_central_dp(strategy: FedAvgWithWarmup, settings: Settings) -> Accounted
         population=num_clients, delta=central.delta)
 
 
+class RoundCheckpoints(Protocol):
+    """Whoever keeps checkpoints (the lab): asked after every recorded round."""
+
+    def due(self, server_round: int) -> bool: ...
+
+    def save(self, server_round: int, arrays: dict[str, torch.Tensor], server: dict[str, Any]) -> None: ...
+
+
+class ResumePoint(Protocol):
+    """A checkpoint to continue from: the rounds done, the global model then, the server's state then."""
+
+    @property
+    def round(self) -> int: ...
+
+    @property
+    def arrays(self) -> dict[str, torch.Tensor]: ...
+
+    @property
+    def server(self) -> dict[str, Any]: ...
+
+
 def run_server(grid: Grid, settings: Settings, federation: Federation, run_dir: Path,
-               on_round: RoundListener) -> None:
-    """The ServerApp's work: discover the nodes, warm up, run the rounds (inside central DP when enabled),
-    hand each round's record to `on_round`, and save the final model to `run_dir`."""
+               on_round: RoundListener, checkpoints: RoundCheckpoints | None = None,
+               resume: ResumePoint | None = None) -> None:
+    """The ServerApp's work: discover the nodes, warm up (or continue from `resume`), run the rounds (inside
+    central DP when enabled), hand each round's record to `on_round` and, when due, the state to
+    `checkpoints`, and save the final model to `run_dir`."""
     strategy = build_strategy(settings, federation, run_dir)
     central_dp = with_central_dp(strategy, settings) if settings.defense.central_dp.enabled else None
     evaluate_central = central_evaluator(strategy.model_fn, federation)
 
-    def evaluate_and_record(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+    def server_state() -> dict[str, Any]:
+        return {"strategy": strategy.state_dict(), "rng": rng_state(),
+                "central_dp": central_dp.state_dict() if central_dp is not None else None}
+
+    def evaluate_and_record(flower_round: int, arrays: ArrayRecord) -> MetricRecord:
         central = evaluate_central(arrays)
+        if flower_round == 0 and strategy.rounds_done:  # a resumed run: that round is on record already
+            return central
+        server_round = strategy.rounds_done + flower_round
         record = {"round": server_round, "central": dict(central), **strategy.take_round_metrics()}
         if central_dp is not None:
             record["central_dp"] = central_dp.round_record()
-        strategy.announce(float(cast(float, central["accuracy"])))  # a scalar, see `central_evaluator`
         on_round(server_round, record)
+        strategy.announce(float(cast(float, central["accuracy"])))  # a scalar, see `central_evaluator`
+        if checkpoints is not None and checkpoints.due(server_round):
+            checkpoints.save(server_round, arrays.to_torch_state_dict(), server_state())
         return central
 
     strategy.discover(grid)
-    arrays = strategy.warm_up(ArrayRecord(strategy.model_fn().state_dict()))
+    if resume is None:
+        arrays = strategy.warm_up(ArrayRecord(strategy.model_fn().state_dict()))
+    else:
+        arrays = ArrayRecord(resume.arrays)
+        strategy.resume(resume.round, resume.server["strategy"])
+        if central_dp is not None:
+            central_dp.resume(resume.server["central_dp"])
+        restore_rng_state(resume.server["rng"])
+        log.info("resuming after round %d of %d", resume.round, settings.strategy.num_rounds)
     runner = central_dp if central_dp is not None else strategy
-    result = runner.start(grid=grid, initial_arrays=arrays, num_rounds=settings.strategy.num_rounds,
+    result = runner.start(grid=grid, initial_arrays=arrays,
+                          num_rounds=settings.strategy.num_rounds - strategy.rounds_done,
                           train_config=ConfigRecord(), evaluate_fn=evaluate_and_record)
-    if settings.save_model and result.arrays is not None:
-        save_torch(run_dir / FINAL_MODEL, result.arrays.to_torch_state_dict())
+    final = result.arrays if result.arrays is not None and len(result.arrays) else arrays
+    if settings.save_model:
+        save_torch(run_dir / FINAL_MODEL, final.to_torch_state_dict())
 
 
-def build_server_app(settings: Settings, federation: Federation, run_dir: Path, on_round: RoundListener
+def build_server_app(settings: Settings, federation: Federation, run_dir: Path, on_round: RoundListener,
+                     checkpoints: RoundCheckpoints | None = None, resume: ResumePoint | None = None
                      ) -> ServerApp:
     """A ServerApp that runs `run_server` with these settings."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        run_server(grid, settings, federation, run_dir, on_round)
+        run_server(grid, settings, federation, run_dir, on_round, checkpoints, resume)
 
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fl_privacy.config.schema import Settings
 from fl_privacy.errors import ConfigError
+from fl_privacy.protocol import sample_size
 
 
 def roles_in_use(settings: Settings) -> set[str]:
@@ -143,9 +144,20 @@ def _check_simulation(settings: Settings) -> None:
                                   "simulation.ray_address is set; leave it null/false")
 
 
+def _check_replies(settings: Settings) -> None:
+    """`strategy.min_train_replies` must be reachable: at most the clients a round samples."""
+    strategy = settings.strategy
+    sampled = sample_size(settings.simulation.num_clients, strategy.fraction_train, 1)
+    if strategy.min_train_replies > sampled:
+        raise ConfigError("strategy.min_train_replies", strategy.min_train_replies,
+                          f"a round samples only {sampled} clients (simulation.num_clients x "
+                          "strategy.fraction_train)")
+
+
 def check_rules(settings: Settings) -> None:
     """Every cross-key rule; raises `ConfigError` on the first broken one."""
     _check_roles(settings)
+    _check_replies(settings)
     _check_capture(settings)
     _check_defenses(settings)
     _check_simulation(settings)
@@ -154,3 +166,5 @@ def check_rules(settings: Settings) -> None:
     check_representation_inversion(settings)
     if settings.kind == "par_gan":
         _check_par_gan(settings)
+        if settings.resume:
+            raise ConfigError("resume", True, "kind=par_gan runs in one piece; it has no checkpoints")

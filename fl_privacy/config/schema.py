@@ -97,6 +97,8 @@ class StrategySettings(Section):
     fraction_train: Annotated[float, Field(gt=0, le=1)] = 1.0
     fraction_evaluate: Probability = Field(0.0,
                                           description="clients that evaluate on their classes (0 = skip)")
+    min_train_replies: NonNegativeInt = Field(
+        1, description="a round with fewer successful train replies stops the run as failed")
     warmup: WarmupSettings = WarmupSettings()
     capture: CaptureSettings = Field(CaptureSettings(), description="strategy=gradient_capture only")
 
@@ -339,6 +341,11 @@ class Settings(Section):
         "federated", description="federated: a Flower simulation; par_gan: the in-process PAR-GAN program")
     telemetry: bool = Field(False, description="opt in to Flower's and Ray's usage telemetry")
     save_model: bool = Field(True, description="save the final global model as final_model.pt")
+    checkpoint_every: NonNegativeInt = Field(
+        5, description="save a resumable checkpoint every N rounds (0 = never)")
+    resume: bool = Field(False, description="continue the unfinished run in the run directory from its "
+                         "last checkpoint (same settings)")
+    overwrite: bool = Field(False, description="replace an earlier run in the run directory")
     data: DataSettings = DataSettings()
     partition: PartitionSettings = PartitionSettings()
     model: ModelSettings = ModelSettings()

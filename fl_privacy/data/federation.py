@@ -16,6 +16,25 @@ from fl_privacy.seeding import Stream, derive_seed, stream_rng
 
 
 @dataclass(frozen=True)
+class LocalData:
+    """What one node holds: its partition and where each record sits in the training split (for the lab's
+    truth hook), and how many classes the task has. Nothing of any other node's."""
+
+    dataset: ImageDataset
+    indices: np.ndarray
+    num_classes: int
+
+    def draw(self, count: int | None, rng: np.random.Generator) -> tuple[ImageDataset, np.ndarray]:
+        """`count` records drawn with `rng` (all when None or larger), in training-split order, and their
+        training-split indices."""
+        if count is None or count >= len(self.indices):
+            return self.dataset, self.indices
+        chosen = np.sort(rng.choice(self.indices, int(count), replace=False))
+        order = np.argsort(self.indices)
+        return self.dataset.subset(order[np.searchsorted(self.indices[order], chosen)]), chosen
+
+
+@dataclass(frozen=True)
 class Federation:
     """The data of one experiment: splits, the warm-up set and the client partitions.
 
@@ -36,6 +55,11 @@ class Federation:
 
     def client_data(self, partition_id: int) -> ImageDataset:
         return self.splits.train.subset(self.client_indices[partition_id])
+
+    def local_data(self, partition_id: int) -> LocalData:
+        """The node's own data, the only data a client role receives."""
+        return LocalData(self.client_data(partition_id), self.client_indices[partition_id],
+                         self.splits.num_classes)
 
     def client_classes(self, partition_id: int) -> list[int]:
         return sorted(set(self.splits.train.labels[self.client_indices[partition_id]].tolist()))

@@ -114,6 +114,15 @@ class GanAttackMonitor:
                  self.baseline["frechet_other_vs_victim"], metrics["diversity_ratio"])
         return metrics
 
+    def state_dict(self) -> dict:
+        """The rounds scored so far (for a resumed run's progression figure and summary)."""
+        return {"rounds": [{"round": r.round, "samples": r.samples, "metrics": r.metrics}
+                           for r in self.rounds]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rounds = [AttackRound(int(r["round"]), r["samples"], dict(r["metrics"]))
+                       for r in state["rounds"]]
+
     def finish(self) -> dict:
         """Draw the progression figure; return the baseline and the last attack round's metrics."""
         if self.rounds:

@@ -10,70 +10,107 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import Federation, build_federation
+from fl_privacy.lab.checkpoints import Checkpoint, Checkpointer, load_checkpoint
 from fl_privacy.lab.preflight import check_before_run
+from fl_privacy.lab.run_dir import check_run_dir, clear_earlier_run
 from fl_privacy.lab.side_channels import RunHooks
-from fl_privacy.lab.summary import final_metrics, privacy_summary, run_header
-from fl_privacy.results import METRICS, SUMMARY, MetricsLog, write_json
+from fl_privacy.lab.summary import (
+    SummaryFile,
+    failure_summary,
+    final_metrics,
+    privacy_summary,
+    recorded_status,
+)
+from fl_privacy.results import METRICS, MetricsLog
 
 log = logging.getLogger("fl_privacy")
 
 def run_experiment(settings: Settings, run_dir: Path) -> dict:
-    """Run one validated experiment and write its files into `run_dir`; returns the summary."""
-    run_dir = Path(run_dir)
-    if settings.kind == "par_gan":  # in-process GAN training, no Flower simulation (README: PAR-GAN)
-        from fl_privacy.lab.par_gan_experiment import run_par_gan
+    """Run one validated experiment and write its files into `run_dir`; returns the summary.
 
-        return run_par_gan(settings, run_dir)
+    An earlier run in `run_dir` is refused unless `resume=true` (continue it from its checkpoint) or
+    `overwrite=true` (replace it); summary.json says `running` until the run completes, fails or is
+    interrupted."""
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir, settings)
+    if settings.kind == "par_gan":  # in-process GAN training, no Flower simulation (README: PAR-GAN)
+        from fl_privacy.lab.par_gan_experiment import par_gan_data, run_par_gan
+
+        splits = par_gan_data(settings)  # the data and the checks that need it, before anything is written
+        with _fresh_summary(run_dir, settings) as summary:
+            run_par_gan(settings, splits, run_dir, summary)
+    else:
+        federation = build_federation(settings)
+        check_before_run(settings, federation)
+        with _fresh_summary(run_dir, settings) as summary:
+            run_federated(settings, federation, run_dir, summary)
+    return summary.content
+
+
+@contextmanager
+def _fresh_summary(run_dir: Path, settings: Settings) -> Iterator[SummaryFile]:
+    if settings.overwrite:
+        clear_earlier_run(run_dir)
+    with recorded_status(run_dir, settings) as summary:
+        yield summary
+
+
+def run_federated(settings: Settings, federation: Federation, run_dir: Path, summary: SummaryFile) -> None:
+    """The Flower simulation with the lab's hooks, monitors and checkpoints, then the post-run pipelines."""
     from fl_privacy.lab.simulation import simulate
     from fl_privacy.progress import round_progress
 
     started = time.monotonic()
-    federation = build_federation(settings)
-    check_before_run(settings, federation)
-    hooks, recorder, finishers = prepare_run(settings, federation, run_dir)
+    resume = load_checkpoint(run_dir) if settings.resume else None
+    hooks, recorder, finishers = prepare_run(settings, federation, run_dir, resume)
+    checkpoints = Checkpointer(run_dir, settings.checkpoint_every, recorder.monitors_state)
     with round_progress(settings.strategy.num_rounds) as bar:
         recorder.bar = bar
-        simulate(settings, federation, run_dir, hooks, recorder)
-    return finish_run(settings, run_dir, recorder.metrics_log.records, finishers, started)
+        simulate(settings, federation, run_dir, hooks, recorder, checkpoints, resume)
+    finish_run(settings, run_dir, summary, recorder.metrics_log.records, finishers, started)
 
 
-def prepare_run(settings: Settings, federation: Federation, run_dir: Path):
+def prepare_run(settings: Settings, federation: Federation, run_dir: Path, resume: Checkpoint | None = None):
     """The lab's hooks into the clients, its round recorder (with the GAN monitor when an adversary
-    runs), and what each monitor adds to the summary at the end."""
+    runs), and what each monitor adds to the summary at the end; a resumed run's recorder starts from
+    the checkpoint (its metrics.jsonl lines and monitors' state up to that round)."""
     from fl_privacy.lab.gan_monitoring import gan_monitor
     from fl_privacy.lab.rounds import RoundRecorder
 
     log.info("data %s: %d train (%d warm-up, clients %s), %d test", settings.data.name,
              len(federation.splits.train), len(federation.warmup_indices),
              [len(p) for p in federation.client_indices], len(federation.splits.test))
-    hooks = RunHooks.for_run(settings, run_dir)
+    hooks = RunHooks.for_run(settings, run_dir, resume.folder if resume is not None else None)
     monitors, finishers = {}, {}
     if (monitor := gan_monitor(settings, federation, run_dir, hooks)) is not None:
         monitors["gan_attack"], finishers["gan_attack"] = monitor, monitor.finish
-    recorder = RoundRecorder(MetricsLog(run_dir / METRICS), monitors, settings.strategy.num_rounds)
+    metrics_log = MetricsLog(run_dir / METRICS, keep_through=resume.round if resume is not None else None)
+    recorder = RoundRecorder(metrics_log, monitors, settings.strategy.num_rounds)
+    if resume is not None:
+        recorder.load_monitors_state(resume.monitors)
     return hooks, recorder, finishers
 
 
-def finish_run(settings: Settings, run_dir: Path, records: list[dict], finishers: dict, started: float
-               ) -> dict:
-    """After the rounds: summary.json, then each configured post-run pipeline, then the accuracy figure."""
+def finish_run(settings: Settings, run_dir: Path, summary: SummaryFile, records: list[dict], finishers: dict,
+               started: float) -> None:
+    """After the rounds: the summary's sections, then each configured post-run pipeline, then the accuracy
+    figure."""
     from fl_privacy.lab.pipelines import run_after_run_pipelines
     from fl_privacy.report.figures import plot_accuracy
 
-    summary = {**run_header(settings), "metrics": final_metrics(records),
-               "privacy": privacy_summary(settings, records),
-               "attacks": {name: finish() for name, finish in finishers.items()},
-               "wall_seconds": time.monotonic() - started}
-    write_json(run_dir / SUMMARY, summary)
+    summary.update(metrics=final_metrics(records), privacy=privacy_summary(settings, records),
+                   failures=failure_summary(records),
+                   attacks={name: finish() for name, finish in finishers.items()},
+                   wall_seconds=time.monotonic() - started)
     for name, result in run_after_run_pipelines(settings, run_dir):
-        summary[name] = result
-        write_json(run_dir / SUMMARY, summary)
+        summary.update(**{name: result})
     plot_accuracy(records, run_dir / "accuracy.png",
                   f"{settings.data.name}, {settings.partition.name}, "
                   f"{settings.simulation.num_clients} clients")
     log.info("wrote %s", run_dir)
-    return summary

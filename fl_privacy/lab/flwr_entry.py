@@ -84,8 +84,11 @@ def main(grid: Grid, context: Context) -> None:
     """Compose the experiment, build the data and the lab's monitors, run the strategy, write the run's
     files."""
     from fl_privacy.data.federation import build_federation
+    from fl_privacy.lab.checkpoints import Checkpointer
     from fl_privacy.lab.experiment import finish_run, prepare_run
     from fl_privacy.lab.preflight import check_before_run, check_settings
+    from fl_privacy.lab.run_dir import check_run_dir
+    from fl_privacy.lab.summary import recorded_status
 
     settings = _settings(context)
     configure_telemetry(settings.telemetry)
@@ -94,8 +97,11 @@ def main(grid: Grid, context: Context) -> None:
     log.info("flwr run: %s -> %s", " ".join(hydra_overrides(dict(context.run_config))) or "defaults", run_dir)
     started = time.monotonic()
     check_settings(settings)
-    federation = build_federation(settings)
-    check_before_run(settings, federation)
-    _, recorder, finishers = prepare_run(settings, federation, run_dir)
-    run_server(grid, settings, federation, run_dir, recorder)
-    finish_run(settings, run_dir, recorder.metrics_log.records, finishers, started)
+    check_run_dir(run_dir, settings, "output-dir")  # each flwr run has a new folder: nothing to resume
+    with recorded_status(run_dir, settings) as summary:
+        federation = build_federation(settings)
+        check_before_run(settings, federation)
+        _, recorder, finishers = prepare_run(settings, federation, run_dir)
+        checkpoints = Checkpointer(run_dir, settings.checkpoint_every, recorder.monitors_state)
+        run_server(grid, settings, federation, run_dir, recorder, checkpoints)
+        finish_run(settings, run_dir, summary, recorder.metrics_log.records, finishers, started)

@@ -27,6 +27,12 @@ class PublishedGeneratorMonitor:
     def __call__(self, server_round: int) -> dict:
         return self.monitor(server_round, self.hooks.artifact(GENERATOR_ARTIFACT, server_round))
 
+    def state_dict(self) -> dict:
+        return self.monitor.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.monitor.load_state_dict(state)
+
     def finish(self) -> dict:
         result = self.monitor.finish()
         if result["attack_rounds"] == 0:

@@ -22,14 +22,15 @@ import torch
 from fl_privacy.attacks.logan import nearest_sample_scores, white_box_scores
 from fl_privacy.config.schema import ParGanExperimentSettings, Settings
 from fl_privacy.data.datasets import load_splits
+from fl_privacy.data.images import DataSplits
 from fl_privacy.data.membership_split import random_split
 from fl_privacy.defenses.par_gan import ParGanSettings, train_par_gan
 from fl_privacy.errors import ConfigError
 from fl_privacy.evaluation.membership_metrics import logan_metrics
 from fl_privacy.evaluation.oracle import FeatureSpace, frechet_distance, load_or_train_oracle
 from fl_privacy.evaluation.sample_quality import sample_quality
-from fl_privacy.lab.summary import run_header
-from fl_privacy.results import SUMMARY, save_image_grid, write_csv, write_json
+from fl_privacy.lab.summary import SummaryFile
+from fl_privacy.results import save_image_grid, write_csv, write_json
 from fl_privacy.seeding import Stream, derive_seed, stream_rng
 
 log = logging.getLogger(__name__)
@@ -42,18 +43,23 @@ def settings_for(par_gan: ParGanExperimentSettings, k: int) -> ParGanSettings:
                           discriminator_dropout=par_gan.discriminator_dropout, log_every=par_gan.log_every)
 
 
-def run_par_gan(settings: Settings, run_dir: Path) -> dict:
-    """Run the experiment of `defense.par_gan` and write its table, sample grids and summary into
-    `run_dir`."""
+def par_gan_data(settings: Settings) -> DataSplits:
+    """The data of the PAR-GAN experiment, checked to hold its members and as many non-members."""
+    splits = load_splits(settings.data, settings.seed)
+    members = settings.defense.par_gan.members
+    if 2 * members > len(splits.train):
+        size = len(splits.train)
+        raise ConfigError("defense.par_gan.members", members, "members and as many non-members must fit "
+                          f"in the train split ({size} records): at most {size // 2}")
+    return splits
+
+
+def run_par_gan(settings: Settings, splits: DataSplits, run_dir: Path, summary: SummaryFile) -> None:
+    """Run the experiment of `defense.par_gan` on `splits` and write its table and sample grids into
+    `run_dir`, its results into `summary`."""
     started = time.monotonic()
     par_gan, seed = settings.defense.par_gan, settings.seed
     torch.set_num_threads(par_gan.torch_threads)
-    splits = load_splits(settings.data, seed)
-    if 2 * par_gan.members > len(splits.train):
-        raise ConfigError("defense.par_gan.members", par_gan.members,
-                          "members and as many non-members must fit "
-                          f"in the train split ({len(splits.train)} records): "
-                          f"at most {len(splits.train) // 2}")
     split = random_split(splits.train, par_gan.members, stream_rng(seed, Stream.PAR_GAN, 0))
     candidates, is_member = split.candidates.images, split.is_member  # the attacker gets the images only
     members, non_members = split.members.images, split.non_members.images  # the lab's side
@@ -85,9 +91,6 @@ def run_par_gan(settings: Settings, run_dir: Path) -> dict:
         log.info("PAR-GAN k=%d: %s", k, {key: round(value, 3) for key, value in row.items()})
     write_json(run_dir / "par_gan_table.json", rows)
     write_csv(run_dir / "par_gan_table.csv", rows)
-    summary = {**run_header(settings), "par_gan": rows,
-               "baseline": {"frechet_members_vs_non_members": baseline,
-                            "oracle_heldout_accuracy": oracle.heldout_accuracy},
-               "wall_seconds": time.monotonic() - started}
-    write_json(run_dir / SUMMARY, summary)
-    return summary
+    summary.update(par_gan=rows, baseline={"frechet_members_vs_non_members": baseline,
+                                           "oracle_heldout_accuracy": oracle.heldout_accuracy},
+                   wall_seconds=time.monotonic() - started)

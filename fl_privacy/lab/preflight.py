@@ -55,9 +55,16 @@ def check_settings(settings: Settings) -> None:
 
 
 def check_before_run(settings: Settings, federation: Federation) -> None:
-    """Checks that need the data: the GAN attack's victim class must exist and not be the adversary's."""
+    """Checks that need the data: the model has an output per class (and the GAN attack's "fake" class),
+    and the GAN attack's victim class exists and is not the adversary's."""
     splits = federation.splits
-    if model_outputs(settings, splits.num_classes) == splits.num_classes:
+    needed = model_outputs(settings, splits.num_classes)
+    if settings.model.num_outputs is not None and settings.model.num_outputs < needed:
+        raise ConfigError("model.num_outputs", settings.model.num_outputs,
+                          f"{splits.name} has {splits.num_classes} classes"
+                          + (" and the GAN attack adds a 'fake' class" if needed > splits.num_classes else "")
+                          + f": at least {needed} (or null)")
+    if needed == splits.num_classes:
         return
     victim = settings.attack.gan.victim_class
     if victim >= splits.num_classes:

@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from fl_privacy.progress import RoundBar
 from fl_privacy.results import MetricsLog
 
 log = logging.getLogger(__name__)
 
-# server round -> the monitor's numbers for that round (empty: nothing to report)
-RoundMonitor = Callable[[int], dict]
+class RoundMonitor(Protocol):
+    """A lab monitor: the round's numbers (empty: nothing to report), and its state for checkpoints."""
+
+    def __call__(self, server_round: int) -> dict: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class RoundRecorder:
@@ -26,6 +33,13 @@ class RoundRecorder:
         self.num_rounds = num_rounds
         self.bar = RoundBar()
         self._started = time.monotonic()
+
+    def monitors_state(self) -> dict[str, Any]:
+        return {name: monitor.state_dict() for name, monitor in self.monitors.items()}
+
+    def load_monitors_state(self, state: dict[str, Any]) -> None:
+        for name, monitor in self.monitors.items():
+            monitor.load_state_dict(state[name])
 
     def __call__(self, server_round: int, record: dict) -> None:
         for name, monitor in self.monitors.items():

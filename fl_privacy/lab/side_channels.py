@@ -3,7 +3,9 @@
 - truth: which training examples a *captured* update used (the capture schedule is the lab's knowledge, not
   the clients'); only the evaluation reads it (`truth/round_XXX/partition_YY.json`), never an attack;
 - artifacts: what an insider attacker produces for the lab's monitor, e.g. the GAN adversary's generator
-  (`lab/<name>.pt`, the latest round's); the server's strategy never sees them.
+  (`lab/<name>.pt`, the latest round's); the server's strategy never sees them;
+- node states: each node's persistent `context.state` after the rounds it trains in (`lab/nodes/`), which
+  the lab's checkpoints keep and a resumed run gives back to the node (`lab.checkpoints`).
 
 `RunHooks` is picklable, so it travels into the Ray actors with the ClientApp.
 """
@@ -16,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from flwr.app import RecordDict
 
+from fl_privacy.apps.node_state import plain_to_state, state_to_plain
 from fl_privacy.apps.server_app import capture_schedule
 from fl_privacy.config.schema import Settings
+from fl_privacy.lab.checkpoints import NODE_STATES, node_file_name
 from fl_privacy.results import TRUTH, RunFileError, load_tensors, round_file, save_torch, write_json
 from strategies import CaptureSchedule
 
@@ -32,13 +37,15 @@ class RunHooks:
 
     run_dir: Path
     schedule: CaptureSchedule | None = None
+    # The checkpoint folder a resumed run restores node states from (None: a fresh run).
+    resume_from: Path | None = None
 
     @classmethod
-    def for_run(cls, settings: Settings, run_dir: Path) -> RunHooks:
+    def for_run(cls, settings: Settings, run_dir: Path, resume_from: Path | None = None) -> RunHooks:
         """The hooks of a run: truth is kept only where a capturing server captures."""
         capture = settings.strategy.capture
         capturing = settings.strategy.name == "gradient_capture"
-        return cls(run_dir, capture_schedule(capture) if capturing else None)
+        return cls(run_dir, capture_schedule(capture) if capturing else None, resume_from)
 
     def record_truth(self, server_round: int, partition_id: int, indices: np.ndarray) -> None:
         if self.schedule is not None and self.schedule.covers(server_round, partition_id):
@@ -47,6 +54,19 @@ class RunHooks:
 
     def publish(self, name: str, server_round: int, payload: dict[str, Any]) -> None:
         save_torch(self.run_dir / ARTIFACTS / f"{name}.pt", {"round": server_round, **payload})
+
+    def save_node_state(self, partition_id: int, server_round: int, state: RecordDict) -> None:
+        if len(state):
+            save_torch(self.run_dir / NODE_STATES / node_file_name(partition_id),
+                       {"round": server_round, "state": state_to_plain(state)})
+
+    def restore_node_state(self, partition_id: int, state: RecordDict) -> None:
+        """In a resumed run, fill a node's still empty state from the checkpoint (if it had one)."""
+        if self.resume_from is None or len(state):
+            return
+        path = self.resume_from / "nodes" / node_file_name(partition_id)
+        if path.exists():
+            plain_to_state(load_tensors(path)["state"], state)
 
     def artifact(self, name: str, server_round: int) -> dict | None:
         """The artifact `name` published in `server_round` (None when none was published that round)."""

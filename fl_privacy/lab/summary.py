@@ -1,13 +1,17 @@
-"""What summary.json says about a run besides its attacks: settings, software, final metrics, privacy
-spent."""
+"""What summary.json says about a run besides its attacks: status, settings, software, final metrics,
+privacy spent."""
 
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from fl_privacy.config.schema import Settings
 from fl_privacy.lab.telemetry import telemetry_environment
+from fl_privacy.results import COMPLETED, FAILED, INTERRUPTED, RUNNING, SUMMARY, write_json
 
 VERSIONED_PACKAGES = ("fl-privacy", "flwr", "ray", "torch", "torchvision", "opacus", "hydra-core", "numpy",
                       "pydantic")
@@ -33,6 +37,16 @@ def final_metrics(records: list[dict]) -> dict:
             "final_train": records[-1]["train"], "final_evaluate": records[-1]["evaluate"]}
 
 
+def failure_summary(records: list[dict]) -> dict:
+    """Failed client replies over the run: how many, and per round which partitions (from metrics.jsonl)."""
+    per_round = {str(r["round"]): {phase: [f["partition"] for f in failed]
+                                   for phase, failed in r.get("failures", {}).items() if failed}
+                 for r in records}
+    per_round = {round_: phases for round_, phases in per_round.items() if phases}
+    return {"failed_replies": sum(len(p) for phases in per_round.values() for p in phases.values()),
+            "rounds": per_round}
+
+
 def privacy_summary(settings: Settings, records: list[dict]) -> dict:
     """The privacy spent by the end of the run: each DP client's cumulative ε and the maximum at
     `defense.dp.delta`, and central DP's client-level ε (its own delta); empty without DP."""
@@ -50,3 +64,36 @@ def run_header(settings: Settings) -> dict:
     """What every summary.json starts with: the settings and the software that ran them."""
     return {"config": settings.model_dump(mode="json"), "versions": package_versions(),
             "telemetry_environment": telemetry_environment()}
+
+
+class SummaryFile:
+    """summary.json of a run: written at the start with `status: running`, rewritten as sections arrive."""
+
+    def __init__(self, run_dir: Path, settings: Settings) -> None:
+        self.path = Path(run_dir) / SUMMARY
+        self.content: dict = {**run_header(settings), "status": RUNNING}
+        self.write()
+
+    def update(self, **sections) -> None:
+        self.content.update(sections)
+        self.write()
+
+    def write(self) -> None:
+        write_json(self.path, self.content)
+
+
+@contextmanager
+def recorded_status(run_dir: Path, settings: Settings) -> Iterator[SummaryFile]:
+    """The run's summary.json, whose status ends `completed`, `interrupted` (Ctrl-C, SIGTERM) or `failed`
+    (with the error), so a run that did not finish never looks like one that did. (Ray's driver turns
+    SIGTERM into `SystemExit`.)"""
+    summary = SummaryFile(run_dir, settings)
+    try:
+        yield summary
+    except (KeyboardInterrupt, SystemExit):
+        summary.update(status=INTERRUPTED)
+        raise
+    except BaseException as error:
+        summary.update(status=FAILED, error=f"{type(error).__name__}: {error}")
+        raise
+    summary.update(status=COMPLETED)

@@ -10,7 +10,7 @@ import matplotlib
 import numpy as np
 
 from fl_privacy.report.jobs import Job, round_values
-from fl_privacy.results import save_figure_file
+from fl_privacy.results import COMPLETED, save_figure_file
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -95,7 +95,7 @@ def plot_accuracy_rounds(jobs: list[Job], keys: list[str], path: Path) -> bool:
     for job in jobs:
         points = [(r["round"], r["central"]["accuracy"]) for r in job.records if r.get("central")]
         axis.plot(*zip(*points, strict=True), marker=".", linewidth=1.1, label=_label(job, keys),
-                  linestyle="--" if job.status != "ok" else "-")
+                  linestyle="--" if job.status != COMPLETED else "-")
     axis.set_xlabel("round (0 = after warm-up)")
     axis.set_ylabel("central test accuracy")
     axis.grid(alpha=0.3)
@@ -144,7 +144,7 @@ def _number(text) -> float | None:
 def plot_frontier(rows: list[dict], metric: str, color: str | None, path: Path) -> bool:
     """Attack success (`metric`) against accuracy, one point per finished job, coloured by `color`
     (a number: colour scale; otherwise one colour per value); False when fewer than 2 points."""
-    points = [row for row in rows if row["status"] == "ok" and _number(row.get(metric)) is not None
+    points = [row for row in rows if row["status"] == COMPLETED and _number(row.get(metric)) is not None
               and _number(row.get("accuracy")) is not None]
     if len(points) < 2:
         return False
@@ -181,7 +181,7 @@ def plot_sweep_curve(rows: list[dict], key: str, metric: str, path: Path) -> boo
     pruned share), the plot that answers "at which value does the attack collapse"; False when fewer
     than 2 finished jobs have numbers for both."""
     numbers = [(_number(row.get(key)), _number(row.get(metric)), _number(row.get("accuracy")))
-               for row in rows if row["status"] == "ok"]
+               for row in rows if row["status"] == COMPLETED]
     # drop the jobs without both numbers before sorting (None does not compare with a number)
     points = sorted((value, score, accuracy) for value, score, accuracy in numbers
                     if value is not None and score is not None)

@@ -2,21 +2,22 @@
 
 A multirun directory (`multirun/DATE/TIME/`) has `multirun.yaml` and one numbered folder per job;
 the sweep in `multirun.yaml` says which job numbers to expect, so a job that never started is
-reported as missing. A job folder without `summary.json` failed (or is still running). The
-report's own folder is never read as a job.
+reported as missing. A job's status is the one its summary.json records (`completed`, `failed`,
+`interrupted`, or `running` for a run that is still going or was killed); a job folder without
+summary.json failed before it started. The report's own folder is never read as a job.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
-from fl_privacy.results import read_json, read_metrics
+from fl_privacy.config.sweeps import sweep_overrides
+from fl_privacy.results import COMPLETED, FAILED, SUMMARY, RunFileError, read_json, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class Job:
 
     name: str
     path: Path
-    status: str  # ok | failed | missing
+    status: str  # completed | failed | interrupted | running | missing
     overrides: dict[str, str] = field(default_factory=dict)
     values: dict[str, float] = field(default_factory=dict)  # flat: accuracy, loss, attack.median_psnr, ...
     records: list[dict] = field(default_factory=list)  # metrics.jsonl
@@ -98,39 +99,25 @@ def read_job(name: str, path: Path, expected: dict[str, str] | None = None) -> J
     overrides = (parse_overrides(list(OmegaConf.load(overrides_file))) if overrides_file.exists()
                  else dict(expected or {}))
     records = read_metrics(path / "metrics.jsonl") if (path / "metrics.jsonl").exists() else []
-    summary_file = path / "summary.json"
-    if summary_file.exists():
-        status, values = "ok", summary_values(read_json(summary_file))
-    else:
-        status, values = "failed", {}
-        if records:  # how far it got
-            last = records[-1]
-            values = {"accuracy": last["central"].get("accuracy"), "loss": last["central"].get("loss"),
-                      "rounds": last["round"]}
-            values = {k: v for k, v in values.items() if v is not None}
+    summary_file = path / SUMMARY
+    summary = read_json(summary_file) if summary_file.exists() else {}
+    status = str(summary.get("status", COMPLETED)) if summary else FAILED
+    values = summary_values(summary) if status == COMPLETED else {}
+    if status != COMPLETED and records:  # how far it got
+        last = records[-1]
+        values = {"accuracy": last["central"].get("accuracy"), "loss": last["central"].get("loss"),
+                  "rounds": last["round"]}
+        values = {k: v for k, v in values.items() if v is not None}
     images = sorted({image for pattern in IMAGE_PATTERNS for image in path.glob(pattern)})
     return Job(name, path, status, overrides, values, records, images)
 
 
 def expected_jobs(multirun_yaml: Path) -> list[dict[str, str]]:
-    """The overrides of every job Hydra's basic sweeper makes from `multirun.yaml`, in job order.
-
-    Hydra exposes the sweeper's expansion only in its private API, so it is done here with the public
-    override parser: per key the last override wins, and the jobs are the product in key order."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    cfg = OmegaConf.load(multirun_yaml)
-    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
-    task = list(OmegaConf.select(cfg, "hydra.overrides.task", default=[]) or [])
-    # As Hydra's basic sweeper: the preset's sweeper.params first, the command line's overrides win.
-    sweep = [f"{key}={value}" for key, value in params.items()] + task
-    choices: dict[str, list[str]] = {}
-    for override in OverridesParser.create().parse_overrides(sweep):
-        key = override.get_key_element()
-        values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
-                  else [override.get_value_element_as_str()])
-        choices[key] = [f"{key}={value}" for value in values]
-    return [parse_overrides(list(job)) for job in itertools.product(*choices.values())]
+    """The overrides of every job of the sweep in `multirun.yaml`, in job order."""
+    config = OmegaConf.load(multirun_yaml)
+    if isinstance(config, ListConfig):
+        raise RunFileError(f"{multirun_yaml} is not a Hydra multirun config")
+    return [parse_overrides(job) for job in sweep_overrides(config)]
 
 
 def find_jobs(root: Path) -> list[Job]:
@@ -138,7 +125,7 @@ def find_jobs(root: Path) -> list[Job]:
     or a folder of runs."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root} is not a directory")
+        raise RunFileError(f"{root} is not a directory")
     if (root / "multirun.yaml").exists():
         numbered = {int(p.name): p for p in root.iterdir() if p.is_dir() and p.name.isdigit()}
         try:
@@ -154,6 +141,9 @@ def find_jobs(root: Path) -> list[Job]:
         return [read_job(root.name, root)]
     runs = sorted((p for p in root.iterdir() if p.is_dir() and p.name != REPORT_DIR
                    and ((p / ".hydra").exists() or (p / "summary.json").exists())), key=lambda p: p.name)
+    if not runs:
+        raise RunFileError(f"{root} holds no runs (no summary.json, metrics.jsonl, .hydra/ or multirun.yaml "
+                           "in it or in its subfolders)")
     return [read_job(p.name, p) for p in runs]
 
 

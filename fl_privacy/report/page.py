@@ -9,6 +9,7 @@ import io
 from pathlib import Path
 
 from fl_privacy.report.jobs import Job
+from fl_privacy.results import COMPLETED, FAILED, INTERRUPTED, RUNNING
 
 FIXED_COLUMNS = ("job", "status")
 FINAL_COLUMNS = ("accuracy", "loss", "best_accuracy", "rounds", "wall_seconds")
@@ -71,7 +72,8 @@ def _html_table(columns: list[str], rows: list[dict]) -> str:
 def html_page(title: str, jobs: list[Job], columns: list[str], rows: list[dict],
               plots: list[tuple[Path, str]], notes: list[str]) -> str:
     """One HTML page: notes, the table, the report's plots and every job's own figures, all inline."""
-    counts = {status: sum(job.status == status for job in jobs) for status in ("ok", "failed", "missing")}
+    counts = {status: sum(job.status == status for job in jobs)
+              for status in (COMPLETED, FAILED, INTERRUPTED, RUNNING, "missing")}
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{STYLE}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>",

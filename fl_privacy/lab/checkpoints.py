@@ -1,0 +1,82 @@
+"""Resumable runs: every `checkpoint_every` rounds the lab saves what the next round depends on.
+
+A checkpoint (`checkpoint/`, swapped in whole so a crash mid-save leaves the previous one) holds:
+- `server.pt`: the round, the global model, the server's state (strategy, central DP ledger, the
+  server process's RNG states) and the lab's monitors' state;
+- `nodes/partition_XX.pt`: each node's persistent `context.state` (DP ledgers, the GAN adversary's
+  generator, ...) as of that round. Clients hand it to the lab after every round they train in
+  (`RunHooks.save_node_state`, in `lab/nodes/`); the checkpoint copies the latest of each.
+metrics.jsonl keeps its lines up to the checkpoint's round when the run resumes. Clients draw their
+randomness from (seed, round, partition), so nothing else is needed for a resumed run to end with the
+same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fl_privacy.results import load_tensors, replace_folder, save_torch
+
+CHECKPOINT = "checkpoint"
+SERVER_FILE = "server.pt"
+NODE_STATES = Path("lab") / "nodes"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a run resumes from: the last round it completed and the state after it."""
+
+    round: int
+    arrays: dict[str, torch.Tensor]
+    server: dict[str, Any]
+    monitors: dict[str, Any]
+    folder: Path
+
+
+def node_file_name(partition_id: int) -> str:
+    return f"partition_{partition_id:02d}.pt"
+
+
+def checkpoint_round(run_dir: Path) -> int | None:
+    """The round of `run_dir`'s checkpoint (None when it has none)."""
+    path = Path(run_dir) / CHECKPOINT / SERVER_FILE
+    return int(load_tensors(path)["round"]) if path.exists() else None
+
+
+def load_checkpoint(run_dir: Path) -> Checkpoint:
+    folder = Path(run_dir) / CHECKPOINT
+    saved = load_tensors(folder / SERVER_FILE)
+    return Checkpoint(int(saved["round"]), saved["arrays"], saved["server"], saved["monitors"], folder)
+
+
+class Checkpointer:
+    """Saves a checkpoint every `every` rounds (0: never) into `run_dir/checkpoint`; `monitors_state`
+    gives the lab's monitors' state at save time."""
+
+    def __init__(self, run_dir: Path, every: int, monitors_state) -> None:
+        self.run_dir = Path(run_dir)
+        self.every = every
+        self.monitors_state = monitors_state
+
+    def due(self, server_round: int) -> bool:
+        return self.every > 0 and server_round > 0 and server_round % self.every == 0
+
+    def save(self, server_round: int, arrays: dict[str, torch.Tensor], server: dict[str, Any]) -> None:
+        staging = Path(tempfile.mkdtemp(dir=self.run_dir, prefix=f".{CHECKPOINT}.new-"))
+        try:
+            save_torch(staging / SERVER_FILE, {"round": server_round, "arrays": arrays, "server": server,
+                                               "monitors": self.monitors_state()})
+            nodes = self.run_dir / NODE_STATES
+            if nodes.exists():
+                shutil.copytree(nodes, staging / "nodes")
+            staging.chmod(0o755)
+            replace_folder(staging, self.run_dir / CHECKPOINT)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
