@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +63,21 @@ def save_image_grid(path: Path, images: torch.Tensor, nrow: int = 8, pad_value: 
 
     _atomic_write(Path(path), lambda handle: save_image(images, handle, format="png", nrow=nrow,
                                                         pad_value=pad_value))
+
+
+@contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """A fresh folder to write `out`'s new contents into; it replaces `out` only when the block finishes,
+    so a command that fails over a finished run leaves that run's earlier results as they were."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
+    try:
+        yield staging
+        staging.chmod(0o755)
+        replace_folder(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def replace_folder(staging: Path, out: Path) -> None:

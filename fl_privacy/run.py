@@ -49,7 +49,7 @@ def main(cfg: DictConfig) -> None:
         log.error("config error: %s", error)
         if not in_sweep:
             sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (Ray's driver turns it into SystemExit)
         log.error("interrupted")
         sys.exit(130)
     except Exception as error:

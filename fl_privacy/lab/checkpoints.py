@@ -14,14 +14,13 @@ same numbers as an uninterrupted one.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from fl_privacy.results import load_tensors, replace_folder, save_torch
+from fl_privacy.results import load_tensors, save_torch, staged_folder
 
 CHECKPOINT = "checkpoint"
 SERVER_FILE = "server.pt"
@@ -68,15 +67,8 @@ class Checkpointer:
         return self.every > 0 and server_round > 0 and server_round % self.every == 0
 
     def save(self, server_round: int, arrays: dict[str, torch.Tensor], server: dict[str, Any]) -> None:
-        staging = Path(tempfile.mkdtemp(dir=self.run_dir, prefix=f".{CHECKPOINT}.new-"))
-        try:
+        with staged_folder(self.run_dir / CHECKPOINT) as staging:
             save_torch(staging / SERVER_FILE, {"round": server_round, "arrays": arrays, "server": server,
                                                "monitors": self.monitors_state()})
-            nodes = self.run_dir / NODE_STATES
-            if nodes.exists():
+            if (nodes := self.run_dir / NODE_STATES).exists():
                 shutil.copytree(nodes, staging / "nodes")
-            staging.chmod(0o755)
-            replace_folder(staging, self.run_dir / CHECKPOINT)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise

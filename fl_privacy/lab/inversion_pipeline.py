@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from fl_privacy.attacks.dispatch import attack_settings, run_attack
 from fl_privacy.attacks.views import CapturedUpdate
 from fl_privacy.config.schema import Settings
 from fl_privacy.data.datasets import load_splits
+from fl_privacy.data.images import DataSplits
 from fl_privacy.evaluation.inversion_scores import score_capture, summarise
 from fl_privacy.evaluation.reconstruction import save_comparison_grid
 from fl_privacy.lab.side_channels import truth_indices
@@ -31,8 +30,8 @@ from fl_privacy.results import (
     RECONSTRUCTIONS,
     RunFileError,
     load_tensors,
-    replace_folder,
     save_torch,
+    staged_folder,
     write_json,
 )
 
@@ -67,10 +66,8 @@ def reconstruct_captures(run_dir: Path, settings: Settings) -> list[Path]:
                            "(run the experiment with strategy=gradient_capture)")
     options = attack_settings(attack, progress=in_terminal())
     out = run_dir / RECONSTRUCTIONS
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
     written = []
-    try:
+    with staged_folder(out) as staging:
         for number, path in enumerate(progress(captures, f"{attack.name} on captures", "capture"), start=1):
             view, meta = load_capture(path)
             model = build_model(settings.model, meta["input_shape"], meta["num_classes"])
@@ -85,10 +82,6 @@ def reconstruct_captures(run_dir: Path, settings: Settings) -> list[Path]:
             log.info("%s %d/%d: round %d partition %d, %d inputs, matching loss %.3g, %.1f s",
                      attack.name, number, len(captures), meta["round"], meta["partition"], view.num_inputs,
                      result.loss, seconds)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    replace_folder(staging, out)
     return written
 
 
@@ -96,8 +89,11 @@ def score_reconstructions(run_dir: Path, settings: Settings) -> dict:
     """Score every reconstruction of `run_dir` against the truth; writes and returns `attack/scores.json`."""
     run_dir = Path(run_dir)
     splits = load_splits(settings.data, settings.seed)
-    grids = run_dir / ATTACK_DIR / "grids"
-    shutil.rmtree(grids, ignore_errors=True)  # a previous evaluation's grids
+    with staged_folder(run_dir / ATTACK_DIR / "grids") as grids:
+        return _score_into(run_dir, splits, grids)
+
+
+def _score_into(run_dir: Path, splits: DataSplits, grids: Path) -> dict:
     captures, truth_images, reconstructed = [], [], []
     for path in sorted((run_dir / RECONSTRUCTIONS).glob("round_*/partition_*.pt")):
         reconstruction = load_tensors(path)

@@ -27,7 +27,7 @@ from fl_privacy.evaluation.oracle import Oracle, load_or_train_oracle
 from fl_privacy.evaluation.reconstruction import psnr, ssim
 from fl_privacy.models import build_model
 from fl_privacy.report.figures import plot_image_rows
-from fl_privacy.results import FINAL_MODEL, load_tensors, write_csv, write_json
+from fl_privacy.results import FINAL_MODEL, load_tensors, staged_folder, write_csv, write_json
 from fl_privacy.seeding import Stream, derive_seed
 
 log = logging.getLogger(__name__)
@@ -74,12 +74,12 @@ def run_representation_inversion(run_dir: Path, settings: Settings) -> dict:
         log.info("representation inversion %s (%d dims): median PSNR %.1f dB, SSIM %.3f, oracle %.3f, %.0f s",
                  layer, row["dimensions"], row["median_psnr"], row["median_ssim"],
                  row["oracle_true_label_confidence"], row["seconds"])
-    out = Path(run_dir) / OUTPUT
-    write_json(out / "table.json", rows)
-    write_csv(out / "table.csv", rows)
-    plot_image_rows(rows_of_images, ["truth", *node.layers], out / "grid.png",
-                    f"inversion from representations ({node.split} images)")
     summary = {"layers": rows, "oracle_true_label_confidence_of_truth": float(reference.mean()),
                "images": node.images, "split": node.split}
-    write_json(out / "summary.json", summary)
+    with staged_folder(Path(run_dir) / OUTPUT) as out:
+        write_json(out / "table.json", rows)
+        write_csv(out / "table.csv", rows)
+        plot_image_rows(rows_of_images, ["truth", *node.layers], out / "grid.png",
+                        f"inversion from representations ({node.split} images)")
+        write_json(out / "summary.json", summary)
     return summary

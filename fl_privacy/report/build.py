@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from fl_privacy.report.jobs import (
     varying_overrides,
 )
 from fl_privacy.report.page import csv_text, html_page, table_rows
-from fl_privacy.results import replace_folder
+from fl_privacy.results import staged_folder
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +70,7 @@ def build_report(root: Path, out: Path | None = None, metric: str | None = None,
         notes.append("Common overrides (in jobs.csv, not in the table below): "
                      + " ".join(f"{key}={jobs[0].overrides.get(key)}" for key in common))
     shown = [c for c in columns if c not in common] if len(jobs) > 1 else columns
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
-    try:
+    with staged_folder(out) as staging:
         (staging / "jobs.csv").write_text(csv_text(columns, rows))
         plots = []
         if plot_accuracy_rounds(jobs, swept, staging / "accuracy_rounds.png"):
@@ -92,11 +88,6 @@ def build_report(root: Path, out: Path | None = None, metric: str | None = None,
             plots.append((staging / "sweep.png", f"{metric} and accuracy vs {swept[0]}"))
         page = html_page(f"fl-privacy report: {root.name}", jobs, shown, rows, plots, notes)
         (staging / "report.html").write_text(page)
-        staging.chmod(0o755)
-        replace_folder(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     log.info("report of %d jobs (%s) in %s", len(jobs),
              ", ".join(f"{job.name}: {job.status}" for job in jobs), out)
     return Report(out, jobs, columns, rows, metric, color)

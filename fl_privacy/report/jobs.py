@@ -90,14 +90,20 @@ def round_values(record: dict) -> dict[str, float]:
     return flatten_numbers({k: v for k, v in record.items() if k not in ROUND_SECTIONS})
 
 
+def _overrides(overrides_file: Path) -> dict[str, str]:
+    try:
+        return parse_overrides(list(OmegaConf.load(overrides_file)))
+    except Exception as error:  # YAML, OmegaConf and I/O errors alike: the file is unreadable
+        raise RunFileError(f"{overrides_file} cannot be read ({type(error).__name__})") from None
+
+
 def read_job(name: str, path: Path, expected: dict[str, str] | None = None) -> Job:
     """Everything the report needs from one job folder (missing pieces are tolerated)."""
     path = Path(path)
     if not path.is_dir():
         return Job(name, path, "missing", dict(expected or {}))
     overrides_file = path / ".hydra" / "overrides.yaml"
-    overrides = (parse_overrides(list(OmegaConf.load(overrides_file))) if overrides_file.exists()
-                 else dict(expected or {}))
+    overrides = _overrides(overrides_file) if overrides_file.exists() else dict(expected or {})
     records = read_metrics(path / "metrics.jsonl") if (path / "metrics.jsonl").exists() else []
     summary_file = path / SUMMARY
     summary = read_json(summary_file) if summary_file.exists() else {}
