@@ -12,7 +12,7 @@ MIA="attack.membership.num_shadow=2 attack.membership.num_reference=2 attack.mem
 failed=0
 run() {
   name=$1; shift; s=$(date +%s)
-  $PY -m fl_privacy.run "$@" hydra.run.dir=$OUT/$name > $OUT/$name.log 2>&1; rc=$?
+  $PY -m fl_privacy.run "$@" hydra.run.dir=$OUT/$name overwrite=true > $OUT/$name.log 2>&1; rc=$?
   echo "$name rc=$rc $(( $(date +%s) - s ))s $(grep -c 'Traceback' $OUT/$name.log) tracebacks"
   [ $rc -eq 0 ] || failed=$((failed + 1))
 }

@@ -19,6 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from fl_privacy.config import CONF_DIR, load_settings, register_schema
+from fl_privacy.console import show_everything
 from fl_privacy.errors import ConfigError, DataNotFoundError
 from fl_privacy.lab.telemetry import configure_telemetry
 
@@ -39,6 +40,8 @@ def main(cfg: DictConfig) -> None:
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         settings = load_settings(cfg)
+        if settings.log.level == "debug":
+            show_everything()
         configure_telemetry(settings.telemetry)  # before anything imports Flower
         from fl_privacy.lab.experiment import run_experiment
         from fl_privacy.lab.preflight import check_settings

@@ -122,13 +122,14 @@ def test_a_dying_client_process_fails_the_run(tmp_path):
 DP_RUN = ["client.role=dp", "model.norm=group", "strategy.num_rounds=4", "checkpoint_every=1"]
 
 
-def wait_for_round(metrics: Path, server_round: int, process: subprocess.Popen, timeout: float = 600) -> None:
+def wait_for_round(metrics: Path, server_round: int, process: subprocess.Popen, output: Path,
+                   timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         if metrics.exists() and len(metrics.read_text().splitlines()) > server_round:
             return
         time.sleep(0.5)
-    raise AssertionError(f"round {server_round} never appeared in {metrics}")
+    raise AssertionError(f"round {server_round} never appeared in {metrics}: {output.read_text()[-3000:]}")
 
 
 @pytest.mark.simulation
@@ -138,22 +139,49 @@ def test_a_killed_run_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path):
     run left alone; the stopped run said `interrupted` meanwhile, and rerunning it without resume=true is
     refused."""
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
-    uninterrupted = subprocess.Popen(lab_command(whole, *DP_RUN), cwd=ROOT, env=intercepted(),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    victim = subprocess.Popen(lab_command(stopped, *DP_RUN), cwd=ROOT, env=intercepted(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_round(stopped / "metrics.jsonl", 2, victim)
-    victim.send_signal(signal.SIGTERM)
-    victim.wait(timeout=120)
+    assert run_lab(whole, *DP_RUN).returncode == 0
+    with (tmp_path / "stopped.log").open("w") as output:
+        victim = subprocess.Popen(lab_command(stopped, *DP_RUN), cwd=ROOT, env=intercepted(), stdout=output,
+                                  stderr=subprocess.STDOUT)
+        wait_for_round(stopped / "metrics.jsonl", 2, victim, tmp_path / "stopped.log")
+        victim.send_signal(signal.SIGTERM)
+        victim.wait(timeout=120)
     assert summary_of(stopped)["status"] == "interrupted"
     assert len(read_metrics(stopped / "metrics.jsonl")) < 5
     refused = run_lab(stopped, *DP_RUN)
     assert refused.returncode == 2 and "resume=true" in config_errors(refused)[0]
     resumed = run_lab(stopped, *DP_RUN, "resume=true")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert uninterrupted.wait(timeout=600) == 0
     expected = without_timings(read_metrics(whole / "metrics.jsonl"))
     assert [r["round"] for r in expected] == [0, 1, 2, 3, 4] and expected[-1]["privacy"]["max_epsilon"] > 0
     assert without_timings(read_metrics(stopped / "metrics.jsonl")) == expected
     assert summary_of(stopped)["status"] == "completed"
     assert summary_of(stopped)["privacy"] == summary_of(whole)["privacy"]
+
+
+def test_a_nodes_state_survives_the_checkpoint_files_exactly(tmp_path):
+    """What a node keeps in `context.state` (tensors of any dtype, counters, strings) comes back equal
+    from the lab's files, and only into a resumed run's still empty state."""
+    import torch
+    from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+
+    from fl_privacy.lab.side_channels import RunHooks
+
+    history = torch.tensor([[0.7, 0.004, 25.0]], dtype=torch.float64)
+    state = RecordDict({"dp.history": ArrayRecord({"tensor": history}),
+                        "gan.generator": ArrayRecord({"w": torch.randn(3, 2), "steps": torch.tensor(7)}),
+                        "dp.ledger": MetricRecord({"sigma": 0.7, "rounds": 3}),
+                        "note": ConfigRecord({"phase": "attack"})})
+    RunHooks(tmp_path).save_node_state(3, 2, state)
+    fresh, untouched = RecordDict(), RecordDict({"x": MetricRecord({"y": 1.0})})
+    RunHooks(tmp_path).restore_node_state(3, fresh)
+    assert len(fresh) == 0  # not a resumed run
+    RunHooks(tmp_path, resumed=True).restore_node_state(3, fresh)
+    RunHooks(tmp_path, resumed=True).restore_node_state(3, untouched)
+    RunHooks(tmp_path, resumed=True).restore_node_state(4, other := RecordDict())
+    assert set(fresh) == set(state) and list(untouched) == ["x"] and len(other) == 0
+    assert torch.equal(fresh.array_records["dp.history"].to_torch_state_dict()["tensor"], history)
+    restored = fresh.array_records["gan.generator"].to_torch_state_dict()
+    assert torch.equal(restored["w"], state.array_records["gan.generator"].to_torch_state_dict()["w"])
+    assert dict(fresh.metric_records["dp.ledger"]) == {"sigma": 0.7, "rounds": 3}
+    assert dict(fresh.config_records["note"]) == {"phase": "attack"}

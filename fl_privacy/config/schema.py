@@ -333,6 +333,11 @@ class SimulationSettings(Section):
     torch_threads_per_client: Count = 1
 
 
+class LogSettings(Section):
+    level: Literal["info", "debug"] = Field(
+        "info", description="info: a line per round on the terminal, the detail in run.log; debug: all of it")
+
+
 class Settings(Section):
     """A whole experiment."""
 
@@ -355,3 +360,4 @@ class Settings(Section):
     attack: AttackSettings = AttackSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
     simulation: SimulationSettings = SimulationSettings()
+    log: LogSettings = LogSettings()

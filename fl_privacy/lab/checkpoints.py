@@ -35,7 +35,6 @@ class Checkpoint:
     arrays: dict[str, torch.Tensor]
     server: dict[str, Any]
     monitors: dict[str, Any]
-    folder: Path
 
 
 def node_file_name(partition_id: int) -> str:
@@ -49,9 +48,15 @@ def checkpoint_round(run_dir: Path) -> int | None:
 
 
 def load_checkpoint(run_dir: Path) -> Checkpoint:
+    """The run's checkpoint; the nodes' saved states go back to theirs (a node sampled after the checkpoint
+    in the stopped run saved a later one)."""
     folder = Path(run_dir) / CHECKPOINT
     saved = load_tensors(folder / SERVER_FILE)
-    return Checkpoint(int(saved["round"]), saved["arrays"], saved["server"], saved["monitors"], folder)
+    nodes = Path(run_dir) / NODE_STATES
+    shutil.rmtree(nodes, ignore_errors=True)
+    if (folder / "nodes").exists():
+        shutil.copytree(folder / "nodes", nodes)
+    return Checkpoint(int(saved["round"]), saved["arrays"], saved["server"], saved["monitors"])
 
 
 class Checkpointer:

@@ -86,7 +86,7 @@ def prepare_run(settings: Settings, federation: Federation, run_dir: Path, resum
     log.info("data %s: %d train (%d warm-up, clients %s), %d test", settings.data.name,
              len(federation.splits.train), len(federation.warmup_indices),
              [len(p) for p in federation.client_indices], len(federation.splits.test))
-    hooks = RunHooks.for_run(settings, run_dir, resume.folder if resume is not None else None)
+    hooks = RunHooks.for_run(settings, run_dir)
     monitors, finishers = {}, {}
     if (monitor := gan_monitor(settings, federation, run_dir, hooks)) is not None:
         monitors["gan_attack"], finishers["gan_attack"] = monitor, monitor.finish

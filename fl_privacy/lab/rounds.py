@@ -34,6 +34,17 @@ class RoundRecorder:
         self.bar = RoundBar()
         self._started = time.monotonic()
 
+    def _headlines(self, record: dict) -> list[str]:
+        """For the round's terminal line: each monitor's first number (e.g. the GAN attack's victim share),
+        the privacy spent, and how many client replies failed."""
+        parts = [f"{name} {key} {value:.3f}" for name in self.monitors if record.get(name)
+                 for key, value in list(record[name].items())[:1]]
+        if privacy := record.get("privacy") or record.get("central_dp"):
+            parts.append(f"ε {privacy.get('max_epsilon', privacy.get('epsilon')):.2f}")
+        if failed := sum(len(f) for f in record.get("failures", {}).values()):
+            parts.append(f"{failed} failed replies")
+        return parts
+
     def monitors_state(self) -> dict[str, Any]:
         return {name: monitor.state_dict() for name, monitor in self.monitors.items()}
 
@@ -48,7 +59,7 @@ class RoundRecorder:
         record["seconds"] = time.monotonic() - self._started
         self._started = time.monotonic()
         accuracy = record["central"]["accuracy"]
-        log.info("round %d/%d: central accuracy %.4f (%.1f s)", server_round, self.num_rounds, accuracy,
-                 record["seconds"])
+        log.info("round %d/%d: central accuracy %.4f%s (%.1f s)", server_round, self.num_rounds, accuracy,
+                 "".join(f", {part}" for part in self._headlines(record)), record["seconds"])
         self.bar.update(server_round, accuracy=accuracy)
         self.metrics_log.append(record)

@@ -37,15 +37,15 @@ class RunHooks:
 
     run_dir: Path
     schedule: CaptureSchedule | None = None
-    # The checkpoint folder a resumed run restores node states from (None: a fresh run).
-    resume_from: Path | None = None
+    # A resumed run: nodes take back the state they had at the checkpoint (`lab.checkpoints`).
+    resumed: bool = False
 
     @classmethod
-    def for_run(cls, settings: Settings, run_dir: Path, resume_from: Path | None = None) -> RunHooks:
+    def for_run(cls, settings: Settings, run_dir: Path) -> RunHooks:
         """The hooks of a run: truth is kept only where a capturing server captures."""
         capture = settings.strategy.capture
         capturing = settings.strategy.name == "gradient_capture"
-        return cls(run_dir, capture_schedule(capture) if capturing else None, resume_from)
+        return cls(run_dir, capture_schedule(capture) if capturing else None, settings.resume)
 
     def record_truth(self, server_round: int, partition_id: int, indices: np.ndarray) -> None:
         if self.schedule is not None and self.schedule.covers(server_round, partition_id):
@@ -61,10 +61,11 @@ class RunHooks:
                        {"round": server_round, "state": state_to_plain(state)})
 
     def restore_node_state(self, partition_id: int, state: RecordDict) -> None:
-        """In a resumed run, fill a node's still empty state from the checkpoint (if it had one)."""
-        if self.resume_from is None or len(state):
+        """In a resumed run, fill a node's still empty state with the last it saved (the lab reset the
+        saved states to the checkpoint's before the run went on)."""
+        if not self.resumed or len(state):
             return
-        path = self.resume_from / "nodes" / node_file_name(partition_id)
+        path = self.run_dir / NODE_STATES / node_file_name(partition_id)
         if path.exists():
             plain_to_state(load_tensors(path)["state"], state)
 

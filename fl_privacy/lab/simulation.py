@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import sys
+import warnings
 from pathlib import Path
 
 from flwr.simulation import run_simulation
@@ -80,13 +81,14 @@ def _check_reachable(address: str) -> None:
             from None
 
 
-def start_ray(simulation: SimulationSettings) -> None:
+def start_ray(simulation: SimulationSettings, verbose: bool) -> None:
     """Start a local Ray (its node on 127.0.0.1) or join `simulation.ray_address`, here in the main thread:
     inside Flower's engine a failing start leaves the server waiting for nodes that never come, here it
-    ends the run at once with Ray's reason (`RayStartError`)."""
+    ends the run at once with Ray's reason (`RayStartError`). The actors' own output reaches the terminal
+    only when `verbose` (`log.level=debug`); Ray keeps it in its session logs."""
     import ray
 
-    init_args = dict(backend_config(simulation)["init_args"])
+    init_args = {**backend_config(simulation)["init_args"], "log_to_driver": verbose}
     if simulation.ray_address is None:
         init_args["_node_ip_address"] = "127.0.0.1"
     else:
@@ -94,6 +96,8 @@ def start_ray(simulation: SimulationSettings) -> None:
     # As Flower's Ray backend does: workers import the package from the driver's path.
     pythonpath = os.pathsep.join(filter(None, [*sys.path, os.environ.get("PYTHONPATH")]))
     os.environ["PYTHONPATH"] = pythonpath
+    # Ray's advice about a future default for GPU visibility is not about this run.
+    warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
     try:
         ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **init_args)
     except Exception as error:
@@ -111,7 +115,7 @@ def simulate(settings: Settings, federation: Federation, run_dir: Path, hooks: R
         log.info("Ray dashboard: http://127.0.0.1:%d", settings.simulation.dashboard_port)
     route_flower_logs()
     server_app = build_server_app(settings, federation, run_dir, on_round, checkpoints, resume)
-    start_ray(settings.simulation)
+    start_ray(settings.simulation, verbose=settings.log.level == "debug")
     try:
         run_simulation(server_app=server_app,
                        client_app=build_client_app(settings, hooks),
