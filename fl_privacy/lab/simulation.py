@@ -88,7 +88,8 @@ def start_ray(simulation: SimulationSettings, verbose: bool) -> None:
     only when `verbose` (`log.level=debug`); Ray keeps it in its session logs."""
     import ray
 
-    init_args = {**backend_config(simulation)["init_args"], "log_to_driver": verbose}
+    init_args = {**backend_config(simulation)["init_args"], "log_to_driver": verbose,
+                 "logging_level": logging.DEBUG if verbose else logging.WARNING}
     if simulation.ray_address is None:
         init_args["_node_ip_address"] = "127.0.0.1"
     else:
