@@ -32,6 +32,8 @@ def pinned_numbers(run_dir: Path) -> dict:
     records = [json.loads(line) for line in lines if line.strip()]
     for record in records:
         record["train"], record["evaluate"] = _kebab(record["train"]), _kebab(record["evaluate"])
+        # failed replies are counted since the golden files were made; a pinned run has none
+        assert not any(record.pop("failures", {}).values()), f"round {record['round']} had failed replies"
     numbers: dict = {"rounds": _without_timings(records)}
     summary = json.loads((run_dir / "summary.json").read_text())
     if summary.get("attacks"):
