@@ -22,24 +22,26 @@ from fl_privacy.defenses.dp_sgd import DpSettings, PrivacyLedger, private_gradie
 from fl_privacy.evaluation.reconstruction import score_reconstruction
 from fl_privacy.models import model_factory
 from fl_privacy.training import batch_gradient
-from strategies.imprint import brightness_thresholds, craft_imprint
+from strategies.imprint import FEEDBACK, brightness_thresholds, craft_imprint
 
 RECOVERED_SSIM = 0.9
 
 
-def one_round(settings, federation, batch: int, clients: int, sigma: float, seed: int) -> list[float]:
+def one_round(settings, federation, batch: int, clients: int, sigma: float, seed: int, feedback: float
+              ) -> list[float]:
     """Per-image SSIM of the imprint attack on the mean gradient of `clients` clients' batches of `batch`."""
     splits = federation.splits
     model = model_factory(settings.model, splits.image_shape, splits.num_classes, seed)()
     thresholds = brightness_thresholds(settings.model.imprint_bins, federation.warmup)
-    model.load_state_dict(craft_imprint(model.state_dict(), thresholds))
+    model.load_state_dict(craft_imprint(model.state_dict(), thresholds, feedback))
     sent = {k: v.clone() for k, v in model.state_dict().items()}
     rng = np.random.default_rng(seed)
     gradients, truth = [], []
     for partition in range(clients):
         data, _ = federation.local_data(partition).draw(batch, rng)
         if sigma > 0:
-            dp = DpSettings(noise_multiplier=sigma, max_grad_norm=settings.defense.dp.max_grad_norm, delta=1e-5)
+            dp = DpSettings(noise_multiplier=sigma, max_grad_norm=settings.defense.dp.max_grad_norm,
+                            delta=settings.defense.dp.delta)
             gradient, _ = private_gradient(model, data, dp, PrivacyLedger(), seed * 100 + partition)
         else:
             gradient, _ = batch_gradient(model, data)
@@ -60,6 +62,7 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, nargs="+", default=[0.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--bins", type=int, default=128)
+    parser.add_argument("--feedback", type=float, default=FEEDBACK, help="imprint.linear1 weight")
     args = parser.parse_args()
     torch.set_num_threads(1)
     settings = compose_settings(["+experiment=imprint", f"model.imprint_bins={args.bins}",
@@ -68,12 +71,14 @@ def main() -> None:
     for sigma in args.sigma:
         for clients in args.clients:
             for batch in args.batch:
-                per_seed = [one_round(settings, federation, batch, clients, sigma, seed) for seed in args.seeds]
+                per_seed = [one_round(settings, federation, batch, clients, sigma, seed,
+                                      args.feedback) for seed in args.seeds]
                 hits = [sum(s >= RECOVERED_SSIM for s in seed) for seed in per_seed]
                 n = sum(len(seed) for seed in per_seed)
                 ci = binomtest(sum(hits), n).proportion_ci(method="wilson")
                 shares = [h / len(s) for h, s in zip(hits, per_seed, strict=True)]
-                print(json.dumps({"bins": args.bins, "sigma": sigma, "clients": clients, "batch": batch,
+                print(json.dumps({"bins": args.bins, "feedback": args.feedback, "sigma": sigma,
+                                  "clients": clients, "batch": batch,
                                   "images": n, "seeds": args.seeds, "recovered": sum(hits),
                                   "share": round(sum(hits) / n, 3),
                                   "wilson95": [round(ci.low, 3), round(ci.high, 3)],

@@ -166,7 +166,8 @@ def build_model(settings: ModelSettings, image_shape: Sequence[int], num_classes
             for parameter in model.parameters():
                 parameter.uniform_(-0.5, 0.5)
     if settings.imprint_bins:
-        return Imprinted(model, tuple(image_shape), settings.imprint_bins)
+        channels, height, width = image_shape
+        return Imprinted(model, (channels, height, width), settings.imprint_bins)
     return model
 
 

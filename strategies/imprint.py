@@ -38,15 +38,17 @@ def brightness_thresholds(bins: int, public: ImageDataset | None) -> torch.Tenso
     return thresholds.float()
 
 
-def craft_imprint(state: dict[str, torch.Tensor], thresholds: torch.Tensor) -> dict[str, torch.Tensor]:
-    """`state` with its imprint block set to measure mean brightness against `thresholds`."""
+def craft_imprint(state: dict[str, torch.Tensor], thresholds: torch.Tensor, feedback: float = FEEDBACK
+                  ) -> dict[str, torch.Tensor]:
+    """`state` with its imprint block set to measure mean brightness against `thresholds`, each unit fed
+    back into every pixel with weight `feedback`."""
     bins, size = state[IMPRINT_WEIGHT].shape
     if len(thresholds) != bins:
         raise ValueError(f"{len(thresholds)} thresholds for an imprint block of {bins} units")
     crafted = dict(state)
     crafted[IMPRINT_WEIGHT] = torch.full((bins, size), 1.0 / size)
     crafted[IMPRINT_BIAS] = -thresholds.clone()
-    crafted[FEEDBACK_WEIGHT] = torch.full((size, bins), FEEDBACK)
+    crafted[FEEDBACK_WEIGHT] = torch.full((size, bins), feedback)
     crafted[FEEDBACK_BIAS] = torch.zeros(size)
     return crafted
 
