@@ -139,3 +139,24 @@ def test_intervals_cover_their_estimate():
 @pytest.mark.parametrize("hits", [0, 10])
 def test_wilson_handles_all_or_nothing(hits):
     assert 0.0 <= wilson(hits, 10)["ci95"][0] <= wilson(hits, 10)["ci95"][1] <= 1.0
+
+
+@pytest.mark.parametrize("perfect", [True, False])
+def test_scores_json_carries_rates_and_baselines(tmp_path, settings_factory, perfect):
+    from fl_privacy.data.datasets import load_splits
+    from fl_privacy.lab.inversion_pipeline import score_reconstructions
+    from fl_privacy.results import RECONSTRUCTIONS, TRUTH, round_file, save_torch, write_json
+
+    settings = settings_factory("+experiment=dlg")
+    indices = [0, 1, 2, 3]
+    truth = load_splits(settings.data, settings.seed).train.subset(indices)
+    write_json(round_file(tmp_path, TRUTH, 1, 0, ".json"), {"indices": indices})
+    images = truth.images if perfect else torch.zeros_like(truth.images)
+    save_torch(round_file(tmp_path, RECONSTRUCTIONS, 1, 0, ".pt"),
+               {"images": images, "labels": truth.labels.sort().values, "loss": 0.0, "seconds": 0.0,
+                "attack": "dlg", "metadata": {"round": 1, "partition": 0}})
+    rates = score_reconstructions(tmp_path, settings)["rates"]
+    assert rates["recognisable"]["hits"] == (4 if perfect else 0) and rates["recognisable"]["n"] == 4
+    assert set(rates["baselines"]) == {"blank", "class_mean", "same_class_image"}
+    blank_psnr = rates["baselines"]["blank"]["psnr"]["median"]
+    assert (rates["reconstruction"]["psnr"]["median"] > blank_psnr) == perfect
