@@ -22,7 +22,7 @@ from fl_privacy.defenses.dp_sgd import DpSettings, PrivacyLedger, private_gradie
 from fl_privacy.evaluation.reconstruction import score_reconstruction
 from fl_privacy.models import model_factory
 from fl_privacy.training import batch_gradient
-from strategies.imprint import FEEDBACK, brightness_thresholds, craft_imprint
+from strategies.malicious_imprint import FEEDBACK, brightness_thresholds, craft_imprint
 
 RECOVERED_SSIM = 0.9
 

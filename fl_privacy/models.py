@@ -124,8 +124,8 @@ class ImprintBlock(nn.Module):
     flattened image (`linear0`) fed back into the image through `linear1`, `x + linear1(relu(linear0(x)))`.
 
     It is part of the architecture a malicious server imposes; the server crafts its weights
-    (`strategies.imprint`) so that each unit measures a brightness threshold and each image's gradient lands
-    in one bin. Not in the `breaching` package's dependency-free form, hence written here.
+    (`strategies.malicious_imprint`) so that each unit measures a brightness threshold and each image's
+    gradient lands in one bin. Hand-written: `breaching` (which has one) is not a dependency of the lab.
     """
 
     def __init__(self, image_shape: tuple[int, int, int], bins: int) -> None:

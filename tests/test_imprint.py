@@ -17,7 +17,7 @@ from fl_privacy.evaluation.success_rates import baseline_images, median_ci, succ
 from fl_privacy.models import IMPRINT_BIAS, Imprinted, build_model
 from fl_privacy.training import batch_gradient
 from strategies import CaptureSchedule, ImprintCapture
-from strategies.imprint import brightness_thresholds, craft_imprint
+from strategies.malicious_imprint import brightness_thresholds, craft_imprint
 
 SHAPE = (1, 8, 8)
 
