@@ -2,10 +2,10 @@
 
 The server sent a model whose imprint block it crafted (`strategies.malicious_imprint`): unit i of
 `imprint.linear0` is on for the images brighter than threshold t_i, and every unit feeds back with the same
-weight, so image n adds the same factor g_n to the gradient of every unit it switches on:
-`dW_i = (1/B) sum_{n on} g_n x_n`, `db_i = (1/B) sum_{n on} g_n`. Consecutive differences leave the images between t_i and t_{i+1}:
-`(dW_i - dW_{i+1}) / (db_i - db_{i+1}) = x_n` exactly when image n is alone in that bin (a mix of the bin's
-images otherwise). A secure aggregate is the mean gradient over every client's images, so the same
+weight, so image n adds the same factor g_n to the gradient of every unit it switches on: `dW_i = (1/B)
+sum_{n on} g_n x_n`, `db_i = (1/B) sum_{n on} g_n`. Consecutive differences leave the images between t_i and
+t_{i+1}: `(dW_i - dW_{i+1}) / (db_i - db_{i+1}) = x_n` exactly when image n is alone in that bin (a mix of
+the bin's images otherwise). A secure aggregate is the mean gradient over every client's images, so the same
 differences apply to the union of their batches. Nothing is optimised and the truth never enters.
 """
 
