@@ -64,6 +64,22 @@ def test_imprint_recovers_the_clients_of_a_secure_aggregate():
     assert (ssim > 0.999).all()
 
 
+def test_the_imprint_attack_never_touches_the_ground_truth():
+    from test_gradient_inversion import Tripwire
+
+    data = batch([0.11, 0.3, 0.47, 0.72])
+    model = imprinted_model()
+    gradient, _ = batch_gradient(model, ImageDataset(data.images.as_subclass(Tripwire),
+                                                     data.labels.as_subclass(Tripwire)))
+    view = CapturedUpdate(model.state_dict(), SHAPE, batch_size=4, num_examples=4, gradient=gradient)
+    Tripwire.armed = True
+    try:
+        images = imprint_attack(model, view).images
+    finally:
+        Tripwire.armed = False
+    assert images is not None and type(images) is torch.Tensor
+
+
 def test_images_sharing_a_bin_are_not_recovered():
     data = batch([0.3, 0.31, 0.72])  # the first two share a bin: the attack sees their mix
     images = attack(imprinted_model(), [data])
