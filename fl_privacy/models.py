@@ -113,6 +113,46 @@ class DCGANGenerator(nn.Module):
         return images
 
 
+# The imprint block's parameters in an `Imprinted` model's state (the malicious server crafts them; the
+# imprint attack reads their gradients).
+IMPRINT_WEIGHT, IMPRINT_BIAS = "imprint.linear0.weight", "imprint.linear0.bias"
+FEEDBACK_WEIGHT, FEEDBACK_BIAS = "imprint.linear1.weight", "imprint.linear1.bias"
+
+
+class ImprintBlock(nn.Module):
+    """The imprint block of Robbing the Fed (Fowl et al. 2022) in front of a model: `bins` ReLU units on the
+    flattened image (`linear0`) fed back into the image through `linear1`, `x + linear1(relu(linear0(x)))`.
+
+    It is part of the architecture a malicious server imposes; the server crafts its weights
+    (`strategies.malicious_imprint`) so that each unit measures a brightness threshold and each image's
+    gradient lands in one bin. Hand-written: `breaching` (which has one) is not a dependency of the lab.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], bins: int) -> None:
+        super().__init__()
+        size = math.prod(image_shape)
+        self.linear0 = nn.Linear(size, bins)
+        self.linear1 = nn.Linear(bins, size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.linear1(F.relu(self.linear0(x.flatten(1)))).view_as(x)
+
+
+class Imprinted(nn.Module):
+    """A model behind an `ImprintBlock` (`imprint.*` parameters, then the model's as `inner.*`)."""
+
+    def __init__(self, inner: nn.Module, image_shape: tuple[int, int, int], bins: int) -> None:
+        super().__init__()
+        self.imprint = ImprintBlock(image_shape, bins)
+        self.inner = inner
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner.features(self.imprint(x))  # type: ignore[operator]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(self.imprint(x))
+
+
 MODELS: dict[str, type[nn.Module]] = {"cnn": SeedCNN, "lenet": SigmoidLeNet}
 
 
@@ -125,6 +165,9 @@ def build_model(settings: ModelSettings, image_shape: Sequence[int], num_classes
         with torch.no_grad():
             for parameter in model.parameters():
                 parameter.uniform_(-0.5, 0.5)
+    if settings.imprint_bins:
+        channels, height, width = image_shape
+        return Imprinted(model, (channels, height, width), settings.imprint_bins)
     return model
 
 

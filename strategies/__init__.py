@@ -6,9 +6,10 @@ results, seeding), never the lab or the commands."""
 from strategies.central_dp import AccountedServerSideClipping
 from strategies.fedavg_warmup import FedAvgWithWarmup
 from strategies.gradient_capture import AGGREGATE, CaptureSchedule, GradientCapture
+from strategies.malicious_imprint import ImprintCapture
 
 # `strategy.name` -> strategy class (the server app builds it, the config validator checks the name)
 STRATEGIES = {"fedavg_warmup": FedAvgWithWarmup, "gradient_capture": GradientCapture}
 
 __all__ = ["AGGREGATE", "STRATEGIES", "AccountedServerSideClipping", "CaptureSchedule", "FedAvgWithWarmup",
-           "GradientCapture"]
+           "GradientCapture", "ImprintCapture"]

@@ -148,6 +148,9 @@ BAD_CAPTURE = [
      "attack.gradient_inversion.init.distribution"),
     ((*ATTACK, "attack.gradient_inversion.max_captures=0"), "attack.gradient_inversion.max_captures"),
     (("attack.gradient_inversion.after_run=true",), "attack.gradient_inversion.after_run"),
+    (("model.imprint_bins=8",), "model.imprint_bins"),  # only a malicious capturing server imprints
+    (("model.imprint_bins=-1",), "model.imprint_bins"),
+    ((*ATTACK, "attack.gradient_inversion.name=imprint"), "attack.gradient_inversion.name"),
 ]
 
 
@@ -159,7 +162,7 @@ def test_capture_and_attack_keys_are_validated(cfg_factory, overrides, key):
 
 
 @pytest.mark.parametrize("preset", ["dlg", "idlg", "dlg_photos", "dlg_rounds", "inverting_fedavg",
-                                    "label_restoration"])
+                                    "label_restoration", "imprint"])
 def test_attack_presets_are_valid(cfg_factory, preset):
     settings = load_settings(cfg_factory(f"+experiment={preset}"))
     assert settings.strategy.name == "gradient_capture" and settings.attack.gradient_inversion.after_run

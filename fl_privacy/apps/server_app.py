@@ -23,7 +23,13 @@ from fl_privacy.protocol import UNIT_WEIGHT, sample_size
 from fl_privacy.results import FINAL_MODEL, save_torch
 from fl_privacy.seeding import restore_rng_state, rng_state
 from fl_privacy.training import TrainSettings, evaluate
-from strategies import STRATEGIES, AccountedServerSideClipping, CaptureSchedule, FedAvgWithWarmup
+from strategies import (
+    STRATEGIES,
+    AccountedServerSideClipping,
+    CaptureSchedule,
+    FedAvgWithWarmup,
+    ImprintCapture,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,9 @@ def build_strategy(settings: Settings, federation: Federation, run_dir: Path) ->
         options |= {"run_dir": run_dir, "schedule": capture_schedule(settings.strategy.capture),
                     "input_shape": splits.image_shape, "num_classes": splits.num_classes,
                     "aggregate_view": settings.defense.secure_aggregation}
-    return STRATEGIES[settings.strategy.name](
+    # a model with an imprint block is what a malicious capturing server sends (rules.py checks the pair)
+    strategy_class = ImprintCapture if settings.model.imprint_bins else STRATEGIES[settings.strategy.name]
+    return strategy_class(
         model_fn=model_factory(settings.model, splits.image_shape,
                                model_outputs(settings, splits.num_classes), settings.seed),
         num_nodes=settings.simulation.num_clients, seed=settings.seed, warmup_data=federation.warmup,

@@ -19,6 +19,7 @@ from fl_privacy.attacks.gradient_inversion import (
     inverting_gradients,
 )
 from fl_privacy.attacks.image_optimisation import Bound
+from fl_privacy.attacks.imprint import imprint_attack
 from fl_privacy.attacks.label_restoration import restore_labels
 from fl_privacy.attacks.views import CapturedUpdate
 from fl_privacy.config.schema import GradientInversionSettings
@@ -49,6 +50,7 @@ ATTACKS: dict[str, tuple[Callable[[nn.Module, CapturedUpdate, Any], Reconstructi
     "inverting": (inverting_gradients, "gradient"),
     "fedavg": (invert_fedavg, "weights"),
     "labels": (restore_labels_only, "any"),
+    "imprint": (imprint_attack, "any"),
 }
 FIXED_OPTIMIZER = {"dlg": "lbfgs", "inverting": "adam"}  # fedavg takes `optimizer` from the config
 

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+from scipy.optimize import nnls
 from torch import nn
 from torch.nn import functional as F
 
 from fl_privacy.attacks.views import CapturedUpdate
+from fl_privacy.data.images import ImageDataset
+
+TOTAL_WEIGHT = 100.0  # weight of the `sum of counts = batch size` equation in `prior_counts`
 
 
 def last_linear_names(model: nn.Module) -> tuple[str, str | None]:
@@ -121,3 +126,31 @@ def restore_labels(model: nn.Module, payload: CapturedUpdate) -> torch.Tensor:
     counts = label_counts(head_trajectory(payload, (weight_name, bias_name)), weight_grad, bias_grad,
                           payload.num_inputs)
     return counts_to_labels(counts)
+
+
+def class_probabilities(model: nn.Module, public: ImageDataset, num_classes: int) -> torch.Tensor:
+    """(C, C): column k is the model's mean softmax output on the `public` images of class k (the uniform
+    distribution for a class `public` lacks). The server computes it on images it holds itself."""
+    model.eval()
+    with torch.no_grad():
+        probabilities = F.softmax(model(public.images), dim=1).double()
+    columns = [probabilities[public.labels == k].mean(dim=0) if bool((public.labels == k).any())
+               else torch.full((num_classes,), 1.0 / num_classes, dtype=torch.float64)
+               for k in range(num_classes)]
+    return torch.stack(columns, dim=1)
+
+
+def prior_counts(class_probs: torch.Tensor, bias_grad: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Label counts (C,) from the bias gradient when each example of class k is assumed to output the
+    class's mean softmax `class_probs[:, k]` (Wainakh et al.'s LLG+ idea of estimating the softmax term from
+    data the attacker holds, here per class, so that trained, confident models are modelled too).
+
+    `B db = sum_k n_k (p_k - e_k)`, so `n >= 0` solves `(I - P) n = -B db` with `sum n = B` (a heavily
+    weighted extra row) by non-negative least squares (scipy), then is rounded to integers summing to B.
+    """
+    num_classes = len(bias_grad)
+    system = np.vstack([np.eye(num_classes) - class_probs.double().numpy(),
+                        TOTAL_WEIGHT * np.ones((1, num_classes))])
+    target = np.concatenate([-batch_size * bias_grad.double().numpy(), [TOTAL_WEIGHT * batch_size]])
+    solution, _ = nnls(system, target)
+    return round_counts(torch.from_numpy(solution), batch_size)

@@ -68,9 +68,11 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _attack_table(args: argparse.Namespace) -> None:
-    from fl_privacy.report.tables import attack_table
+    from fl_privacy.report.tables import attack_table, success_table
 
     print(attack_table(args.path, args.by, args.per_round))
+    print("\nRecognisable = SSIM >= 0.5 and above the class-mean baseline's SSIM; baselines are medians.\n")
+    print(success_table(args.path, args.by))
 
 
 def _membership_table(args: argparse.Namespace) -> None:

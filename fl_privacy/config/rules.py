@@ -41,6 +41,9 @@ def _check_capture(settings: Settings) -> None:
     if settings.client.update_mode == "fedsgd" and not capturing:
         raise ConfigError("client.update_mode", "fedsgd", "FedSGD clients send gradients, which only "
                           "strategy=gradient_capture applies; use client.update_mode=fedavg or that strategy")
+    if settings.model.imprint_bins and not capturing:
+        raise ConfigError("model.imprint_bins", settings.model.imprint_bins, "an imprint block is crafted "
+                          "by the malicious capturing server: needs strategy=gradient_capture")
     if not capturing:
         return
     capture = settings.strategy.capture
@@ -63,6 +66,9 @@ def check_gradient_inversion(settings: Settings) -> None:
     if attack.label_mode == "optimise" and attack.name != "dlg":
         raise ConfigError("attack.gradient_inversion.label_mode", "optimise",
                           "soft labels are optimised by attack.gradient_inversion.name=dlg only")
+    if attack.name == "imprint" and not settings.model.imprint_bins:
+        raise ConfigError("attack.gradient_inversion.name", "imprint",
+                          "needs a model with an imprint block (model.imprint_bins > 0)")
     if attack.after_run and settings.strategy.name != "gradient_capture":
         raise ConfigError("attack.gradient_inversion.after_run", True,
                           "needs strategy=gradient_capture (nothing else captures updates)")

@@ -71,6 +71,9 @@ class ModelSettings(Section):
     dropout: Share = 0.3
     init: Literal["default", "dlg"] = Field(
         "default", description="dlg: every parameter uniform in [-0.5, 0.5] (the DLG paper's code)")
+    imprint_bins: NonNegativeInt = Field(
+        0, description="units of an imprint block in front of the model, crafted by a malicious capturing "
+                       "server (Fowl et al. 2022); 0 = none")
 
 
 # --- training ---------------------------------------------------------------------------------------
@@ -214,7 +217,7 @@ class DummyInitSettings(Section):
 class GradientInversionSettings(Section):
     """The honest-but-curious server's gradient inversion on captured updates."""
 
-    name: Literal["dlg", "inverting", "fedavg", "labels"] = "dlg"
+    name: Literal["dlg", "inverting", "fedavg", "labels", "imprint"] = "dlg"
     after_run: bool = Field(False, description="attack and score the captures at the end of the run")
     label_mode: Literal["restore", "optimise"] = "restore"
     optimizer: Literal["lbfgs", "adam"] = Field("lbfgs", description="fedavg only")

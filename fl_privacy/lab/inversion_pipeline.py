@@ -22,6 +22,7 @@ from fl_privacy.data.datasets import load_splits
 from fl_privacy.data.images import DataSplits
 from fl_privacy.evaluation.inversion_scores import score_capture, summarise
 from fl_privacy.evaluation.reconstruction import save_comparison_grid
+from fl_privacy.evaluation.success_rates import baseline_scores, success_rates
 from fl_privacy.lab.side_channels import truth_indices
 from fl_privacy.models import build_model
 from fl_privacy.progress import in_terminal, progress
@@ -95,6 +96,9 @@ def score_reconstructions(run_dir: Path, settings: Settings) -> dict:
 
 def _score_into(run_dir: Path, splits: DataSplits, grids: Path) -> dict:
     captures, truth_images, reconstructed = [], [], []
+    # every image's scores and its baselines' (drawn from the test split, never the truth), for `rates`
+    pooled: dict[str, list[float]] = {"psnr": [], "ssim": []}
+    pooled_baselines: dict[str, dict[str, list[float]]] = {}
     for path in sorted((run_dir / RECONSTRUCTIONS).glob("round_*/partition_*.pt")):
         reconstruction = load_tensors(path)
         meta = reconstruction["metadata"]
@@ -106,12 +110,20 @@ def _score_into(run_dir: Path, splits: DataSplits, grids: Path) -> dict:
             save_comparison_grid(truth.images, aligned, grids / f"{path.parent.name}_{path.stem}.png")
             truth_images.append(truth.images)
             reconstructed.append(aligned)
+            for name in pooled:
+                pooled[name] += scores["images"][name]
+            baselines = baseline_scores(truth, splits.test, seed=len(captures))
+            for base, values in baselines.items():
+                for name in pooled:
+                    pooled_baselines.setdefault(base, {}).setdefault(name, []).extend(values[name])
     if not captures:
         raise RunFileError(f"no reconstructions under {run_dir / RECONSTRUCTIONS}")
     if truth_images:
         save_comparison_grid(torch.cat(truth_images)[:GRID_IMAGES], torch.cat(reconstructed)[:GRID_IMAGES],
                              run_dir / ATTACK_DIR / "grid.png")
     result = {"summary": summarise(captures), "captures": captures}
+    if truth_images:
+        result["rates"] = success_rates(pooled, pooled_baselines)
     write_json(run_dir / ATTACK_DIR / "scores.json", result)
     log.info("attack scores: %s", result["summary"])
     return result

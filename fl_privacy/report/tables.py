@@ -1,5 +1,7 @@
 """Markdown tables over finished runs (a run or a multirun directory), rows labelled by config keys:
 - `attack_table`: gradient-inversion scores (`attack/scores.json`), one row per run (and capture round);
+- `success_table`: the recognisable share (Wilson CI), median PSNR / SSIM (bootstrap CI) and the blank /
+  class-mean / same-class-image baselines of each run (`rates` in `attack/scores.json`);
 - `membership_table`: membership-inference results (`mia/scores.json`), one row per run and attack, with
   the target model's test accuracy and, for DP runs, the largest client ε."""
 
@@ -48,6 +50,41 @@ def attack_table(root: Path, by: Sequence[str] = (), per_round: bool = False) ->
             chosen = [c for c in captures if group is None or c["round"] == group]
             lines.append("| " + " | ".join([*labels, *([str(group)] if per_round else []), *_row(chosen)])
                          + " |")
+    return "\n".join(lines)
+
+
+BASELINE_NAMES = {"blank": "blank", "class_mean": "class mean", "same_class_image": "same-class image"}
+SUCCESS_COLUMNS = ("images", "recognisable (95% CI)", "median PSNR (95% CI)", "median SSIM (95% CI)",
+                   *(f"{label} PSNR / SSIM" for label in BASELINE_NAMES.values()))
+
+
+def _with_ci(cell: dict, digits: int) -> str:
+    low, high = cell["ci95"]
+    return f"{cell['median']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _success_row(rates: dict) -> list[str]:
+    share = rates["recognisable"]
+    cells = [str(share["n"]),
+             f"{share['share']:.2f} [{share['ci95'][0]:.2f}, {share['ci95'][1]:.2f}] ({share['hits']})",
+             _with_ci(rates["reconstruction"]["psnr"], 1), _with_ci(rates["reconstruction"]["ssim"], 3)]
+    baselines = rates["baselines"]
+    return cells + [f"{baselines[name]['psnr']['median']:.1f} / {baselines[name]['ssim']['median']:.3f}"
+                    for name in BASELINE_NAMES]
+
+
+def success_table(root: Path, by: Sequence[str] = ()) -> str:
+    """The Markdown table of every run's success rate and baselines (runs scored before `rates` existed
+    are left out)."""
+    header = [*by, *SUCCESS_COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for scores_file in sorted(Path(root).rglob("attack/scores.json"), key=lambda p: str(p)):
+        rates = read_json(scores_file).get("rates")
+        if rates is None:
+            continue
+        cfg = OmegaConf.create(read_summary(scores_file.parent.parent)["config"])
+        labels = [str(OmegaConf.select(cfg, key)) for key in by]
+        lines.append("| " + " | ".join([*labels, *_success_row(rates)]) + " |")
     return "\n".join(lines)
 
 

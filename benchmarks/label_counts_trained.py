@@ -1,0 +1,87 @@
+"""Label counts at trained checkpoints, in-process: exact-count and multiset accuracy of the zero-shot counts
+and of the class-prior counts (`prior_counts`, class softmax means on the server's warm-up images) after
+0..N warm-up epochs of the seed CNN, for FedSGD batches drawn from 3 classes of the clients' pool. The
+oracle row plugs the batch's true mean softmax into the same counting formula (an upper bound, uses the
+truth; no attack does).
+
+    python benchmarks/label_counts_trained.py --epochs 0 1 2 5 10 --batches 30 --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+from scipy.stats import binomtest
+
+from fl_privacy.attacks.label_restoration import class_probabilities, label_counts, prior_counts, round_counts
+from fl_privacy.config import compose_settings
+from fl_privacy.data.federation import build_federation
+from fl_privacy.evaluation.reconstruction import label_count_accuracy
+from fl_privacy.models import model_factory
+from fl_privacy.training import TrainSettings, batch_gradient, evaluate, train
+
+
+def batches(federation, count: int, size: int, classes: int, rng: np.random.Generator):
+    """`count` batches of `size` clients' images from `classes` random classes (each at least once)."""
+    pool = np.concatenate(federation.client_indices)
+    labels = federation.splits.train.labels[pool].numpy()
+    for _ in range(count):
+        chosen = rng.choice(federation.splits.num_classes, classes, replace=False)
+        counts = rng.multinomial(size - classes, [1 / classes] * classes) + 1
+        yield federation.splits.train.subset(np.concatenate(
+            [rng.choice(pool[labels == c], k, replace=False) for c, k in zip(chosen, counts, strict=True)]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--epochs", type=int, nargs="+", default=[0, 1, 2, 5, 10])
+    parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--classes", type=int, default=3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    settings = compose_settings(["+experiment=label_restoration"])
+    federation = build_federation(settings)
+    num_classes, size = federation.splits.num_classes, args.batch_size
+    for epochs in args.epochs:
+        exact: dict[str, list[bool]] = {"zero_shot": [], "class_prior": [], "oracle_mean_softmax": []}
+        multiset: dict[str, list[float]] = {name: [] for name in exact}
+        accuracies = []
+        for seed in args.seeds:
+            model = model_factory(settings.model, federation.splits.image_shape, num_classes, seed)()
+            recipe = TrainSettings.of(settings.strategy.warmup.model_copy(update={"epochs": epochs}))
+            if epochs:
+                train(model, federation.warmup, recipe, seed=seed)
+            accuracies.append(evaluate(model, federation.splits.test, num_classes).accuracy)
+            probs = class_probabilities(model, federation.warmup, num_classes)
+            for data in batches(federation, args.batches, size, args.classes, np.random.default_rng(seed)):
+                gradient, _ = batch_gradient(model, data)
+                weight_grad, bias_grad = gradient["head.weight"], gradient["head.bias"]
+                with torch.no_grad():
+                    mean_softmax = torch.softmax(model(data.images), dim=1).double().mean(dim=0)
+                estimates = {
+                    "zero_shot": label_counts([(model.head.weight.detach(), model.head.bias.detach())],
+                                              weight_grad, bias_grad, size),
+                    "class_prior": prior_counts(probs, bias_grad, size),
+                    "oracle_mean_softmax": round_counts(size * (mean_softmax - bias_grad.double()), size)}
+                true = torch.bincount(data.labels, minlength=num_classes)
+                for name, counts in estimates.items():
+                    exact[name].append(bool((counts == true).all()))
+                    labels = torch.repeat_interleave(torch.arange(num_classes), counts)
+                    multiset[name].append(label_count_accuracy(labels, data.labels, num_classes))
+        for name in exact:
+            hits, n = sum(exact[name]), len(exact[name])
+            ci = binomtest(hits, n).proportion_ci(method="wilson")
+            print(json.dumps({"warmup_epochs": epochs, "test_accuracy": round(float(np.mean(accuracies)), 3),
+                              "estimator": name, "batches": n, "seeds": args.seeds, "exact": hits,
+                              "exact_share": round(hits / n, 3),
+                              "wilson95": [round(ci.low, 3), round(ci.high, 3)],
+                              "multiset_accuracy": round(float(np.mean(multiset[name])), 3)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
