@@ -51,3 +51,9 @@ def reference_models_seed(auditor_seed: int, online: bool) -> int:
 def reference_model_seeds(set_seed: int, index: int) -> tuple[int, int]:
     """(initialisation, training) seeds of the `index`-th model of a set (unique for up to 1000 models)."""
     return set_seed + 1000 * (index + 1), set_seed + index
+
+
+def reference_client_seed(train_seed: int, server_round: int, partition: int) -> int:
+    """The training seed of one client in one round of a federated reference model's simulation."""
+    state = np.random.SeedSequence([train_seed, server_round, partition]).generate_state(1)
+    return int(state[0] & 0x7FFFFFFF)

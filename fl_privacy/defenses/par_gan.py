@@ -1,4 +1,4 @@
-"""PAR-GAN (Mukherjee et al., KDD 2021): one generator, k discriminators on disjoint data partitions.
+"""PAR-GAN (Chen, Wang, Gao & Shi, KDD 2021): one generator, k discriminators on disjoint data partitions.
 
 Each discriminator only ever sees the real records of its own partition (and generated images);
 the generator is trained against all of them at once: its loss is the mean of the k discriminators'

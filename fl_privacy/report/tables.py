@@ -1,7 +1,8 @@
 """Markdown tables over finished runs (a run or a multirun directory), rows labelled by config keys:
 - `attack_table`: gradient-inversion scores (`attack/scores.json`), one row per run (and capture round);
 - `membership_table`: membership-inference results (`mia/scores.json`), one row per run and attack, with
-  the target model's test accuracy and, for DP runs, the largest client ε."""
+  bootstrap CIs, the target model's test accuracy and, for DP runs, the largest client ε; with
+  `over_runs`, one row per label and attack: the mean over the runs (seeds) with a 95% t interval."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from omegaconf import OmegaConf
+from scipy import stats
 
 from fl_privacy.results import read_json, read_summary
 
@@ -51,8 +54,10 @@ def attack_table(root: Path, by: Sequence[str] = (), per_round: bool = False) ->
     return "\n".join(lines)
 
 
-MEMBERSHIP_COLUMNS = ("attack", "AUC", "balanced acc.", "TPR@1% FPR", "TPR@0.1% FPR", "FPR resolution",
-           "target acc.", "max client ε")
+MEMBERSHIP_COLUMNS = ("attack", "AUC [95% CI]", "balanced acc.", "TPR@1% FPR [95% CI]", "TPR@0.1% FPR",
+                      "non-members", "min FPR", "target acc.", "max client ε")
+MEAN_COLUMNS = ("attack", "runs", "AUC mean ± 95% CI", "TPR@1% FPR mean ± 95% CI", "TPR@0.1% FPR mean",
+                "non-members (min)", "target acc. mean")
 
 
 def _epsilon(summary: dict) -> str:
@@ -71,10 +76,17 @@ def _label(run_dir: Path, cfg, key: str) -> str:
     return str(OmegaConf.select(cfg, key))
 
 
-def membership_table(root: Path, by: Sequence[str] = ()) -> str:
-    """The Markdown table of every `mia/scores.json` under `root`."""
-    lines = ["| " + " | ".join([*by, *MEMBERSHIP_COLUMNS]) + " |",
-             "|" + " --- |" * (len(by) + len(MEMBERSHIP_COLUMNS))]
+def _with_ci(metrics: dict, key: str) -> str:
+    """`value [low, high]`; `n/a` where the FPR is below 1/non-members (not measured)."""
+    value = metrics.get(key)
+    if value is None:
+        return "n/a"
+    interval = metrics.get(f"{key}_ci")
+    return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+
+def _membership_rows(root: Path, by: Sequence[str]):
+    """(labels, attack, metrics, audit scores, summary) of every attack of every `mia/scores.json`."""
     for scores_file in sorted(Path(root).rglob("mia/scores.json"), key=str):
         summary = read_summary(scores_file.parent.parent)
         scores = read_json(scores_file)
@@ -82,9 +94,38 @@ def membership_table(root: Path, by: Sequence[str] = ()) -> str:
         cfg = OmegaConf.merge(summary["config"], {"attack": {"membership": scores.get("settings", {})}})
         labels = [_label(scores_file.parent.parent, cfg, key) for key in by]
         for name, metrics in scores["attacks"].items():
-            cells = [name, f"{metrics['auc']:.3f}", f"{metrics['balanced_accuracy']:.3f}",
-                     f"{metrics['tpr_at_1pct_fpr']:.3f}", f"{metrics['tpr_at_0.1pct_fpr']:.3f}",
-                     f"{metrics['fpr_resolution']:.2g}", f"{scores['target_accuracy']:.3f}",
-                     _epsilon(summary)]
-            lines.append("| " + " | ".join([*labels, *cells]) + " |")
+            yield labels, name, metrics, scores, summary
+
+
+def mean_with_ci(values: Sequence[float]) -> str:
+    """`mean ± half-width` of a 95% Student-t interval over runs (`mean` alone for one run)."""
+    if len(values) < 2:
+        return f"{values[0]:.3f}" if values else "n/a"
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    return f"{np.mean(values):.3f} ± {(high - low) / 2:.3f}"
+
+
+def membership_table(root: Path, by: Sequence[str] = (), over_runs: bool = False) -> str:
+    """The Markdown table of every `mia/scores.json` under `root` (`over_runs`: means over runs)."""
+    columns = MEAN_COLUMNS if over_runs else MEMBERSHIP_COLUMNS
+    lines = ["| " + " | ".join([*by, *columns]) + " |", "|" + " --- |" * (len(by) + len(columns))]
+    groups: dict[tuple, list[tuple[dict, dict]]] = {}
+    for labels, name, metrics, scores, summary in _membership_rows(root, by):
+        if over_runs:
+            groups.setdefault((*labels, name), []).append((metrics, scores))
+            continue
+        cells = [name, _with_ci(metrics, "auc"), f"{metrics['balanced_accuracy']:.3f}",
+                 _with_ci(metrics, "tpr_at_1pct_fpr"), _with_ci(metrics, "tpr_at_0.1pct_fpr"),
+                 str(metrics["num_non_members"]), f"{metrics['fpr_resolution']:.2g}",
+                 f"{scores['target_accuracy']:.3f}", _epsilon(summary)]
+        lines.append("| " + " | ".join([*labels, *cells]) + " |")
+    for (*labels, name), runs in groups.items():
+        tprs = {key: [m[key] for m, _ in runs if m.get(key) is not None]
+                for key in ("tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")}
+        cells = [name, str(len(runs)), mean_with_ci([m["auc"] for m, _ in runs]),
+                 mean_with_ci(tprs["tpr_at_1pct_fpr"]),
+                 f"{np.mean(tprs['tpr_at_0.1pct_fpr']):.3f}" if tprs["tpr_at_0.1pct_fpr"] else "n/a",
+                 str(min(m["num_non_members"] for m, _ in runs)),
+                 f"{np.mean([s['target_accuracy'] for _, s in runs]):.3f}"]
+        lines.append("| " + " | ".join([*labels, *cells]) + " |")
     return "\n".join(lines)
