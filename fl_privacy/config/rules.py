@@ -107,6 +107,8 @@ def _check_par_gan(settings: Settings) -> None:
         raise ConfigError("defense.par_gan.samples", par_gan.samples,
                           f"must be at least defense.par_gan.neighbours={par_gan.neighbours}")
     for k in par_gan.discriminators:
+        if par_gan.batch_per_discriminator:
+            break
         if k > par_gan.batch_size or par_gan.batch_size % k:
             raise ConfigError("defense.par_gan.batch_size", par_gan.batch_size,
                               "must be divisible by every entry of defense.par_gan.discriminators "

@@ -187,8 +187,16 @@ class ParGanExperimentSettings(Section):
     generator_lr: Positive = 0.0002
     discriminator_lr: Positive = 0.0002
     discriminator_dropout: Share = 0.0
+    batch_per_discriminator: bool = Field(
+        False, description="batch_size real records for each discriminator (the authors' code) instead of "
+        "batch_size in total split over the k discriminators")
+    discriminator_steps: Count = Field(1, description="discriminator steps per generator step")
     samples: Annotated[int, Field(strict=True, ge=2)] = 1000
     neighbours: Count = 1
+    monte_carlo_samples: Annotated[int, Field(strict=True, ge=0)] = Field(
+        0, description="generator-only Monte-Carlo epsilon-ball attack over this many samples (0 = off)")
+    monte_carlo_quantile: OpenProbability = Field(
+        0.001, description="Monte-Carlo attack: epsilon = this quantile of all candidate-to-sample distances")
     torch_threads: Count = 1
     log_every: NonNegativeInt = 250
 

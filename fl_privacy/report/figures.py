@@ -15,6 +15,7 @@ from fl_privacy.results import save_figure_file
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 if TYPE_CHECKING:
     import torch
@@ -217,6 +218,7 @@ def plot_auc_per_round(rounds: list[int], series: dict[str, tuple[list, list, li
     axis.axhline(baseline, color="black", linestyle="--", linewidth=1, label="final global model, LOSS")
     axis.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
     axis.set_xlabel("round")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_ylabel("ROC AUC (95% bootstrap CI)")
     axis.set_title(title, fontsize=9)
     axis.grid(alpha=0.3)
