@@ -82,8 +82,10 @@ def run_par_gan(settings: Settings, run_dir: Path) -> dict:
             mc_scores = monte_carlo_scores(candidates, many, par_gan.monte_carlo_quantile)
             attacks.append(("monte_carlo", mc_scores))
         # the evaluation's side
+        real_per_step = par_gan.discriminator_steps * par_gan.batch_size * (
+            k if par_gan.batch_per_discriminator else 1)
         row = {"discriminators": k, "steps": par_gan.steps,
-               "epochs_per_record": par_gan.steps * par_gan.batch_size / len(members)}
+               "epochs_per_record": par_gan.steps * real_per_step / len(members)}
         for name, scores in attacks:
             for metric, value in logan_metrics(scores, is_member).items():
                 row[f"{name}_{metric}"] = value
