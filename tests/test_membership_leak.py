@@ -24,7 +24,7 @@ from fl_privacy.data.membership_split import audit_split
 from fl_privacy.errors import ConfigError
 from fl_privacy.evaluation.membership_metrics import membership_metrics
 from fl_privacy.lab import reference_training
-from fl_privacy.report.tables import membership_table
+from fl_privacy.report.tables import membership_table, update_table
 from fl_privacy.results import write_json
 from fl_privacy.training import TrainSettings, train
 
@@ -235,6 +235,20 @@ def test_membership_table_means_over_runs(tmp_path, settings_factory):
     half_width = 4.3027 * 0.1 / 3 ** 0.5
     assert table[2].startswith(f"| rmia | 3 | 0.700 ± {half_width:.3f} | 0.050 ± 0.000 | n/a | 500 |")
     assert "n/a" in membership_table(tmp_path, ["seed"]).splitlines()[2]
+
+
+def test_update_table_averages_each_round_over_runs(tmp_path):
+    def metrics(auc: float) -> dict:
+        return {"auc": auc, "tpr_at_1pct_fpr": None}
+
+    for seed, auc in enumerate([0.7, 0.9]):
+        rounds = [{"round": r, "attacks": {"loss_difference": metrics(auc - 0.1 * r)}} for r in (1, 2)]
+        write_json(tmp_path / str(seed) / "mia" / "updates.json",
+                   {"rounds": rounds, "final_model_loss": metrics(0.5), "num_members": 50, "num_non_members": 500})
+    lines = update_table(tmp_path).splitlines()
+    assert lines[2].startswith("| 1 | 2 | 0.700 ± ") and lines[3].startswith("| 2 | 2 | 0.600 ± ")
+    assert lines[4].startswith("| final global model, LOSS | 2 | 0.500 ± 0.000 |") and "n/a" in lines[4]
+    assert lines[-1].endswith("[(50, 500)]")
 
 
 @pytest.mark.parametrize(("override", "key"), [

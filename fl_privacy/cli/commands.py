@@ -85,8 +85,11 @@ def _attack_table(args: argparse.Namespace) -> None:
 
 
 def _membership_table(args: argparse.Namespace) -> None:
-    from fl_privacy.report.tables import membership_table
+    from fl_privacy.report.tables import membership_table, update_table
 
+    if args.updates:
+        print(update_table(args.path))
+        return
     print(membership_table(args.path, args.by, args.over_runs))
 
 
@@ -113,6 +116,8 @@ def parser() -> argparse.ArgumentParser:
         else:
             table.add_argument("--over-runs", action="store_true",
                                help="one row per label and attack: mean and 95%% t CI over the runs (seeds)")
+            table.add_argument("--updates", action="store_true",
+                               help="the server's per-round update attack (mia/updates.json), mean over runs")
     return top
 
 

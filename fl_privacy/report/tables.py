@@ -2,7 +2,9 @@
 - `attack_table`: gradient-inversion scores (`attack/scores.json`), one row per run (and capture round);
 - `membership_table`: membership-inference results (`mia/scores.json`), one row per run and attack, with
   bootstrap CIs, the target model's test accuracy and, for DP runs, the largest client ε; with
-  `over_runs`, one row per label and attack: the mean over the runs (seeds) with a 95% t interval."""
+  `over_runs`, one row per label and attack: the mean over the runs (seeds) with a 95% t interval;
+- `update_table`: the server's per-round attack on a client's updates (`mia/updates.json`), one row per
+  round, each attack's AUC as the mean over runs ± 95% t interval, and the final-model LOSS row."""
 
 from __future__ import annotations
 
@@ -101,8 +103,8 @@ def mean_with_ci(values: Sequence[float]) -> str:
     """`mean ± half-width` of a 95% Student-t interval over runs (`mean` alone for one run)."""
     if len(values) < 2:
         return f"{values[0]:.3f}" if values else "n/a"
-    low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
-    return f"{np.mean(values):.3f} ± {(high - low) / 2:.3f}"
+    half_width = stats.t.ppf(0.975, len(values) - 1) * stats.sem(values)
+    return f"{np.mean(values):.3f} ± {half_width:.3f}"
 
 
 def membership_table(root: Path, by: Sequence[str] = (), over_runs: bool = False) -> str:
@@ -129,3 +131,30 @@ def membership_table(root: Path, by: Sequence[str] = (), over_runs: bool = False
                  f"{np.mean([s['target_accuracy'] for _, s in runs]):.3f}"]
         lines.append("| " + " | ".join([*labels, *cells]) + " |")
     return "\n".join(lines)
+
+
+def update_table(root: Path) -> str:
+    """The per-round update attack of every `mia/updates.json` under `root`, averaged over the runs."""
+    runs = [read_json(path) for path in sorted(Path(root).rglob("mia/updates.json"), key=str)]
+    if not runs:
+        return "no mia/updates.json under " + str(root)
+    names = list(runs[0]["rounds"][0]["attacks"])
+    header = ["round", "runs", *[f"{name} AUC" for name in names], *[f"{name} TPR@1% FPR" for name in names]]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    by_round: dict[int, list[dict]] = {}
+    for run in runs:
+        for entry in run["rounds"]:
+            by_round.setdefault(entry["round"], []).append(entry["attacks"])
+    for number, entries in sorted(by_round.items()):
+        cells = [str(number), str(len(entries)),
+                 *[mean_with_ci([e[name]["auc"] for e in entries]) for name in names],
+                 *[mean_with_ci([e[name]["tpr_at_1pct_fpr"] for e in entries
+                                 if e[name]["tpr_at_1pct_fpr"] is not None]) for name in names]]
+        lines.append("| " + " | ".join(cells) + " |")
+    final = [run["final_model_loss"] for run in runs]
+    lines.append("| final global model, LOSS | " + str(len(final)) + " | "
+                 + mean_with_ci([f["auc"] for f in final]) + " |" + " |" * (len(names) - 1) + " "
+                 + mean_with_ci([f["tpr_at_1pct_fpr"] for f in final if f["tpr_at_1pct_fpr"] is not None])
+                 + " |" + " |" * (len(names) - 1))
+    members = sorted({(run["num_members"], run["num_non_members"]) for run in runs})
+    return "\n".join(lines) + f"\n\n(members, non-members) per run: {members}"
