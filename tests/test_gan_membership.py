@@ -58,8 +58,10 @@ def test_partitions_are_disjoint_and_cover_the_records():
     assert np.array_equal(split_partitions(10, 1, seed=0)[0], np.arange(10))
 
 
-def test_each_discriminator_only_ever_sees_its_own_partition(monkeypatch):
-    records, seen, build = _constant_records(30), [], par_gan.build_discriminator
+def _record_discriminator_inputs(monkeypatch) -> list[list[torch.Tensor]]:
+    """Every input batch of every discriminator built from now on, one list per discriminator."""
+    seen: list[list[torch.Tensor]] = []
+    build = par_gan.build_discriminator
 
     def recording(shape, dropout):
         discriminator, inputs = build(shape, dropout), []
@@ -68,6 +70,11 @@ def test_each_discriminator_only_ever_sees_its_own_partition(monkeypatch):
         return discriminator
 
     monkeypatch.setattr(par_gan, "build_discriminator", recording)
+    return seen
+
+
+def test_each_discriminator_only_ever_sees_its_own_partition(monkeypatch):
+    records, seen = _constant_records(30), _record_discriminator_inputs(monkeypatch)
     gan = train_par_gan(records, ParGanSettings(3, steps=6, batch_size=6, latent_dim=4, log_every=0), seed=0)
     assert len(seen) == 3
     for inputs, partition in zip(seen, gan.partitions, strict=True):
@@ -177,15 +184,7 @@ def test_monte_carlo_attack_counts_samples_near_members_only():
 
 
 def test_authors_regime_gives_every_discriminator_its_own_batch_and_two_steps(monkeypatch):
-    records, seen, build = _constant_records(30), [], par_gan.build_discriminator
-
-    def recording(shape, dropout):
-        discriminator, inputs = build(shape, dropout), []
-        discriminator.register_forward_pre_hook(lambda module, args: inputs.append(args[0].detach().clone()))
-        seen.append(inputs)
-        return discriminator
-
-    monkeypatch.setattr(par_gan, "build_discriminator", recording)
+    records, seen = _constant_records(30), _record_discriminator_inputs(monkeypatch)
     settings = ParGanSettings(3, steps=2, batch_size=4, latent_dim=4, log_every=0,
                               batch_per_discriminator=True, discriminator_steps=2)
     train_par_gan(records, settings, seed=0)

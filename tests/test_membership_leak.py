@@ -244,7 +244,8 @@ def test_update_table_averages_each_round_over_runs(tmp_path):
     for seed, auc in enumerate([0.7, 0.9]):
         rounds = [{"round": r, "attacks": {"loss_difference": metrics(auc - 0.1 * r)}} for r in (1, 2)]
         write_json(tmp_path / str(seed) / "mia" / "updates.json",
-                   {"rounds": rounds, "final_model_loss": metrics(0.5), "num_members": 50, "num_non_members": 500})
+                   {"rounds": rounds, "final_model_loss": metrics(0.5), "num_members": 50,
+                    "num_non_members": 500})
     lines = update_table(tmp_path).splitlines()
     assert lines[2].startswith("| 1 | 2 | 0.700 ± ") and lines[3].startswith("| 2 | 2 | 0.600 ± ")
     assert lines[4].startswith("| final global model, LOSS | 2 | 0.500 ± 0.000 |") and "n/a" in lines[4]
