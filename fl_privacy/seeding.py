@@ -73,3 +73,9 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     numpy = state["numpy"]
     np.random.set_state((numpy["kind"], numpy["keys"].numpy(), int(numpy["position"]),
                          int(numpy["has_gauss"]), float(numpy["cached_gaussian"])))
+
+
+def reference_client_seed(train_seed: int, server_round: int, partition: int) -> int:
+    """The training seed of one client in one round of a federated reference model's simulation."""
+    state = np.random.SeedSequence([train_seed, server_round, partition]).generate_state(1)
+    return int(state[0] & 0x7FFFFFFF)

@@ -58,8 +58,10 @@ def test_partitions_are_disjoint_and_cover_the_records():
     assert np.array_equal(split_partitions(10, 1, seed=0)[0], np.arange(10))
 
 
-def test_each_discriminator_only_ever_sees_its_own_partition(monkeypatch):
-    records, seen, build = _constant_records(30), [], par_gan.build_discriminator
+def _record_discriminator_inputs(monkeypatch) -> list[list[torch.Tensor]]:
+    """Every input batch of every discriminator built from now on, one list per discriminator."""
+    seen: list[list[torch.Tensor]] = []
+    build = par_gan.build_discriminator
 
     def recording(shape, dropout):
         discriminator, inputs = build(shape, dropout), []
@@ -68,6 +70,11 @@ def test_each_discriminator_only_ever_sees_its_own_partition(monkeypatch):
         return discriminator
 
     monkeypatch.setattr(par_gan, "build_discriminator", recording)
+    return seen
+
+
+def test_each_discriminator_only_ever_sees_its_own_partition(monkeypatch):
+    records, seen = _constant_records(30), _record_discriminator_inputs(monkeypatch)
     gan = train_par_gan(records, ParGanSettings(3, steps=6, batch_size=6, latent_dim=4, log_every=0), seed=0)
     assert len(seen) == 3
     for inputs, partition in zip(seen, gan.partitions, strict=True):
@@ -165,6 +172,27 @@ def test_black_box_scores_rank_a_generated_copy_first_and_white_box_aggregates()
     assert np.allclose(scores["max"], 3.0) and np.allclose(scores["mean"], 2.0)
 
 
+def test_monte_carlo_attack_counts_samples_near_members_only():
+    torch.manual_seed(0)
+    records = torch.rand(40, *SHAPE)
+    near = records[:20].repeat(10, 1, 1, 1) + 0.01 * torch.randn(200, *SHAPE)  # a generator that copies
+    samples = torch.cat([near, torch.rand(800, *SHAPE)])
+    scores = logan.monte_carlo_scores(records, samples, quantile=0.003)  # inside the 200 near pairs
+    assert scores[:20].min() > scores[20:].max() and scores.min() >= 0 and scores.max() <= 1
+    independent = logan.monte_carlo_scores(records, torch.rand(1000, *SHAPE), quantile=0.01)
+    assert independent.sum() > 0  # epsilon from the distances themselves: some samples fall inside
+
+
+def test_authors_regime_gives_every_discriminator_its_own_batch_and_two_steps(monkeypatch):
+    records, seen = _constant_records(30), _record_discriminator_inputs(monkeypatch)
+    settings = ParGanSettings(3, steps=2, batch_size=4, latent_dim=4, log_every=0,
+                              batch_per_discriminator=True, discriminator_steps=2)
+    train_par_gan(records, settings, seed=0)
+    for inputs in seen:
+        real = (torch.cat(inputs).flatten(1).std(1) == 0).sum()
+        assert real == 2 * 2 * 4  # 2 generator steps x 2 discriminator steps x 4 own records
+
+
 FORBIDDEN = re.compile(r"^(is_member|members?|membership|non_members|truth|labels?|images?|targets?|x|y)$")
 
 
@@ -255,6 +283,7 @@ def test_tiny_par_gan_run_writes_the_table(tmp_path, oracle_cache):
     result = subprocess.run(
         [sys.executable, "-m", "fl_privacy.run", "+experiment=par_gan", "defense.par_gan.members=40",
          "defense.par_gan.steps=3", "defense.par_gan.samples=30", "defense.par_gan.batch_size=10",
+         "defense.par_gan.monte_carlo_samples=200",
          "evaluation.oracle.epochs=1", "evaluation.oracle.components=8",
          f"evaluation.oracle.cache_dir={oracle_cache}", f"hydra.run.dir={tmp_path}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -262,7 +291,7 @@ def test_tiny_par_gan_run_writes_the_table(tmp_path, oracle_cache):
     rows = json.loads((tmp_path / "par_gan_table.json").read_text())
     assert [row["discriminators"] for row in rows] == [1, 5]
     for row in rows:
-        for key in ("white_box_max", "white_box_mean", "black_box_pixel", "black_box_feature"):
+        for key in ("white_box_max", "white_box_mean", "black_box_pixel", "black_box_feature", "monte_carlo"):
             assert 0 <= row[f"{key}_accuracy"] <= 1 and 0 <= row[f"{key}_auc"] <= 1
         assert row["frechet_distance"] > 0 and 0 <= row["not_data_share"] <= 1
     assert (tmp_path / "par_gan_table.csv").read_text().startswith("discriminators,")

@@ -29,7 +29,7 @@ from fl_privacy.data.images import ImageDataset
 from fl_privacy.data.membership_split import audit_split
 from fl_privacy.errors import ConfigError
 from fl_privacy.evaluation.membership_metrics import membership_metrics
-from fl_privacy.lab import audit_pipeline
+from fl_privacy.lab import audit_pipeline, reference_training
 from fl_privacy.report.tables import membership_table
 from fl_privacy.results import write_json
 from fl_privacy.training import TrainSettings, train
@@ -68,7 +68,9 @@ def test_metrics_of_a_small_hand_worked_example():
     is_member = np.array([1, 1, 1, 0, 0, 0, 0], bool)
     metrics = membership_metrics(scores, is_member)
     assert metrics["auc"] == pytest.approx(11 / 12)
-    assert metrics["tpr_at_0.1pct_fpr"] == pytest.approx(2 / 3)
+    assert metrics["tpr_at_zero_fpr"] == pytest.approx(2 / 3)
+    # 4 non-members resolve no FPR below 1/4: TPR at 1% and 0.1% FPR are not measured
+    assert metrics["tpr_at_1pct_fpr"] is None and metrics["tpr_at_0.1pct_fpr"] is None
     assert metrics["balanced_accuracy"] == pytest.approx(0.875)
 
 
@@ -179,7 +181,7 @@ def test_no_attack_function_accepts_membership_truth():
     functions = [item for name, item in vars(attacks).items()
                  if inspect.isfunction(item) and item.__module__ == attacks.__name__]
     # the lab's helpers that build the auditor's inputs, and the audit command's settings
-    functions += [audit_pipeline.target_model, audit_pipeline.reference_trainer,
+    functions += [audit_pipeline.target_model, reference_training.reference_trainer,
                   audit_pipeline.last_client_update, commands.run_settings]
     assert len(functions) >= 15
     for function in functions:
@@ -255,9 +257,11 @@ def test_membership_command_refuses_to_change_the_holdout(settings_factory, tmp_
 # --- one tiny audit through the entry point ----------------------------------------------------------------
 
 TINY_MIA = ["+experiment=mia", "simulation.num_clients=3", "strategy.num_rounds=2",
-            "strategy.capture.rounds=[2]", "strategy.warmup.epochs=1", "attack.membership.num_shadow=2",
+            "strategy.warmup.epochs=1", "attack.membership.num_shadow=2",
             "attack.membership.num_reference=2", "attack.membership.training.epochs=1",
-            "attack.membership.training.batch_size=128"]
+            "attack.membership.training.batch_size=128", "attack.membership.bootstrap=50",
+            "strategy.capture.rounds=[1,2]", "attack.membership.update_attack.after_run=true",
+            "attack.membership.update_attack.non_members=120"]
 
 
 @pytest.fixture(scope="module")
@@ -276,13 +280,28 @@ def test_tiny_run_writes_membership_scores_roc_and_summary(mia_run):
     assert scores["num_members"] == scores["num_non_members"] > 100
     for metrics in scores["attacks"].values():
         assert 0 <= metrics["auc"] <= 1 and 0.5 <= metrics["balanced_accuracy"] <= 1
-        assert 0 <= metrics["tpr_at_0.1pct_fpr"] <= metrics["tpr_at_1pct_fpr"] <= 1
+        # ~190 non-members: 1% FPR is measured, 0.1% is not
+        assert metrics["tpr_at_0.1pct_fpr"] is None and 0 <= metrics["tpr_at_1pct_fpr"] <= 1
+        assert metrics["fpr_resolution"] == 1 / metrics["num_non_members"]
+        assert metrics["auc_ci"][0] <= metrics["auc"] <= metrics["auc_ci"][1]
     assert 0 < scores["target_accuracy"] <= 1
     assert (mia_run / "mia" / "roc.png").stat().st_size > 5000
     summary = json.loads((mia_run / "summary.json").read_text())
     assert summary["mia"]["attacks"]["loss"] == scores["attacks"]["loss"]
     written = json.loads((mia_run / "mia" / "attack_scores.json").read_text())["scores"]
     assert len(written["loss"]) == scores["num_members"] * 2
+
+
+@pytest.mark.simulation
+def test_tiny_run_attacks_each_captured_update_of_the_client(mia_run):
+    updates = json.loads((mia_run / "mia" / "updates.json").read_text())
+    assert [r["round"] for r in updates["rounds"]] == [1, 2]
+    assert updates["num_non_members"] == 120 and updates["num_members"] > 100
+    for entry in [*updates["rounds"], {"attacks": {"final": updates["final_model_loss"]}}]:
+        for metrics in entry["attacks"].values():
+            assert 0 <= metrics["auc"] <= 1 and metrics["num_non_members"] == 120
+    assert (mia_run / "mia" / "updates_auc.png").stat().st_size > 5000
+    assert json.loads((mia_run / "summary.json").read_text())["mia_updates"]["rounds"] == updates["rounds"]
 
 
 @pytest.mark.simulation

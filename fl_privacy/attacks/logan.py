@@ -46,3 +46,16 @@ def nearest_sample_scores(records: torch.Tensor, samples: torch.Tensor, neighbou
     distances = torch.cdist(a, b)
     nearest = distances.topk(min(neighbours, distances.shape[1]), dim=1, largest=False).values
     return -nearest.mean(1).numpy()
+
+
+@torch.no_grad()
+def monte_carlo_scores(records: torch.Tensor, samples: torch.Tensor, quantile: float = 0.001,
+                       chunk: int = 256) -> np.ndarray:
+    """Generator-only Monte-Carlo attack (Hilprecht et al., PoPETs 2019; the black-box attack of the
+    PAR-GAN paper): the share of generated samples inside an epsilon-ball around each record, in pixel
+    space. epsilon is the `quantile` of all record-to-sample distances (the attacker's own heuristic from
+    its candidates and samples; no membership needed). Ties (records with no sample inside) score 0."""
+    a, b = records.flatten(1).float(), samples.flatten(1).float()
+    distances = torch.cat([torch.cdist(a[start:start + chunk], b) for start in range(0, len(a), chunk)])
+    epsilon = torch.quantile(distances.flatten()[::max(1, distances.numel() // 10_000_000)], quantile)
+    return (distances <= epsilon).double().mean(1).numpy()

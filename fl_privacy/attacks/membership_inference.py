@@ -13,7 +13,10 @@ never learns which candidates are members: that truth stays with the evaluation
 - LiRA (Carlini et al. 2022): reference models give each candidate the distribution of its logit-scaled
   confidence when it was not trained on (offline: population-only reference models, score = one-sided
   z-score against that OUT Gaussian) or both distributions (online: reference models also train on a
-  half of the candidates, score = log-likelihood ratio IN vs OUT).
+  half of the candidates, score = log-likelihood ratio IN vs OUT);
+- RMIA (Zarifzadeh et al. 2024), offline: the likelihood ratio of each candidate against population
+  records z, Pr_z[(p(x|target)/p(x)) / (p(z|target)/p(z)) > gamma], with p(.) estimated from 1-4
+  population-trained reference models (the same set as offline LiRA's).
 
 Everything comes in one `AuditorView`; reference and shadow models are built and trained by the view's
 `model_fn` and `trainer` (the lab's one training loop with the auditor's recipe).
@@ -41,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 METRIC_ATTACKS = ("loss", "confidence", "entropy", "modified_entropy")
-MODEL_ATTACKS = ("shadow", "lira_offline", "lira_online")
+MODEL_ATTACKS = ("shadow", "lira_offline", "lira_online", "rmia")
 ATTACKS = METRIC_ATTACKS + MODEL_ATTACKS
 
 
@@ -207,12 +210,43 @@ def lira_online(model: nn.Module, candidates: ImageDataset, references: Sequence
     return (normal_in.log_prob(observed) - normal_out.log_prob(observed)).numpy()
 
 
+def true_class_probability(model: nn.Module, records: ImageDataset) -> np.ndarray:
+    """p(x|model): the softmax probability of each record's own label (float64)."""
+    return confidence_score(model_logits(model, records), records.labels).astype(np.float64)
+
+
+def rmia_offline(model: nn.Module, candidates: ImageDataset, population: ImageDataset,
+                 references: Sequence[ReferenceModel], a: float = 0.3, gamma: float = 1.0) -> np.ndarray:
+    """Offline RMIA (Zarifzadeh et al., ICML 2024, Algorithm 1 and Sec. 4 "offline"):
+    score(x) = Pr_z[ LR(x) / LR(z) > gamma ] over population records z, LR(r) = p(r|target) / p(r).
+
+    p(r) is the probability of r's label averaged over models trained on population-like data, half IN
+    and half OUT for r. For a population record z our reference models are exactly that (each z is in
+    half of the population halves), so p(z) = mean_ref p(z|ref). A candidate x is OUT for every reference
+    model, so the paper's offline approximation of the missing IN half is applied:
+    p(x) = ((1 + a) mean_ref p(x|ref) + (1 - a)) / 2 (a = 1: no correction; the paper's a is fitted on
+    the auditor's own reference models, default 0.3 here). Written out because neither scikit-learn nor
+    Opacus has it (Privacy Meter and LeakPro do, as whole frameworks)."""
+    if not references:
+        raise ValueError("RMIA needs at least one reference model")
+
+    def mean_reference(records: ImageDataset) -> np.ndarray:
+        return np.mean([true_class_probability(r.model, records) for r in references], axis=0)
+
+    p_x = ((1 + a) * mean_reference(candidates) + (1 - a)) / 2
+    ratio_x = true_class_probability(model, candidates) / p_x
+    ratio_z = true_class_probability(model, population) / np.maximum(mean_reference(population), 1e-30)
+    # sorted population ratios: how many z have ratio_z < ratio_x / gamma, per candidate
+    return np.searchsorted(np.sort(ratio_z), ratio_x / gamma, side="left") / len(ratio_z)
+
+
 def membership_scores(view: AuditorView, settings: MembershipSettings) -> dict[str, np.ndarray]:
     """Every configured attack's scores for the candidates (attack name -> one score per candidate).
 
     Shadow models and offline reference models are the same kind of model (a random half of the
     population), so they are trained once: the first `num_shadow` serve the shadow attack, the first
-    `num_reference` offline LiRA. Online LiRA trains its own `num_reference` models.
+    `num_reference` offline LiRA, the first `rmia.num_reference` RMIA. Online LiRA trains its own
+    `num_reference` models.
     """
     model, candidates, population = view.target, view.candidates, view.population
     model_fn, trainer = view.model_fn, view.trainer
@@ -221,7 +255,8 @@ def membership_scores(view: AuditorView, settings: MembershipSettings) -> dict[s
     for name in settings.attacks:
         if name in METRIC_SCORES:
             scores[name] = METRIC_SCORES[name](logits, candidates.labels)
-    wanted = {"shadow": settings.num_shadow, "lira_offline": settings.num_reference}
+    wanted = {"shadow": settings.num_shadow, "lira_offline": settings.num_reference,
+              "rmia": settings.rmia.num_reference}
     count = max([wanted[name] for name in settings.attacks if name in wanted], default=0)
     population_models = train_reference_models(model_fn, trainer, population, count,
                                                reference_models_seed(settings.seed, online=False))
@@ -231,6 +266,10 @@ def membership_scores(view: AuditorView, settings: MembershipSettings) -> dict[s
     if "lira_offline" in settings.attacks:
         scores["lira_offline"] = lira_offline(model, candidates, population_models[:settings.num_reference],
                                               settings.fixed_variance)
+    if "rmia" in settings.attacks:
+        rmia = settings.rmia
+        scores["rmia"] = rmia_offline(model, candidates, population,
+                                      population_models[:rmia.num_reference], rmia.a, rmia.gamma)
     if "lira_online" in settings.attacks:
         online = train_reference_models(model_fn, trainer, population, settings.num_reference,
                                         reference_models_seed(settings.seed, online=True), candidates)

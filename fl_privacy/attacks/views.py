@@ -4,7 +4,9 @@
 - `InsiderView`: an adversarial client's round: its own records, the global model it received, the round
   and the accuracy the server announced (never the federation, other clients' data or the test split);
 - `AuditorView`: the membership auditor's inputs: query access to the target model, candidate records,
-  population records and its recipe for reference models (never who is a member).
+  population records and its recipe for reference models (never who is a member);
+- `UpdateAuditorView`: the honest-but-curious server as a membership attacker: one captured update of a
+  client and the candidate records it asks about (never which of them the client holds).
 Attack functions take one of these; the ground truth never enters them.
 """
 
@@ -107,3 +109,13 @@ class AuditorView:
     population: ImageDataset
     model_fn: ModelFactory
     trainer: Trainer
+
+
+@dataclass(frozen=True)
+class UpdateAuditorView:
+    """The server's membership attack on one client's round: the captured update (the global weights it
+    sent, the weights the client returned), the candidate records and the architecture to load them into."""
+
+    update: CapturedUpdate
+    candidates: ImageDataset
+    model_fn: ModelFactory

@@ -45,6 +45,15 @@ def _audit(run_dir: Path, settings: Settings) -> None:
              json.dumps({name: round(m["auc"], 4) for name, m in result["attacks"].items()}))
 
 
+def _audit_updates(run_dir: Path, settings: Settings) -> None:
+    from fl_privacy.lab.update_audit import audit_updates
+
+    result = audit_updates(run_dir, settings)
+    per_round = {r["round"]: {name: round(m["auc"], 4) for name, m in r["attacks"].items()}
+                 for r in result["rounds"]}
+    log.info("update attack AUC per round: %s", json.dumps(per_round))
+
+
 def _invert(run_dir: Path, settings: Settings) -> None:
     from fl_privacy.lab.preflight import check_representation_layers
     from fl_privacy.lab.representation_pipeline import run_representation_inversion
@@ -57,6 +66,8 @@ def _invert(run_dir: Path, settings: Settings) -> None:
 RUN_COMMANDS: dict[str, tuple[str, str, Callable[[Path, Settings], None]]] = {
     "attack": ("gradient inversion of a run's captures, then scoring", "attack.gradient_inversion", _attack),
     "audit": ("membership-inference audit of a run", "attack.membership", _audit),
+    "audit-updates": ("the server's per-round membership attack on a client's captured updates",
+                      "attack.membership", _audit_updates),
     "invert": ("inversion of the final model's representations", "attack.representation_inversion", _invert),
 }
 
@@ -76,9 +87,12 @@ def _attack_table(args: argparse.Namespace) -> None:
 
 
 def _membership_table(args: argparse.Namespace) -> None:
-    from fl_privacy.report.tables import membership_table
+    from fl_privacy.report.tables import membership_table, update_table
 
-    print(membership_table(args.path, args.by))
+    if args.updates:
+        print(update_table(args.path))
+        return
+    print(membership_table(args.path, args.by, args.over_runs))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -101,6 +115,11 @@ def parser() -> argparse.ArgumentParser:
         table.add_argument("--by", nargs="*", default=[], help="config keys that label the rows")
         if per_round:
             table.add_argument("--per-round", action="store_true", help="one row per capture round")
+        else:
+            table.add_argument("--over-runs", action="store_true",
+                               help="one row per label and attack: mean and 95%% t CI over the runs (seeds)")
+            table.add_argument("--updates", action="store_true",
+                               help="the server's per-round update attack (mia/updates.json), mean over runs")
     return top
 
 

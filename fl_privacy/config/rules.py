@@ -88,6 +88,14 @@ def check_membership(settings: Settings) -> None:
         if not _captures(settings, mia.target_partition):
             raise ConfigError("attack.membership.target_model", "client", "needs strategy=gradient_capture "
                               f"capturing partition {mia.target_partition} (strategy.capture.partitions)")
+    if mia.update_attack.after_run:
+        if not _captures(settings, mia.target_partition):
+            raise ConfigError("attack.membership.update_attack.after_run", True,
+                              f"needs strategy=gradient_capture capturing partition {mia.target_partition} "
+                              "(strategy.capture.partitions)")
+        if settings.client.examples_per_round is not None:
+            raise ConfigError("attack.membership.update_attack.after_run", True, "takes the client's whole "
+                              "partition as members: needs client.examples_per_round=null")
     if "lira_online" in mia.attacks and mia.num_reference < 2:
         raise ConfigError("attack.membership.num_reference", mia.num_reference,
                           "online LiRA needs at least 2 reference models")
@@ -106,6 +114,8 @@ def _check_par_gan(settings: Settings) -> None:
         raise ConfigError("defense.par_gan.samples", par_gan.samples,
                           f"must be at least defense.par_gan.neighbours={par_gan.neighbours}")
     for k in par_gan.discriminators:
+        if par_gan.batch_per_discriminator:
+            break
         if k > par_gan.batch_size or par_gan.batch_size % k:
             raise ConfigError("defense.par_gan.batch_size", par_gan.batch_size,
                               "must be divisible by every entry of defense.par_gan.discriminators "

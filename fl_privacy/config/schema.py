@@ -30,7 +30,7 @@ Optimizer = Literal["sgd", "adam"]
 Role = Literal["honest", "gan_adversary", "dp"]
 UpdateMode = Literal["fedavg", "fedsgd"]
 MembershipAttack = Literal["loss", "confidence", "entropy", "modified_entropy", "shadow", "lira_offline",
-                           "lira_online"]
+                           "lira_online", "rmia"]
 
 
 class Section(BaseModel):
@@ -192,8 +192,16 @@ class ParGanExperimentSettings(Section):
     generator_lr: Positive = 0.0002
     discriminator_lr: Positive = 0.0002
     discriminator_dropout: Share = 0.0
+    batch_per_discriminator: bool = Field(
+        False, description="batch_size real records for each discriminator (the authors' code) instead of "
+        "batch_size in total split over the k discriminators")
+    discriminator_steps: Count = Field(1, description="discriminator steps per generator step")
     samples: Annotated[int, Field(strict=True, ge=2)] = 1000
     neighbours: Count = 1
+    monte_carlo_samples: Annotated[int, Field(strict=True, ge=0)] = Field(
+        0, description="generator-only Monte-Carlo epsilon-ball attack over this many samples (0 = off)")
+    monte_carlo_quantile: OpenProbability = Field(
+        0.001, description="Monte-Carlo attack: epsilon = this quantile of all candidate-to-sample distances")
     torch_threads: Count = 1
     log_every: NonNegativeInt = 250
 
@@ -253,14 +261,37 @@ class GanAttackSettings(Section):
 
 
 class ReferenceTrainingSettings(Section):
+    recipe: Literal["central", "federated"] = Field(
+        "central", description="central: epochs/batch_size/lr/optimizer below on the reference model's "
+        "records; federated: the target's recipe (simulation.num_clients clients partitioned by `partition`, "
+        "strategy.num_rounds FedAvg rounds of the client.* local training), simulated in-process")
     epochs: Count = 10
     batch_size: Count = 64
     lr: Positive = 0.1
     optimizer: Optimizer = "sgd"
 
 
+class RmiaSettings(Section):
+    """Offline RMIA (Zarifzadeh et al., ICML 2024) over the population-trained reference models."""
+
+    num_reference: Count = Field(2, description="reference models used (the first of the offline set; "
+                                 "the paper's low-cost regime is 1-4)")
+    a: Probability = Field(0.3, description="offline scaling: p(x) ~ ((1+a) mean_OUT p(x|ref) + (1-a)) / 2")
+    gamma: Positive = Field(1.0, description="a population record z is dominated when LR(x) / LR(z) > gamma")
+
+
+class UpdateAttackSettings(Section):
+    """The honest-but-curious server's per-round membership attack on one client's captured updates."""
+
+    after_run: bool = Field(False, description="attack every captured update of "
+                            "attack.membership.target_partition at the end of the run")
+    non_members: Count = Field(500, description="non-members drawn from the auditor's pool, "
+                               "class-stratified like the client's records (all of which are members)")
+
+
 def _every_membership_attack() -> list[MembershipAttack]:
-    return ["loss", "confidence", "entropy", "modified_entropy", "shadow", "lira_offline", "lira_online"]
+    return ["loss", "confidence", "entropy", "modified_entropy", "shadow", "lira_offline", "lira_online",
+            "rmia"]
 
 
 class MembershipSettings(Section):
@@ -274,7 +305,16 @@ class MembershipSettings(Section):
     num_shadow: Count = 4
     num_reference: Count = 4
     fixed_variance: bool = True
+    rmia: RmiaSettings = RmiaSettings()
     training: ReferenceTrainingSettings = ReferenceTrainingSettings()
+    non_members: Count | None = Field(
+        None, description="non-members drawn class-stratified like the members (all members kept); "
+        "null = one per member, class by class")
+    population_size: Count | None = Field(
+        None, description="use at most this many population records (a random draw); null = all")
+    bootstrap: Annotated[int, Field(strict=True, ge=0)] = Field(
+        1000, description="stratified bootstrap resamples for the CIs of AUC and TPR@FPR (0 = none)")
+    update_attack: UpdateAttackSettings = UpdateAttackSettings()
     seed: NonNegativeInt = 0
     torch_threads: Count = 1
 

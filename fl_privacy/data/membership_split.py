@@ -8,8 +8,11 @@ The federated audit (`audit_split`):
 - the auditor's pool: records no client and no warm-up ever trained on, i.e. the federation's holdout
   (`data.holdout_fraction` of the clients' pool, class-stratified) plus the central test split;
 - non-members: drawn from the pool with the members' classes, as many per class as there are members of
-  that class (members are subsampled where the pool has fewer);
-- population: the rest of the pool, disjoint from every candidate, for shadow and reference models.
+  that class (members are subsampled where the pool has fewer); or, given `non_members`, that many,
+  split over the classes in the members' proportions, every member kept (enough non-members to measure
+  a low FPR when the members are few);
+- population: the rest of the pool (or a random `population_size` of it), disjoint from every candidate,
+  for shadow and reference models.
 """
 
 from __future__ import annotations
@@ -75,22 +78,42 @@ def _pool(federation: Federation) -> ImageDataset:
     return ImageDataset(torch.cat([held.images, test.images]), torch.cat([held.labels, test.labels]))
 
 
-def audit_split(federation: Federation, target: str, partition: int | None, seed: int) -> MembershipSplit:
-    """Members, class-balanced non-members and the disjoint population, drawn with `seed`."""
+def _stratified_counts(member_labels: np.ndarray, total: int) -> dict[int, int]:
+    """`total` split over the members' classes in their proportions (largest remainders)."""
+    classes, counts = np.unique(member_labels, return_counts=True)
+    exact = counts / counts.sum() * total
+    shares = np.floor(exact).astype(int)
+    shares[np.argsort(shares - exact)[:total - shares.sum()]] += 1
+    return {int(c): int(n) for c, n in zip(classes, shares, strict=True)}
+
+
+def audit_split(federation: Federation, target: str, partition: int | None, seed: int,
+                non_members: int | None = None, population_size: int | None = None) -> MembershipSplit:
+    """Members, class-matched non-members and the disjoint population, drawn with `seed`."""
     rng = np.random.default_rng(seed)
     members = federation.splits.train.subset(member_indices(federation, target, partition))
     pool = _pool(federation)
     member_labels, pool_labels = members.labels.numpy(), pool.labels.numpy()
+    wanted = None if non_members is None else _stratified_counts(member_labels, non_members)
     chosen_members, chosen_outs = [], []
     for cls in np.unique(member_labels):
         ins, outs = np.flatnonzero(member_labels == cls), np.flatnonzero(pool_labels == cls)
-        count = min(len(ins), len(outs))
-        chosen_members.append(rng.choice(ins, count, replace=False))
+        if wanted is None:
+            count = min(len(ins), len(outs))
+            chosen_members.append(rng.choice(ins, count, replace=False))
+        else:
+            count = wanted[int(cls)]
+            if count > len(outs):
+                raise ValueError(f"the auditor's pool holds {len(outs)} records of class {cls}, "
+                                 f"{count} non-members wanted: lower attack.membership.non_members")
+            chosen_members.append(ins)
         chosen_outs.append(rng.choice(outs, count, replace=False))
     member_pos, out_pos = np.concatenate(chosen_members), np.concatenate(chosen_outs)
     if len(out_pos) == 0:
         raise ValueError(f"the auditor's pool holds none of the members' classes {np.unique(member_labels)}; "
                          "raise data.holdout_fraction")
-    population = pool.subset(np.setdiff1d(np.arange(len(pool)), out_pos))
+    rest = np.setdiff1d(np.arange(len(pool)), out_pos)
+    if population_size is not None and population_size < len(rest):
+        rest = np.sort(rng.choice(rest, population_size, replace=False))
     candidates, is_member = shuffled_candidates(members.subset(member_pos), pool.subset(out_pos), rng)
-    return MembershipSplit(candidates, population, is_member)
+    return MembershipSplit(candidates, pool.subset(rest), is_member)

@@ -1,4 +1,4 @@
-"""PAR-GAN (Mukherjee et al., KDD 2021): one generator, k discriminators on disjoint data partitions.
+"""PAR-GAN (Chen, Wang, Gao & Shi, KDD 2021): one generator, k discriminators on disjoint data partitions.
 
 Each discriminator only ever sees the real records of its own partition (and generated images);
 the generator is trained against all of them at once: its loss is the mean of the k discriminators'
@@ -37,7 +37,9 @@ PARTITION_BATCHES, LATENT_NOISE = 101, 102
 @dataclass(frozen=True)
 class ParGanSettings:
     """`batch_size` real records per step in total, split evenly over the k discriminators (so every
-    record is seen equally often whatever k is); as many generated images are split the same way."""
+    record is seen equally often whatever k is); as many generated images are split the same way.
+    With `batch_per_discriminator` every discriminator takes `batch_size` records of its own (the PAR-GAN
+    authors' code: 64 each). `discriminator_steps` discriminator steps precede each generator step."""
 
     num_discriminators: int
     steps: int
@@ -47,10 +49,12 @@ class ParGanSettings:
     discriminator_lr: float = 2e-4
     discriminator_dropout: float = 0.0
     log_every: int = 500
+    batch_per_discriminator: bool = False
+    discriminator_steps: int = 1
 
     @property
     def partition_batch(self) -> int:
-        return self.batch_size // self.num_discriminators
+        return self.batch_size if self.batch_per_discriminator else self.batch_size // self.num_discriminators
 
 
 @dataclass
@@ -116,7 +120,7 @@ def train_par_gan(records: torch.Tensor, settings: ParGanSettings, seed: int,
     batches; the models live on the records' device. `on_step(step, generator_loss,
     discriminator_losses)` is called after every step."""
     k = settings.num_discriminators
-    if not 1 <= k <= settings.batch_size:
+    if not 1 <= k <= settings.batch_size and not settings.batch_per_discriminator:
         raise ValueError(f"need 1 <= num_discriminators ({k}) <= batch_size ({settings.batch_size})")
     partitions = split_partitions(len(records), k, seed)
     shape = image_shape_of(records)
@@ -140,11 +144,12 @@ def train_par_gan(records: torch.Tensor, settings: ParGanSettings, seed: int,
         discriminator.train()
     started = time.monotonic()
     for step in range(1, settings.steps + 1):
-        latents = torch.randn(share * k, settings.latent_dim, generator=noise).to(device)
-        fakes = generator(latents).split(share)
-        real = [data[next(stream).to(device)] for data, stream in zip(own_data, streams, strict=True)]
-        d_losses = [discriminator_step(d, opt, own_real, own_fakes) for d, opt, own_real, own_fakes
-                    in zip(discriminators, optimizers, real, fakes, strict=True)]
+        for _ in range(settings.discriminator_steps):  # fresh real batches and fakes each time
+            latents = torch.randn(share * k, settings.latent_dim, generator=noise).to(device)
+            fakes = generator(latents).split(share)
+            real = [data[next(stream).to(device)] for data, stream in zip(own_data, streams, strict=True)]
+            d_losses = [discriminator_step(d, opt, own_real, own_fakes) for d, opt, own_real, own_fakes
+                        in zip(discriminators, optimizers, real, fakes, strict=True)]
         for discriminator in discriminators:
             discriminator.requires_grad_(False)
         g_loss = generator_loss(discriminators, fakes)

@@ -4,8 +4,8 @@
    candidates (members and non-members) and population data; the truth stays with the lab;
 2. the auditor gets one `AuditorView` (the target model: the final global model, or with
    `attack.membership.target_model=client` the weights the target client sent in the last captured round;
-   the candidates; the population; its reference-model recipe), runs `attack.membership.attacks` and its
-   scores are written to `mia/attack_scores.json`;
+   the candidates; the population; its reference-model recipe from `lab.reference_training`), runs
+   `attack.membership.attacks` and its scores are written to `mia/attack_scores.json`;
 3. the evaluation (`evaluation.membership_metrics`) compares the scores with the truth and writes
    `mia/scores.json` and `mia/roc.png`.
 """
@@ -20,30 +20,20 @@ import torch
 
 from fl_privacy.apps.roles import model_outputs
 from fl_privacy.attacks.membership_inference import membership_scores
-from fl_privacy.attacks.views import AuditorView, Trainer
-from fl_privacy.config.schema import ReferenceTrainingSettings, Settings
+from fl_privacy.attacks.views import AuditorView
+from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import build_federation
-from fl_privacy.data.images import ImageDataset
 from fl_privacy.data.membership_split import audit_split
 from fl_privacy.evaluation.membership_metrics import evaluate_scores
+from fl_privacy.lab.reference_training import reference_trainer
 from fl_privacy.models import model_factory
 from fl_privacy.results import CAPTURES, FINAL_MODEL, RunFileError, load_tensors, write_json
 from fl_privacy.seeding import Stream, derive_seed
-from fl_privacy.training import TrainSettings, evaluate, train
+from fl_privacy.training import evaluate
 
 log = logging.getLogger(__name__)
 
 MIA_DIR = "mia"
-
-
-def reference_trainer(recipe: ReferenceTrainingSettings) -> Trainer:
-    """The auditor's recipe for shadow/reference models: the lab's training loop with `training`."""
-    settings = TrainSettings.of(recipe)
-
-    def fit(model: torch.nn.Module, records: ImageDataset, seed: int) -> None:
-        train(model, records, settings, seed)
-
-    return fit
 
 
 def last_client_update(run_dir: Path, partition: int) -> dict[str, torch.Tensor]:
@@ -79,8 +69,8 @@ def audit_run(run_dir: Path, settings: Settings) -> dict:
     federation = build_federation(settings)
     splits = federation.splits
     partition = mia.target_partition if mia.target == "client" else None
-    split = audit_split(federation, mia.target, partition,
-                        derive_seed(settings.seed, Stream.MEMBERSHIP_AUDIT))
+    seed = derive_seed(settings.seed, Stream.MEMBERSHIP_AUDIT)
+    split = audit_split(federation, mia.target, partition, seed, mia.non_members, mia.population_size)
     num_outputs = model_outputs(settings, splits.num_classes)
     model = target_model(run_dir, settings, splits.image_shape, num_outputs)
     log.info("membership audit of the %s model: %d candidates, %d population records", mia.target_model,
@@ -90,8 +80,7 @@ def audit_run(run_dir: Path, settings: Settings) -> dict:
         return model_factory(settings.model, splits.image_shape, num_outputs, seed)()
 
     # the auditor's step: no truth in the view
-    view = AuditorView(model, split.candidates, split.population, fresh_model,
-                       reference_trainer(mia.training))
+    view = AuditorView(model, split.candidates, split.population, fresh_model, reference_trainer(settings))
     attack_started = time.monotonic()
     scores = membership_scores(view, mia)
     write_json(run_dir / MIA_DIR / "attack_scores.json", {"seconds": time.monotonic() - attack_started,
@@ -106,7 +95,8 @@ def audit_run(run_dir: Path, settings: Settings) -> dict:
     result = {"target": mia.target, "target_partition": partition, "target_model": mia.target_model,
               **accuracy, "num_members": int(split.is_member.sum()),
               "num_non_members": int((~split.is_member).sum()), "num_population": len(split.population),
-              "attacks": evaluate_scores(scores, split.is_member, run_dir / MIA_DIR, title),
+              "attacks": evaluate_scores(scores, split.is_member, run_dir / MIA_DIR, title,
+                                         mia.bootstrap),
               "seconds": time.monotonic() - started, "settings": mia.model_dump(mode="json")}
     write_json(run_dir / MIA_DIR / "scores.json", result)
     return result

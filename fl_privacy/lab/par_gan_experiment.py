@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from fl_privacy.attacks.logan import nearest_sample_scores, white_box_scores
+from fl_privacy.attacks.logan import monte_carlo_scores, nearest_sample_scores, white_box_scores
 from fl_privacy.config.schema import ParGanExperimentSettings, Settings
 from fl_privacy.data.datasets import load_splits
 from fl_privacy.data.images import DataSplits
@@ -40,7 +40,9 @@ def settings_for(par_gan: ParGanExperimentSettings, k: int) -> ParGanSettings:
     return ParGanSettings(num_discriminators=k, steps=par_gan.steps, batch_size=par_gan.batch_size,
                           latent_dim=par_gan.latent_dim, generator_lr=par_gan.generator_lr,
                           discriminator_lr=par_gan.discriminator_lr,
-                          discriminator_dropout=par_gan.discriminator_dropout, log_every=par_gan.log_every)
+                          discriminator_dropout=par_gan.discriminator_dropout, log_every=par_gan.log_every,
+                          batch_per_discriminator=par_gan.batch_per_discriminator,
+                          discriminator_steps=par_gan.discriminator_steps)
 
 
 def par_gan_data(settings: Settings) -> DataSplits:
@@ -78,11 +80,19 @@ def run_par_gan(settings: Settings, splits: DataSplits, run_dir: Path, summary: 
         white = white_box_scores(gan.discriminators, candidates)
         pixel = nearest_sample_scores(candidates, samples, par_gan.neighbours)
         feature = nearest_sample_scores(candidates, samples, par_gan.neighbours, embed=space)
+        attacks = [("white_box_max", white["max"]), ("white_box_mean", white["mean"]),
+                   ("black_box_pixel", pixel), ("black_box_feature", feature)]
+        if par_gan.monte_carlo_samples:
+            many = gan.generator.sample(par_gan.monte_carlo_samples,
+                                        seed=derive_seed(seed, Stream.PAR_GAN, 3))
+            mc_scores = monte_carlo_scores(candidates, many, par_gan.monte_carlo_quantile)
+            attacks.append(("monte_carlo", mc_scores))
         # the evaluation's side
+        real_per_step = par_gan.discriminator_steps * par_gan.batch_size * (
+            k if par_gan.batch_per_discriminator else 1)
         row = {"discriminators": k, "steps": par_gan.steps,
-               "epochs_per_record": par_gan.steps * par_gan.batch_size / len(members)}
-        for name, scores in (("white_box_max", white["max"]), ("white_box_mean", white["mean"]),
-                             ("black_box_pixel", pixel), ("black_box_feature", feature)):
+               "epochs_per_record": par_gan.steps * real_per_step / len(members)}
+        for name, scores in attacks:
             for metric, value in logan_metrics(scores, is_member).items():
                 row[f"{name}_{metric}"] = value
         row.update(sample_quality(oracle, space, samples, non_members))

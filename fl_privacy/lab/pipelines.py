@@ -29,11 +29,18 @@ def _membership_audit(run_dir: Path, settings: Settings) -> dict:
     return audit_run(run_dir, settings)
 
 
+def _update_audit(run_dir: Path, settings: Settings) -> dict:
+    from fl_privacy.lab.update_audit import audit_updates
+
+    return audit_updates(run_dir, settings)
+
+
 PIPELINES: dict[str, tuple[Callable[[Settings], bool], Pipeline]] = {
     "attack": (lambda s: s.attack.gradient_inversion.after_run, _gradient_inversion),
     "representation_inversion": (lambda s: s.attack.representation_inversion.after_run,
                                  _representation_inversion),
     "mia": (lambda s: s.attack.membership.after_run, _membership_audit),
+    "mia_updates": (lambda s: s.attack.membership.update_attack.after_run, _update_audit),
 }
 
 

@@ -15,6 +15,7 @@ from fl_privacy.results import COMPLETED, save_figure_file
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 if TYPE_CHECKING:
     import torch
@@ -205,3 +206,22 @@ def plot_sweep_curve(rows: list[dict], key: str, metric: str, path: Path) -> boo
     figure.tight_layout()
     save_figure(figure, path)
     return True
+
+
+def plot_auc_per_round(rounds: list[int], series: dict[str, tuple[list, list, list]], baseline: float,
+                       path: Path, title: str = "") -> None:
+    """AUC per round with its CI band for each attack, the final-model audit's AUC and chance as lines."""
+    figure, axis = plt.subplots(figsize=(5.5, 3.4), dpi=120)
+    for name, (auc, low, high) in series.items():
+        axis.plot(rounds, auc, marker=".", linewidth=1.2, label=name)
+        axis.fill_between(rounds, low, high, alpha=0.2)
+    axis.axhline(baseline, color="black", linestyle="--", linewidth=1, label="final global model, LOSS")
+    axis.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
+    axis.set_xlabel("round")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_ylabel("ROC AUC (95% bootstrap CI)")
+    axis.set_title(title, fontsize=9)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    save_figure(figure, path)

@@ -3,7 +3,10 @@
 - `success_table`: the recognisable share (Wilson CI), median PSNR / SSIM (bootstrap CI) and the blank /
   class-mean / same-class-image baselines of each run (`rates` in `attack/scores.json`);
 - `membership_table`: membership-inference results (`mia/scores.json`), one row per run and attack, with
-  the target model's test accuracy and, for DP runs, the largest client ε."""
+  bootstrap CIs, the target model's test accuracy and, for DP runs, the largest client ε; with
+  `over_runs`, one row per label and attack: the mean over the runs (seeds) with a 95% t interval;
+- `update_table`: the server's per-round attack on a client's updates (`mia/updates.json`), one row per
+  round, each attack's AUC as the mean over runs ± 95% t interval, and the final-model LOSS row."""
 
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from omegaconf import OmegaConf
+from scipy import stats
 
 from fl_privacy.results import read_json, read_summary
 
@@ -58,7 +63,7 @@ SUCCESS_COLUMNS = ("images", "recognisable (95% CI)", "median PSNR (95% CI)", "m
                    *(f"{label} PSNR / SSIM" for label in BASELINE_NAMES.values()))
 
 
-def _with_ci(cell: dict, digits: int) -> str:
+def _median_with_ci(cell: dict, digits: int) -> str:
     low, high = cell["ci95"]
     return f"{cell['median']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
@@ -67,7 +72,8 @@ def _success_row(rates: dict) -> list[str]:
     share = rates["recognisable"]
     cells = [str(share["n"]),
              f"{share['share']:.2f} [{share['ci95'][0]:.2f}, {share['ci95'][1]:.2f}] ({share['hits']})",
-             _with_ci(rates["reconstruction"]["psnr"], 1), _with_ci(rates["reconstruction"]["ssim"], 3)]
+             _median_with_ci(rates["reconstruction"]["psnr"], 1),
+             _median_with_ci(rates["reconstruction"]["ssim"], 3)]
     baselines = rates["baselines"]
     return cells + [f"{baselines[name]['psnr']['median']:.1f} / {baselines[name]['ssim']['median']:.3f}"
                     for name in BASELINE_NAMES]
@@ -88,8 +94,10 @@ def success_table(root: Path, by: Sequence[str] = ()) -> str:
     return "\n".join(lines)
 
 
-MEMBERSHIP_COLUMNS = ("attack", "AUC", "balanced acc.", "TPR@1% FPR", "TPR@0.1% FPR", "FPR resolution",
-           "target acc.", "max client ε")
+MEMBERSHIP_COLUMNS = ("attack", "AUC [95% CI]", "balanced acc.", "TPR@1% FPR [95% CI]", "TPR@0.1% FPR",
+                      "non-members", "min FPR", "target acc.", "max client ε")
+MEAN_COLUMNS = ("attack", "runs", "AUC mean ± 95% CI", "TPR@1% FPR mean ± 95% CI", "TPR@0.1% FPR mean",
+                "non-members (min)", "target acc. mean")
 
 
 def _epsilon(summary: dict) -> str:
@@ -108,10 +116,17 @@ def _label(run_dir: Path, cfg, key: str) -> str:
     return str(OmegaConf.select(cfg, key))
 
 
-def membership_table(root: Path, by: Sequence[str] = ()) -> str:
-    """The Markdown table of every `mia/scores.json` under `root`."""
-    lines = ["| " + " | ".join([*by, *MEMBERSHIP_COLUMNS]) + " |",
-             "|" + " --- |" * (len(by) + len(MEMBERSHIP_COLUMNS))]
+def _with_ci(metrics: dict, key: str) -> str:
+    """`value [low, high]`; `n/a` where the FPR is below 1/non-members (not measured)."""
+    value = metrics.get(key)
+    if value is None:
+        return "n/a"
+    interval = metrics.get(f"{key}_ci")
+    return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+
+def _membership_rows(root: Path, by: Sequence[str]):
+    """(labels, attack, metrics, audit scores, summary) of every attack of every `mia/scores.json`."""
     for scores_file in sorted(Path(root).rglob("mia/scores.json"), key=str):
         summary = read_summary(scores_file.parent.parent)
         scores = read_json(scores_file)
@@ -119,9 +134,65 @@ def membership_table(root: Path, by: Sequence[str] = ()) -> str:
         cfg = OmegaConf.merge(summary["config"], {"attack": {"membership": scores.get("settings", {})}})
         labels = [_label(scores_file.parent.parent, cfg, key) for key in by]
         for name, metrics in scores["attacks"].items():
-            cells = [name, f"{metrics['auc']:.3f}", f"{metrics['balanced_accuracy']:.3f}",
-                     f"{metrics['tpr_at_1pct_fpr']:.3f}", f"{metrics['tpr_at_0.1pct_fpr']:.3f}",
-                     f"{metrics['fpr_resolution']:.2g}", f"{scores['target_accuracy']:.3f}",
-                     _epsilon(summary)]
-            lines.append("| " + " | ".join([*labels, *cells]) + " |")
+            yield labels, name, metrics, scores, summary
+
+
+def mean_with_ci(values: Sequence[float]) -> str:
+    """`mean ± half-width` of a 95% Student-t interval over runs (`mean` alone for one run)."""
+    if len(values) < 2:
+        return f"{values[0]:.3f}" if values else "n/a"
+    half_width = stats.t.ppf(0.975, len(values) - 1) * stats.sem(values)
+    return f"{np.mean(values):.3f} ± {half_width:.3f}"
+
+
+def membership_table(root: Path, by: Sequence[str] = (), over_runs: bool = False) -> str:
+    """The Markdown table of every `mia/scores.json` under `root` (`over_runs`: means over runs)."""
+    columns = MEAN_COLUMNS if over_runs else MEMBERSHIP_COLUMNS
+    lines = ["| " + " | ".join([*by, *columns]) + " |", "|" + " --- |" * (len(by) + len(columns))]
+    groups: dict[tuple, list[tuple[dict, dict]]] = {}
+    for labels, name, metrics, scores, summary in _membership_rows(root, by):
+        if over_runs:
+            groups.setdefault((*labels, name), []).append((metrics, scores))
+            continue
+        cells = [name, _with_ci(metrics, "auc"), f"{metrics['balanced_accuracy']:.3f}",
+                 _with_ci(metrics, "tpr_at_1pct_fpr"), _with_ci(metrics, "tpr_at_0.1pct_fpr"),
+                 str(metrics["num_non_members"]), f"{metrics['fpr_resolution']:.2g}",
+                 f"{scores['target_accuracy']:.3f}", _epsilon(summary)]
+        lines.append("| " + " | ".join([*labels, *cells]) + " |")
+    for (*labels, name), runs in groups.items():
+        tprs = {key: [m[key] for m, _ in runs if m.get(key) is not None]
+                for key in ("tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")}
+        cells = [name, str(len(runs)), mean_with_ci([m["auc"] for m, _ in runs]),
+                 mean_with_ci(tprs["tpr_at_1pct_fpr"]),
+                 f"{np.mean(tprs['tpr_at_0.1pct_fpr']):.3f}" if tprs["tpr_at_0.1pct_fpr"] else "n/a",
+                 str(min(m["num_non_members"] for m, _ in runs)),
+                 f"{np.mean([s['target_accuracy'] for _, s in runs]):.3f}"]
+        lines.append("| " + " | ".join([*labels, *cells]) + " |")
     return "\n".join(lines)
+
+
+def update_table(root: Path) -> str:
+    """The per-round update attack of every `mia/updates.json` under `root`, averaged over the runs."""
+    runs = [read_json(path) for path in sorted(Path(root).rglob("mia/updates.json"), key=str)]
+    if not runs:
+        return "no mia/updates.json under " + str(root)
+    names = list(runs[0]["rounds"][0]["attacks"])
+    header = ["round", "runs", *[f"{name} AUC" for name in names], *[f"{name} TPR@1% FPR" for name in names]]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    by_round: dict[int, list[dict]] = {}
+    for run in runs:
+        for entry in run["rounds"]:
+            by_round.setdefault(entry["round"], []).append(entry["attacks"])
+    for number, entries in sorted(by_round.items()):
+        cells = [str(number), str(len(entries)),
+                 *[mean_with_ci([e[name]["auc"] for e in entries]) for name in names],
+                 *[mean_with_ci([e[name]["tpr_at_1pct_fpr"] for e in entries
+                                 if e[name]["tpr_at_1pct_fpr"] is not None]) for name in names]]
+        lines.append("| " + " | ".join(cells) + " |")
+    final = [run["final_model_loss"] for run in runs]
+    lines.append("| final global model, LOSS | " + str(len(final)) + " | "
+                 + mean_with_ci([f["auc"] for f in final]) + " |" + " |" * (len(names) - 1) + " "
+                 + mean_with_ci([f["tpr_at_1pct_fpr"] for f in final if f["tpr_at_1pct_fpr"] is not None])
+                 + " |" + " |" * (len(names) - 1))
+    members = sorted({(run["num_members"], run["num_non_members"]) for run in runs})
+    return "\n".join(lines) + f"\n\n(members, non-members) per run: {members}"
