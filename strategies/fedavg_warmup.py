@@ -31,8 +31,15 @@ log = logging.getLogger(__name__)
 
 
 def aggregate_with_counts(records: list[RecordDict], weighting_key: str) -> MetricRecord:
-    """Flower's weighted average of client metrics, total examples and weights, and the client count."""
+    """Flower's weighted average of client metrics, total examples and weights, and the client count.
+    A metric that only some clients report (a `dp` client reports no train loss) is averaged over those."""
     metrics = aggregate_metricrecords(records, weighting_key)
+    rows = [next(iter(r.metric_records.values())) for r in records]
+    keys = [set(row) for row in rows]
+    for key in set[str]().union(*keys) - keys[0].intersection(*keys):
+        held = [(float(cast(float, row[key])), float(cast(float, row[weighting_key])))
+                for row in rows if key in row]
+        metrics[key] = sum(value * weight for value, weight in held) / sum(weight for _, weight in held)
     for key in {weighting_key, NUM_EXAMPLES}:
         metrics[key] = sum(int(cast(int, next(iter(r.metric_records.values()))[key])) for r in records)
     metrics[NUM_CLIENTS] = len(records)
@@ -65,6 +72,8 @@ class FedAvgWithWarmup(FedAvg):
         self.announced_accuracy: float | None = None
         self.partition_of: dict[int, int] = {}
         self.client_epsilons: dict[int, float] = {}
+        self.client_accountant = "rdp"
+        self.client_stops: dict[int, int] = {}
         self._round_metrics: dict[str, dict] = {}
 
     # --- warm-up -----------------------------------------------------------------------------
@@ -115,27 +124,41 @@ class FedAvgWithWarmup(FedAvg):
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """FedAvg over the replies taken in partition order (reproducible float sums)."""
         replies = in_partition_order(replies, self.partition_of)
-        self._note_client_epsilons(replies)
-        arrays, metrics = super().aggregate_train(server_round, replies)
+        self._note_client_epsilons(replies, server_round)
+        arrays, metrics = super().aggregate_train(server_round, self._weighted(replies))
         self._round_metrics["train"] = dict(metrics) if metrics else {}
         return arrays, metrics
 
-    def _note_client_epsilons(self, replies: list[Message]) -> None:
-        """Remember the cumulative ε each DP client reported (its latest reply counts)."""
+    def _weighted(self, replies: list[Message]) -> list[Message]:
+        """Replies without weight left out (a DP client whose budget is spent sends weight 0): they add
+        nothing to the average, and without any weighted reply the global model stays as it is."""
+        return [reply for reply in replies if reply.has_error() or cast(
+            float, next(iter(reply.content.metric_records.values())).get(self.weighted_by_key, 1)) > 0]
+
+    def _note_client_epsilons(self, replies: list[Message], server_round: int) -> None:
+        """Remember the cumulative ε each DP client reported (its latest reply counts), the accountant,
+        and the first round in which a client said its budget was spent."""
         for reply in replies:
             if reply.has_error():
                 continue
             if PRIVACY_RECORD in reply.content.config_records:
                 partition = self.partition_of.get(reply.metadata.src_node_id, -1)
-                epsilon = reply.content.config_records[PRIVACY_RECORD]["epsilon"]
-                self.client_epsilons[partition] = float(cast(float, epsilon))
+                privacy = reply.content.config_records[PRIVACY_RECORD]
+                self.client_epsilons[partition] = float(cast(float, privacy["epsilon"]))
+                self.client_accountant = str(privacy.get("accountant", "rdp"))
+                if privacy.get("budget_exhausted"):
+                    self.client_stops.setdefault(partition, server_round)
 
     def privacy_record(self) -> dict:
-        """ε so far: each DP client's latest cumulative ε and the maximum (empty without DP clients)."""
+        """ε so far: each DP client's latest cumulative ε and the maximum, the accountant, and the round
+        each client stopped at its budget (empty without DP clients)."""
         if not self.client_epsilons:
             return {}
-        return {"per_client": {str(p): e for p, e in sorted(self.client_epsilons.items())},
-                "max_epsilon": max(self.client_epsilons.values())}
+        record = {"per_client": {str(p): e for p, e in sorted(self.client_epsilons.items())},
+                  "max_epsilon": max(self.client_epsilons.values()), "accountant": self.client_accountant}
+        if self.client_stops:
+            record["budget_stopped_at_round"] = {str(p): r for p, r in sorted(self.client_stops.items())}
+        return record
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
                            ) -> MetricRecord | None:
