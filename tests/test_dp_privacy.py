@@ -45,7 +45,8 @@ from fl_privacy.protocol import (
     TRAIN_LOSS,
     UNIT_WEIGHT,
 )
-from fl_privacy.results import read_metrics
+from fl_privacy.report.tables import dp_audit_table
+from fl_privacy.results import read_metrics, write_json
 from fl_privacy.training import TrainSettings
 from strategies.central_dp import AccountedServerSideClipping
 from strategies.fedavg_warmup import FedAvgWithWarmup
@@ -315,9 +316,10 @@ def test_canaries_are_drawn_out_of_the_pool_and_half_go_to_the_target(settings_f
 # --- one tiny run: canaries, local DP with a budget, the audit --------------------------------------
 @pytest.mark.simulation
 def test_a_budgeted_dp_audit_run_stops_clients_at_the_budget_and_audits(tmp_path):
-    # σ = 1.5 at q ≈ 1/29 spends ε ≈ 0.8, 1.0, 1.2 after rounds 1, 2, 3: the budget 1.1 stops round 3
+    # ~1900 records per client: σ = 1.5 at q ≈ 1/30 spends ε ≈ 0.8, 1.0, 1.2 after rounds 1, 2, 3, so the
+    # budget 1.1 stops round 3
     overrides = ["+experiment=dp_audit", "strategy.num_rounds=3", "client.local_epochs=1",
-                 "data.canaries.count=100", "attack.dp_audit.guesses=[10,25]",
+                 "data.holdout_fraction=0", "data.canaries.count=100", "attack.dp_audit.guesses=[10,25]",
                  "defense.dp.target_epsilon=null", "defense.dp.noise_multiplier=1.5",
                  "defense.dp.max_epsilon=1.1", "strategy.warmup.epochs=1", f"hydra.run.dir={tmp_path}"]
     result = subprocess.run([sys.executable, "-m", "fl_privacy.run", *overrides], cwd=ROOT,
@@ -333,3 +335,17 @@ def test_a_budgeted_dp_audit_run_stops_clients_at_the_budget_and_audits(tmp_path
     audit = summary["dp_audit"]
     assert audit["accounted_epsilon"] == privacy["per_client"]["0"] and audit["num_canaries"] == 100
     assert 0 <= audit["epsilon_lower_bound"] <= audit["accounted_epsilon"]
+
+
+def test_the_dp_audit_table_aggregates_seeds_per_setting(tmp_path):
+    for name, accounted, bound, auc in (("a", None, 1.0, 0.8), ("b", None, 2.0, 0.9), ("c", 1.0, 0.0, 0.5)):
+        run = tmp_path / name
+        config = {"seed": 0, "defense": {"dp": {"target_epsilon": accounted}}}
+        write_json(run / "summary.json", {"config": config, "metrics": {"final": {"accuracy": 0.5}}})
+        scores = {"accounted_epsilon": accounted, "epsilon_lower_bound": bound, "confidence": 0.95,
+                  "canary_auc": auc}
+        write_json(run / "dp_audit" / "scores.json", scores)
+    table = dp_audit_table(tmp_path, ["defense.dp.target_epsilon"]).splitlines()
+    # ∞ row: two seeds, mean 1.5 ± t(0.975, 1)·0.707/√2 = 6.353
+    assert table[2].startswith("| None | 2 | ∞ | 1.500 ± 6.353 | 1.00, 2.00 | 95% | 0.850 ± 0.635 |")
+    assert table[3].startswith("| 1.0 | 1 | 1.000 | 0.000 | 0.00 | 95% | 0.500 |")
