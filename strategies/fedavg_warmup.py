@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from typing import cast
 
@@ -32,14 +33,15 @@ log = logging.getLogger(__name__)
 
 def aggregate_with_counts(records: list[RecordDict], weighting_key: str) -> MetricRecord:
     """Flower's weighted average of client metrics, total examples and weights, and the client count.
-    A metric that only some clients report (a `dp` client reports no train loss) is averaged over those."""
+    A metric some clients send as NaN (a `dp` client's train loss: not reported) is averaged over the
+    others (NaN when no client reports it)."""
     metrics = aggregate_metricrecords(records, weighting_key)
     rows = [next(iter(r.metric_records.values())) for r in records]
-    keys = [set(row) for row in rows]
-    for key in set[str]().union(*keys) - keys[0].intersection(*keys):
-        held = [(float(cast(float, row[key])), float(cast(float, row[weighting_key])))
-                for row in rows if key in row]
-        metrics[key] = sum(value * weight for value, weight in held) / sum(weight for _, weight in held)
+    for key in {key for row in rows for key, value in row.items() if value != value}:  # NaN != NaN
+        held = [(float(cast(float, row[key])), float(cast(float, row[weighting_key]))) for row in rows
+                if row[key] == row[key]]
+        total = sum(weight for _, weight in held)
+        metrics[key] = sum(value * weight for value, weight in held) / total if total else math.nan
     for key in {weighting_key, NUM_EXAMPLES}:
         metrics[key] = sum(int(cast(int, next(iter(r.metric_records.values()))[key])) for r in records)
     metrics[NUM_CLIENTS] = len(records)

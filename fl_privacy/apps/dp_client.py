@@ -8,7 +8,8 @@ from `defense.dp`; the model sent back is a plain `state_dict` (no Opacus wrappe
 A reply holds nothing computed on the private data outside the DP release: the privatised weights (or
 gradient), the data set size and step count (public: the sampling rate q is computed from them and the
 accountant treats them as known), and the privacy spent, which depends on σ, q and the steps only. The
-training loss and accuracy are reported only with `defense.dp.report_train_metrics` (a lab-only leak).
+training loss and accuracy are sent as NaN ("not reported": Flower's FedAvg needs every client's metric
+keys) unless `defense.dp.report_train_metrics` is on (a lab-only leak).
 With `defense.dp.max_epsilon`, a client whose next round would take its ε past the budget sends the
 received model back untouched with weight 0 and `budget_exhausted` = 1 in its privacy record.
 """
@@ -16,6 +17,7 @@ received model back untouched with weight 0 and `budget_exhausted` = 1 in its pr
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from flwr.app import Context
@@ -32,7 +34,6 @@ from fl_privacy.defenses.dp_sgd import (
     sample_rate,
     start_ledger,
 )
-from fl_privacy.protocol import LOCAL_STEPS, NUM_EXAMPLES
 from fl_privacy.training import TrainStats
 
 HISTORY_KEY, LEDGER_KEY = "dp.accountant_history", "dp.ledger"
@@ -95,4 +96,5 @@ def dp_client(job: ClientJob, model: nn.Module) -> dict[str, float]:
                    "dp_steps": ledger.steps}
     if job.settings.defense.dp.report_train_metrics:
         return update_metrics(stats)
-    return {NUM_EXAMPLES: stats.num_examples, LOCAL_STEPS: stats.steps}
+    # Flower's FedAvg needs the same metric keys from every client: NaN = not reported
+    return update_metrics(replace(stats, loss=math.nan, accuracy=math.nan))
