@@ -33,6 +33,7 @@ from fl_privacy.data.images import ImageDataset
 from fl_privacy.defenses.accounting import epsilon
 from fl_privacy.defenses.dp_sgd import DpSettings, PrivacyLedger, private_train, sample_rate
 from fl_privacy.evaluation.dp_audit import audit_epsilon, epsilon_lower_bound, p_value
+from fl_privacy.lab.dp_audit_pipeline import audited_privacy
 from fl_privacy.models import SeedCNN, build_model
 from fl_privacy.protocol import (
     ARRAYS,
@@ -352,3 +353,15 @@ def test_the_dp_audit_table_aggregates_seeds_per_setting(tmp_path):
     # ∞ row: two seeds, mean 1.5 ± t(0.975, 1)·0.707/√2 = 6.353
     assert table[2].startswith("| None | 2 | ∞ | 1.500 ± 6.353 | 1.00, 2.00 | 95% | 0.850 ± 0.635 |")
     assert table[3].startswith("| 1.0 | 1 | 1.000 | 0.000 | 0.00 | 95% | 0.500 |")
+
+
+@pytest.mark.parametrize(("privacy", "expected"), [
+    ({"delta": 1e-5, "accountant": "pld", "per_client": {"0": 2.5, "1": 3.0}}, (2.5, 1e-5, "pld")),
+    ({"delta": 1e-5, "accountant": "rdp", "per_client": {"0": None}}, (math.inf, 1e-5, "rdp")),
+    ({"central": {"epsilon": 4.0, "delta": 1e-6, "accountant": "rdp"}}, (4.0, 1e-6, "rdp")),
+    ({}, (math.inf, 1e-5, "none")),
+], ids=["local", "local_no_noise", "central", "no_dp"])
+def test_the_audit_compares_with_the_canary_clients_accounted_epsilon(settings_factory, tmp_path, privacy,
+                                                                       expected):
+    write_json(tmp_path / "summary.json", {"config": {}, "privacy": privacy})
+    assert audited_privacy(settings_factory("data.canaries.count=10"), tmp_path) == expected
