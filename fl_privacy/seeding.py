@@ -29,6 +29,7 @@ class Stream(IntEnum):
     REPRESENTATION_INVERSION = 11  # the images whose representations are inverted
     PHOTO_CROPS = 12         # crops of the scikit-image photos data set
     DP_NOISE = 13            # the Gaussian noise of DP-SGD
+    CANARIES = 14            # the DP audit's canaries: which records, their labels, which are inserted
 
 
 def stream_rng(seed: int, stream: Stream, *path: int) -> np.random.Generator:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable
 from typing import cast
@@ -33,8 +34,16 @@ log = logging.getLogger(__name__)
 
 
 def aggregate_with_counts(records: list[RecordDict], weighting_key: str) -> MetricRecord:
-    """Flower's weighted average of client metrics, total examples and weights, and the client count."""
+    """Flower's weighted average of client metrics, total examples and weights, and the client count.
+    A metric some clients send as NaN (a `dp` client's train loss: not reported) is averaged over the
+    others (NaN when no client reports it)."""
     metrics = aggregate_metricrecords(records, weighting_key)
+    rows = [next(iter(r.metric_records.values())) for r in records]
+    for key in {key for row in rows for key, value in row.items() if value != value}:  # NaN != NaN
+        held = [(float(cast(float, row[key])), float(cast(float, row[weighting_key]))) for row in rows
+                if row[key] == row[key]]
+        total = sum(weight for _, weight in held)
+        metrics[key] = sum(value * weight for value, weight in held) / total if total else math.nan
     for key in {weighting_key, NUM_EXAMPLES}:
         metrics[key] = sum(int(cast(int, next(iter(r.metric_records.values()))[key])) for r in records)
     metrics[NUM_CLIENTS] = len(records)
@@ -99,6 +108,8 @@ class FedAvgWithWarmup(FedAvg):
         self.rounds_done = 0  # rounds a resumed run completed before this process started
         self.partition_of: dict[int, int] = {}
         self.client_epsilons: dict[int, float] = {}
+        self.client_accountant = "rdp"
+        self.client_stops: dict[int, int] = {}
         self._round_metrics: dict[str, dict] = {}
         self._sampled: dict[str, list[int]] = {}
 
@@ -163,10 +174,23 @@ class FedAvgWithWarmup(FedAvg):
         replies = in_partition_order(replies, self.partition_of)
         self._note_failures(server_round, "train", replies)
         self._check_round(server_round, replies, self._round_metrics["failures"]["train"])
-        self._note_client_epsilons(replies)
-        arrays, metrics = super().aggregate_train(server_round, replies)
+        self._note_client_epsilons(replies, server_round)
+        arrays, metrics = super().aggregate_train(server_round, self._weighted(replies))
         self._round_metrics["train"] = dict(metrics) if metrics else {}
         return arrays, metrics
+
+    def set_aside(self, replies: list[Message]) -> None:
+        """Replies a wrapper (central DP) keeps out of the aggregate on purpose: they did reply, so they are
+        not counted as failures."""
+        aside = {reply.metadata.src_node_id for reply in replies}
+        sampled = self._sampled.get(MessageType.TRAIN, [])
+        self._sampled[MessageType.TRAIN] = [node for node in sampled if node not in aside]
+
+    def _weighted(self, replies: list[Message]) -> list[Message]:
+        """Replies without weight left out (a DP client whose budget is spent sends weight 0): they add
+        nothing to the average, and without any weighted reply the global model stays as it is."""
+        return [reply for reply in replies if reply.has_error() or cast(
+            float, next(iter(reply.content.metric_records.values())).get(self.weighted_by_key, 1)) > 0]
 
     def _check_round(self, server_round: int, replies: list[Message], failures: list[dict]) -> None:
         """Raise `RoundFailed` when a client's process died or too few clients replied successfully (a
@@ -192,22 +216,30 @@ class FedAvgWithWarmup(FedAvg):
                         failure["partition"], failure["error"])
         self._round_metrics.setdefault("failures", {})[phase] = failures
 
-    def _note_client_epsilons(self, replies: list[Message]) -> None:
-        """Remember the cumulative ε each DP client reported (its latest reply counts)."""
+    def _note_client_epsilons(self, replies: list[Message], server_round: int) -> None:
+        """Remember the cumulative ε each DP client reported (its latest reply counts), the accountant,
+        and the first round in which a client said its budget was spent."""
         for reply in replies:
             if reply.has_error():
                 continue
             if PRIVACY_RECORD in reply.content.config_records:
                 partition = self.partition_of.get(reply.metadata.src_node_id, -1)
-                epsilon = reply.content.config_records[PRIVACY_RECORD]["epsilon"]
-                self.client_epsilons[partition] = float(cast(float, epsilon))
+                privacy = reply.content.config_records[PRIVACY_RECORD]
+                self.client_epsilons[partition] = float(cast(float, privacy["epsilon"]))
+                self.client_accountant = str(privacy.get("accountant", "rdp"))
+                if privacy.get("budget_exhausted"):
+                    self.client_stops.setdefault(partition, server_round)
 
     def privacy_record(self) -> dict:
-        """ε so far: each DP client's latest cumulative ε and the maximum (empty without DP clients)."""
+        """ε so far: each DP client's latest cumulative ε and the maximum, the accountant, and the round
+        each client stopped at its budget (empty without DP clients)."""
         if not self.client_epsilons:
             return {}
-        return {"per_client": {str(p): e for p, e in sorted(self.client_epsilons.items())},
-                "max_epsilon": max(self.client_epsilons.values())}
+        record = {"per_client": {str(p): e for p, e in sorted(self.client_epsilons.items())},
+                  "max_epsilon": max(self.client_epsilons.values()), "accountant": self.client_accountant}
+        if self.client_stops:
+            record["budget_stopped_at_round"] = {str(p): r for p, r in sorted(self.client_stops.items())}
+        return record
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
                            ) -> MetricRecord | None:
@@ -220,14 +252,17 @@ class FedAvgWithWarmup(FedAvg):
 
     def state_dict(self) -> dict:
         """What the next round depends on besides the global model (for the lab's checkpoints)."""
-        return {"announced_accuracy": self.announced_accuracy,
-                "client_epsilons": {str(p): e for p, e in self.client_epsilons.items()}}
+        return {"announced_accuracy": self.announced_accuracy, "client_accountant": self.client_accountant,
+                "client_epsilons": {str(p): e for p, e in self.client_epsilons.items()},
+                "client_stops": {str(p): r for p, r in self.client_stops.items()}}
 
     def resume(self, rounds_done: int, state: dict) -> None:
         """Continue after `rounds_done` rounds from what `state_dict` returned then."""
         self.rounds_done = rounds_done
         self.announced_accuracy = state["announced_accuracy"]
+        self.client_accountant = state["client_accountant"]
         self.client_epsilons = {int(p): float(e) for p, e in state["client_epsilons"].items()}
+        self.client_stops = {int(p): int(r) for p, r in state["client_stops"].items()}
 
     def take_round_metrics(self) -> dict[str, dict]:
         """This round's aggregated client metrics (`train`, `evaluate`), its failed replies (`failures`)

@@ -16,12 +16,12 @@ import torch
 from dp_accounting import dp_event, rdp
 from flwr.app import Context, RecordDict
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping
-from flwr.supercore.privacy_accounting import GaussianPrivacyEvent
 
 from fl_privacy.apps.dp_client import load_ledger, save_ledger
 from fl_privacy.config import load_settings
 from fl_privacy.config.schema import AdaptiveClippingSettings
 from fl_privacy.data.images import ImageDataset
+from fl_privacy.defenses.accounting import epsilon
 from fl_privacy.defenses.dp_sgd import (
     DpSettings,
     PrivacyLedger,
@@ -188,13 +188,13 @@ def test_suppress_privacy_follows_the_cubic_schedule():
 def test_central_dp_accounts_like_dp_accounting():
     strategy = FedAvgWithWarmup(model_fn=small_model, num_nodes=5, seed=0)
     wrapper = AccountedServerSideClipping(strategy, noise_multiplier=1.3, clipping_norm=1.0,
-                                          num_sampled_clients=5, population=5, delta=DELTA)
+                                          num_sampled_clients=5, delta=DELTA, accountant="rdp",
+                                          epsilon_of=lambda history: epsilon(history, DELTA, "rdp"))
     assert isinstance(wrapper, DifferentialPrivacyServerSideFixedClipping)
     # it wraps from outside: the wrapped strategy is left untouched (no back-reference to the wrapper)
     assert not any(value is wrapper for value in vars(strategy).values())
     assert wrapper.epsilon() == 0.0
-    for _ in range(4):
-        wrapper.ledger.compose(GaussianPrivacyEvent(1.3, 5, 5))
+    wrapper.releases = 4
     accountant = rdp.RdpAccountant()
     accountant.compose(dp_event.GaussianDpEvent(1.3), 4)
     assert wrapper.round_record()["epsilon"] == pytest.approx(accountant.get_epsilon(DELTA), rel=0.01)

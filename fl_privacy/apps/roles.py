@@ -74,7 +74,7 @@ class ClientJob:
     # Indices into the training split this round's update used (for the lab's truth hook).
     used_indices: np.ndarray | None = None
     # Set by a DP role: its privacy spent so far, sent in the reply's privacy record.
-    privacy: dict[str, float] | None = None
+    privacy: dict[str, float | str] | None = None
 
     @property
     def seed(self) -> int:

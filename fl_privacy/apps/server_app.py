@@ -18,6 +18,7 @@ from flwr.serverapp import Grid, ServerApp
 from fl_privacy.apps.roles import model_outputs
 from fl_privacy.config.schema import CaptureSettings, Settings
 from fl_privacy.data.federation import Federation
+from fl_privacy.defenses.accounting import History, epsilon
 from fl_privacy.models import model_factory
 from fl_privacy.protocol import UNIT_WEIGHT, sample_size
 from fl_privacy.results import FINAL_MODEL, save_torch
@@ -79,11 +80,16 @@ def build_strategy(settings: Settings, federation: Federation, run_dir: Path) ->
 def with_central_dp(strategy: FedAvgWithWarmup, settings: Settings) -> AccountedServerSideClipping:
     """Flower's server-side clipping + noise around `strategy` (`defense.central_dp`), from outside."""
     central, num_clients = settings.defense.central_dp, settings.simulation.num_clients
+
+    def epsilon_of(history: History) -> float:
+        return epsilon(history, central.delta, central.accountant)
+
     return AccountedServerSideClipping(
         strategy, noise_multiplier=central.noise_multiplier, clipping_norm=central.clipping_norm,
         num_sampled_clients=sample_size(num_clients, settings.strategy.fraction_train,
                                         strategy.min_train_nodes),
-        population=num_clients, delta=central.delta)
+        delta=central.delta, epsilon_of=epsilon_of, accountant=central.accountant,
+        max_epsilon=central.max_epsilon)
 
 
 class RoundCheckpoints(Protocol):
@@ -121,7 +127,10 @@ def run_server(grid: Grid, settings: Settings, federation: Federation, run_dir: 
         return {"strategy": strategy.state_dict(), "rng": rng_state(),
                 "central_dp": central_dp.state_dict() if central_dp is not None else None}
 
+    latest: dict[str, ArrayRecord] = {}  # the last evaluated model: final even if no round aggregated
+
     def evaluate_and_record(flower_round: int, arrays: ArrayRecord) -> MetricRecord:
+        latest["arrays"] = arrays
         central = evaluate_central(arrays)
         if flower_round == 0 and strategy.rounds_done:  # a resumed run: that round is on record already
             return central
@@ -146,12 +155,11 @@ def run_server(grid: Grid, settings: Settings, federation: Federation, run_dir: 
         restore_rng_state(resume.server["rng"])
         log.info("resuming after round %d of %d", resume.round, settings.strategy.num_rounds)
     runner = central_dp if central_dp is not None else strategy
-    result = runner.start(grid=grid, initial_arrays=arrays,
-                          num_rounds=settings.strategy.num_rounds - strategy.rounds_done,
-                          train_config=ConfigRecord(), evaluate_fn=evaluate_and_record)
-    final = result.arrays if result.arrays is not None and len(result.arrays) else arrays
-    if settings.save_model:
-        save_torch(run_dir / FINAL_MODEL, final.to_torch_state_dict())
+    rounds_left = settings.strategy.num_rounds - strategy.rounds_done
+    runner.start(grid=grid, initial_arrays=arrays, num_rounds=rounds_left, train_config=ConfigRecord(),
+                 evaluate_fn=evaluate_and_record)
+    if settings.save_model and "arrays" in latest:
+        save_torch(run_dir / FINAL_MODEL, latest["arrays"].to_torch_state_dict())
 
 
 def build_server_app(settings: Settings, federation: Federation, run_dir: Path, on_round: RoundListener,

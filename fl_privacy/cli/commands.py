@@ -95,6 +95,12 @@ def _membership_table(args: argparse.Namespace) -> None:
     print(membership_table(args.path, args.by, args.over_runs))
 
 
+def _dp_audit_table(args: argparse.Namespace) -> None:
+    from fl_privacy.report.tables import dp_audit_table
+
+    print(dp_audit_table(args.path, args.by))
+
+
 def parser() -> argparse.ArgumentParser:
     """The `fl-privacy` argument parser (`run` is handed to Hydra before parsing)."""
     top = argparse.ArgumentParser(prog="fl-privacy", description=__doc__)
@@ -109,7 +115,7 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=None, help="output folder (default PATH/report)")
     report.add_argument("--metric", default=None, help="attack-success column of the frontier plot")
     report.add_argument("--color", default=None, help="column that colours the frontier")
-    for name, per_round in (("attack-table", True), ("membership-table", False)):
+    for name, per_round in (("attack-table", True), ("membership-table", False), ("dp-audit-table", False)):
         table = commands.add_parser(name, help=f"a Markdown {name.replace('-', ' ')} over finished runs")
         table.add_argument("path", type=Path, help="a run or multirun directory")
         table.add_argument("--by", nargs="*", default=[], help="config keys that label the rows")
@@ -123,7 +129,8 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-TABLE_COMMANDS = {"report": _report, "attack-table": _attack_table, "membership-table": _membership_table}
+TABLE_COMMANDS = {"report": _report, "attack-table": _attack_table, "membership-table": _membership_table,
+                  "dp-audit-table": _dp_audit_table}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

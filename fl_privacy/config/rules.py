@@ -101,6 +101,19 @@ def check_membership(settings: Settings) -> None:
                           "online LiRA needs at least 2 reference models")
 
 
+def check_dp_audit(settings: Settings) -> None:
+    """The canaries and the DP audit's keys (also checked by the audit command)."""
+    canaries, audit = settings.data.canaries, settings.attack.dp_audit
+    if canaries.count:
+        _partition_ids("data.canaries.partition", [canaries.partition], settings.simulation.num_clients)
+    if audit.after_run and not canaries.count:
+        raise ConfigError("attack.dp_audit.after_run", True, "audits canaries: set data.canaries.count > 0")
+    if audit.after_run and 2 * max(audit.guesses) > canaries.count:
+        raise ConfigError("attack.dp_audit.guesses", list(audit.guesses),
+                          f"guess in and out for k canaries each: 2k must not exceed "
+                          f"data.canaries.count={canaries.count}")
+
+
 def check_representation_inversion(settings: Settings) -> None:
     """The representation inverter's keys that depend on the run (layer names are checked by the lab)."""
     if settings.attack.representation_inversion.after_run and not settings.save_model:
@@ -130,6 +143,9 @@ def _check_defenses(settings: Settings) -> None:
         if dp.target_epsilon is not None and any_fedsgd(settings):
             raise ConfigError("defense.dp.target_epsilon", dp.target_epsilon,
                               "is calibrated for FedAvg training; DP-FedSGD uses defense.dp.noise_multiplier")
+        if dp.accountant == "pld" and dp.noise_decay.schedule != "constant":
+            raise ConfigError("defense.dp.accountant", "pld", "composes one PLD per distinct σ, so it needs "
+                              "defense.dp.noise_decay.schedule=constant (or use defense.dp.accountant=rdp)")
         adaptive = dp.adaptive_clipping
         if adaptive.enabled:
             if adaptive.max_norm <= adaptive.min_norm:
@@ -179,6 +195,7 @@ def check_rules(settings: Settings) -> None:
     _check_simulation(settings)
     check_gradient_inversion(settings)
     check_membership(settings)
+    check_dp_audit(settings)
     check_representation_inversion(settings)
     if settings.kind == "par_gan":
         _check_par_gan(settings)

@@ -29,6 +29,7 @@ Port = Annotated[int, Field(strict=True, ge=1024, le=65535)]
 Optimizer = Literal["sgd", "adam"]
 Role = Literal["honest", "gan_adversary", "dp"]
 UpdateMode = Literal["fedavg", "fedsgd"]
+DpAccountant = Literal["rdp", "pld"]
 MembershipAttack = Literal["loss", "confidence", "entropy", "modified_entropy", "shadow", "lira_offline",
                            "lira_online", "rmia"]
 
@@ -40,6 +41,17 @@ class Section(BaseModel):
 
 
 # --- data and the federation ------------------------------------------------------------------------
+class CanarySettings(Section):
+    """Canaries for the empirical DP audit: `count` records drawn out of the clients' pool, each put into
+    partition `partition`'s data with probability ½ (the draw is the lab's truth)."""
+
+    count: NonNegativeInt = Field(0, description="number of canaries m (0 = none)")
+    kind: Literal["mislabelled", "ood"] = Field(
+        "mislabelled", description="mislabelled: real images with a wrong label; ood: uniform-noise images "
+        "with random labels")
+    partition: NonNegativeInt = Field(0, description="the client whose data may hold the canaries")
+
+
 class DataSettings(Section):
     name: Literal["mnist_offline", "lfw_offline", "skimage_photos", "mnist", "fashion_mnist", "cifar10"] = \
         "mnist_offline"
@@ -53,6 +65,8 @@ class DataSettings(Section):
     holdout_fraction: Share = Field(
         0.0, description="share of the clients' pool (after warm-up) held out of every client, "
         "class-stratified: the membership auditor's non-members and population; 0 = none")
+    canaries: CanarySettings = Field(CanarySettings(),
+                                     description="the DP audit's canaries (attack.dp_audit)")
     size: Count = Field(32, description="skimage_photos: side of the square crops")
     crops_per_photo: Count = Field(40, description="skimage_photos: crops drawn per photo")
 
@@ -156,15 +170,29 @@ class LocalDpSettings(Section):
     max_grad_norm: Positive = 1.0
     noise_decay: NoiseDecaySettings = NoiseDecaySettings()
     adaptive_clipping: AdaptiveClippingSettings = AdaptiveClippingSettings()
+    accountant: DpAccountant = Field(
+        "rdp", description="rdp: Opacus's RDP accountant; pld: dp-accounting's tighter PLD accountant "
+        "(constant noise only)")
+    max_epsilon: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="budget: a client stops training before a round would take its ε past this "
+        "(null = no budget)")
+    report_train_metrics: bool = Field(
+        False, description="LAB-ONLY LEAK: dp clients also report train loss/accuracy computed on their "
+        "private data, outside any ε (off: they report nothing computed on private data)")
 
 
 class CentralDpSettings(Section):
-    """Server-side clipping + Gaussian noise on the mean (Flower's fixed-clipping wrapper)."""
+    """Server-side clipping + Gaussian noise on the sum of the sampled clients' updates, divided by
+    their expected number (a fixed denominator: sensitivity exactly clipping_norm / n)."""
 
     enabled: bool = False
     noise_multiplier: NonNegative = 1.0
     clipping_norm: Positive = 1.0
     delta: OpenProbability = 1.0e-5
+    accountant: DpAccountant = Field("rdp", description="rdp (Opacus RDP) or pld (dp-accounting PLD)")
+    max_epsilon: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="budget: no round is trained once its release would take ε past this "
+        "(null = no budget)")
 
 
 class PruningSettings(Section):
@@ -319,6 +347,19 @@ class MembershipSettings(Section):
     torch_threads: Count = 1
 
 
+class DpAuditSettings(Section):
+    """The empirical DP audit: score every canary (`data.canaries`) against the final global model and
+    turn the guesses into an ε lower bound (one-run auditing, Steinke, Nasr & Jagielski 2023)."""
+
+    after_run: bool = False
+    attack: Literal["loss", "confidence"] = Field("loss", description="the membership score of a canary")
+    confidence: OpenProbability = Field(0.95, description="the lower bound holds with this probability")
+    guesses: list[Count] = Field(
+        default_factory=lambda: [10, 20, 50, 100, 200], min_length=1,
+        description="k: guess 'in' for the k top- and 'out' for the k bottom-scored canaries; the bound "
+        "is the best over these k with a Bonferroni correction")
+
+
 class RepresentationInversionSettings(Section):
     """Inversion of the final model's activations of unseen images, layer by layer."""
 
@@ -341,6 +382,7 @@ class AttackSettings(Section):
     gradient_inversion: GradientInversionSettings = GradientInversionSettings()
     gan: GanAttackSettings = GanAttackSettings()
     membership: MembershipSettings = MembershipSettings()
+    dp_audit: DpAuditSettings = DpAuditSettings()
     representation_inversion: RepresentationInversionSettings = RepresentationInversionSettings()
 
 

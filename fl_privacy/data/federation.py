@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from fl_privacy.config.schema import Settings
+from fl_privacy.data.canaries import draw_canaries
 from fl_privacy.data.datasets import load_splits
 from fl_privacy.data.images import DataSplits, ImageDataset
 from fl_privacy.data.partition import partition_indices
@@ -48,6 +49,9 @@ class Federation:
     warmup_indices: np.ndarray
     client_indices: list[np.ndarray]
     holdout_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # the DP audit's canaries (`data.canaries`): indices into `splits.train`, and which the target holds
+    canary_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    canary_included: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
     def warmup(self) -> ImageDataset:
@@ -89,9 +93,18 @@ def build_federation(settings: Settings) -> Federation:
     allowed = np.flatnonzero(~np.isin(labels, list(settings.data.exclude_classes)))
     warmup_pos, pool_pos = _draw_warmup(labels[allowed], settings.strategy.warmup.fraction, settings.seed)
     pool, holdout = _draw_holdout(allowed[pool_pos], labels, settings.data.holdout_fraction, settings.seed)
+    canaries = draw_canaries(splits, pool, settings.data.canaries, settings.seed) \
+        if settings.data.canaries.count else None
+    if canaries is not None:
+        splits, pool = canaries.splits, canaries.pool
     parts = partition_indices(labels[pool], settings.simulation.num_clients, settings.partition,
                               settings.seed)
-    return Federation(splits, allowed[warmup_pos], [pool[p] for p in parts], holdout)
+    clients = [pool[p] for p in parts]
+    if canaries is None:
+        return Federation(splits, allowed[warmup_pos], clients, holdout)
+    target = settings.data.canaries.partition
+    clients[target] = np.sort(np.concatenate([clients[target], canaries.indices[canaries.included]]))
+    return Federation(splits, allowed[warmup_pos], clients, holdout, canaries.indices, canaries.included)
 
 
 @functools.lru_cache(maxsize=2)

@@ -8,7 +8,9 @@ the composition of *all* the steps the client has taken so far.
 
 The Opacus pieces are used directly (GradSampleModule, DPOptimizer / AdaClipDPOptimizer, DPDataLoader
 with Poisson sampling, RDPAccountant) rather than through `PrivacyEngine`, because the engine cannot
-resume an accountant, change σ per step, or take a custom clipping-bound update.
+resume an accountant, change σ per step, or take a custom clipping-bound update. ε is reported by the
+accountant `defense.dp.accountant` names (`fl_privacy.defenses.accounting`: Opacus RDP or dp-accounting
+PLD), and `defense.dp.max_epsilon` lets a client stop before a round would spend more.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from torch.utils.data import TensorDataset
 
 from fl_privacy.config.schema import AdaptiveClippingSettings, LocalDpSettings
 from fl_privacy.data.images import ImageDataset
+from fl_privacy.defenses.accounting import Accountant, History, epsilon, resumed_accountant
 from fl_privacy.defenses.noise_schedules import NoiseSchedule
 from fl_privacy.seeding import Stream, derive_seed
 from fl_privacy.training import StepHook, TrainSettings, TrainStats, fit_batches, make_optimizer
@@ -47,6 +50,8 @@ class DpSettings:
     target_epsilon: float | None = None
     schedule: NoiseSchedule = NoiseSchedule()
     adaptive_clipping: AdaptiveClippingSettings | None = None
+    accountant: Accountant = "rdp"
+    max_epsilon: float | None = None
 
     @classmethod
     def of(cls, dp: LocalDpSettings) -> DpSettings:
@@ -56,6 +61,7 @@ class DpSettings:
             target_epsilon=dp.target_epsilon,
             schedule=NoiseSchedule(dp.noise_decay.schedule, dp.noise_decay.rate),
             adaptive_clipping=adaptive if adaptive.enabled else None,
+            accountant=dp.accountant, max_epsilon=dp.max_epsilon,
         )
 
 
@@ -64,7 +70,7 @@ class PrivacyLedger:
     """What a DP client remembers between rounds: the accountant's history, σ₀ and the σ and
     clipping bound the next step will use (None = not started)."""
 
-    history: list[tuple[float, float, int]] = field(default_factory=list)
+    history: History = field(default_factory=list)
     initial_sigma: float | None = None
     sigma: float | None = None
     clip_bound: float | None = None
@@ -73,20 +79,20 @@ class PrivacyLedger:
     def steps(self) -> int:
         return sum(int(steps) for _, _, steps in self.history)
 
-    def epsilon(self, delta: float) -> float:
-        """ε(δ) of every step taken so far (RDP accountant; ∞ once a step had σ = 0)."""
-        if not self.history:
-            return 0.0
-        if any(sigma == 0 for sigma, _, _ in self.history):
-            return math.inf
-        return float(resumed_accountant(self.history).get_epsilon(delta))
+    def epsilon(self, delta: float, accountant: Accountant = "rdp") -> float:
+        """ε(δ) of every step taken so far (∞ once a step had σ = 0)."""
+        return epsilon(self.history, delta, accountant)
 
 
-def resumed_accountant(history: list[tuple[float, float, int]]) -> RDPAccountant:
-    """An Opacus RDP accountant that continues `history` (loaded through its public state dict)."""
-    accountant = RDPAccountant()
-    accountant.load_state_dict({"history": list(history), "mechanism": accountant.mechanism()})
-    return accountant
+def with_steps(history: History, sigmas: list[float], rate: float) -> History:
+    """`history` followed by one step at each σ of `sigmas` (equal neighbours merged into one entry)."""
+    history = list(history)
+    for sigma in sigmas:
+        if history and history[-1][0] == sigma and history[-1][1] == rate:
+            history[-1] = (sigma, rate, history[-1][2] + 1)
+        else:
+            history.append((sigma, rate, 1))
+    return history
 
 
 def sample_rate(num_examples: int, batch_size: int) -> float:
@@ -95,19 +101,21 @@ def sample_rate(num_examples: int, batch_size: int) -> float:
 
 
 def schedule_epsilon(initial_sigma: float, schedule: NoiseSchedule, rate: float, steps: int,
-                     delta: float) -> float:
+                     delta: float, accountant: Accountant = "rdp") -> float:
     """ε(δ) of `steps` Poisson-sampled Gaussian steps whose σ follows `schedule` from `initial_sigma`."""
-    ledger = PrivacyLedger()
-    for sigma in schedule.sigmas(initial_sigma, steps):
-        if ledger.history and ledger.history[-1][0] == sigma:
-            ledger.history[-1] = (sigma, rate, ledger.history[-1][2] + 1)
-        else:
-            ledger.history.append((sigma, rate, 1))
-    return ledger.epsilon(delta)
+    return epsilon(with_steps([], schedule.sigmas(initial_sigma, steps), rate), delta, accountant)
+
+
+def epsilon_after_round(ledger: PrivacyLedger, dp: DpSettings, rate: float, steps: int) -> float:
+    """ε(δ) the ledger would report after `steps` more steps at rate `rate` (the next round), σ
+    following the schedule from the ledger's current σ. The ledger must be started."""
+    assert ledger.initial_sigma is not None and ledger.sigma is not None  # the ledger is started
+    sigmas = dp.schedule.sigmas(ledger.initial_sigma, steps, start=ledger.sigma)
+    return epsilon(with_steps(ledger.history, sigmas, rate), dp.delta, dp.accountant)
 
 
 def calibrate_initial_sigma(target_epsilon: float, delta: float, schedule: NoiseSchedule, rate: float,
-                            steps: int, tolerance: float = 0.005) -> float:
+                            steps: int, tolerance: float = 0.005, accountant: Accountant = "rdp") -> float:
     """The σ₀ whose whole schedule of `steps` steps spends `target_epsilon` (bisection on σ₀).
 
     Opacus's `get_noise_multiplier` does this for a constant σ only; the decaying schedules need the
@@ -116,13 +124,13 @@ def calibrate_initial_sigma(target_epsilon: float, delta: float, schedule: Noise
     if math.isinf(target_epsilon):
         return 0.0
     low, high = 0.0, 1.0
-    while schedule_epsilon(high, schedule, rate, steps, delta) > target_epsilon:
+    while schedule_epsilon(high, schedule, rate, steps, delta, accountant) > target_epsilon:
         low, high = high, 2 * high
         if high > 1e4:
             raise ValueError(f"target ε={target_epsilon} needs σ > 1e4 over {steps} steps")
     while high - low > tolerance * high:
         middle = (low + high) / 2
-        if schedule_epsilon(middle, schedule, rate, steps, delta) > target_epsilon:
+        if schedule_epsilon(middle, schedule, rate, steps, delta, accountant) > target_epsilon:
             low = middle
         else:
             high = middle
@@ -160,9 +168,15 @@ def _dp_optimizer(optimizer: torch.optim.Optimizer, settings: DpSettings, sigma:
                 min_clipbound=adaptive.min_norm, unclipped_num_std=adaptive.count_noise)
 
 
-def _open_ledger(ledger: PrivacyLedger, dp: DpSettings, initial_sigma: float) -> None:
-    """A client's first DP round: σ starts at σ₀ and the clipping bound at `dp.max_grad_norm`."""
-    ledger.initial_sigma = ledger.sigma = initial_sigma
+def start_ledger(ledger: PrivacyLedger, dp: DpSettings, rate: float, total_steps: int) -> None:
+    """Before a client's first DP step: σ starts at σ₀ (`dp.noise_multiplier`, or calibrated so that
+    `total_steps` steps at rate `rate` spend `dp.target_epsilon`) and the clipping bound at
+    `dp.max_grad_norm`. A started ledger is left as it is."""
+    if ledger.initial_sigma is not None:
+        return
+    ledger.initial_sigma = ledger.sigma = dp.noise_multiplier if dp.target_epsilon is None else \
+        calibrate_initial_sigma(dp.target_epsilon, dp.delta, dp.schedule, rate, total_steps,
+                                accountant=dp.accountant)
     ledger.clip_bound = dp.max_grad_norm
 
 
@@ -193,9 +207,7 @@ def private_train(model: nn.Module, data: ImageDataset, settings: TrainSettings,
     suppress-privacy). The model keeps no Opacus wrapper.
     """
     rate = sample_rate(len(data), settings.batch_size)
-    if ledger.initial_sigma is None:
-        _open_ledger(ledger, dp, dp.noise_multiplier if dp.target_epsilon is None else
-                     calibrate_initial_sigma(dp.target_epsilon, dp.delta, dp.schedule, rate, total_steps))
+    start_ledger(ledger, dp, rate, total_steps)
     assert ledger.sigma is not None and ledger.clip_bound is not None  # the ledger is started
     torch.manual_seed(seed)
     wrapped = GradSampleModule(model)
@@ -230,8 +242,7 @@ def private_gradient(model: nn.Module, data: ImageDataset, dp: DpSettings, ledge
     The batch is this round's fixed-size draw from the client's partition, so the release is
     accounted as one step at sampling rate 1 (no amplification by sampling: an upper bound on ε).
     """
-    if ledger.initial_sigma is None:
-        _open_ledger(ledger, dp, dp.noise_multiplier)
+    start_ledger(ledger, dp, 1.0, 1)
     assert ledger.initial_sigma is not None and ledger.sigma is not None and ledger.clip_bound is not None
     torch.manual_seed(seed)
     wrapped = GradSampleModule(model)

@@ -35,12 +35,19 @@ def _update_audit(run_dir: Path, settings: Settings) -> dict:
     return audit_updates(run_dir, settings)
 
 
+def _dp_audit(run_dir: Path, settings: Settings) -> dict:
+    from fl_privacy.lab.dp_audit_pipeline import run_dp_audit
+
+    return run_dp_audit(run_dir, settings)
+
+
 PIPELINES: dict[str, tuple[Callable[[Settings], bool], Pipeline]] = {
     "attack": (lambda s: s.attack.gradient_inversion.after_run, _gradient_inversion),
     "representation_inversion": (lambda s: s.attack.representation_inversion.after_run,
                                  _representation_inversion),
     "mia": (lambda s: s.attack.membership.after_run, _membership_audit),
     "mia_updates": (lambda s: s.attack.membership.update_attack.after_run, _update_audit),
+    "dp_audit": (lambda s: s.attack.dp_audit.after_run, _dp_audit),
 }
 
 

@@ -6,10 +6,13 @@
   bootstrap CIs, the target model's test accuracy and, for DP runs, the largest client ε; with
   `over_runs`, one row per label and attack: the mean over the runs (seeds) with a 95% t interval;
 - `update_table`: the server's per-round attack on a client's updates (`mia/updates.json`), one row per
-  round, each attack's AUC as the mean over runs ± 95% t interval, and the final-model LOSS row."""
+  round, each attack's AUC as the mean over runs ± 95% t interval, and the final-model LOSS row;
+- `dp_audit_table`: the empirical ε lower bound of canary audits (`dp_audit/scores.json`) beside the
+  accounted ε, one row per setting, mean and t-interval over seeds."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -196,3 +199,41 @@ def update_table(root: Path) -> str:
                  + " |" + " |" * (len(names) - 1))
     members = sorted({(run["num_members"], run["num_non_members"]) for run in runs})
     return "\n".join(lines) + f"\n\n(members, non-members) per run: {members}"
+
+
+DP_AUDIT_COLUMNS = ("n (seeds)", "accounted ε (max over seeds)", "empirical ε lower bound: mean ± 95% CI",
+                    "per seed", "confidence", "canary AUC: mean ± 95% CI", "final accuracy: mean")
+
+
+def _mean_ci(values: list[float]) -> str:
+    """mean ± the half-width of Student's t 95% interval (n ≥ 2)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return f"{mean:.3f}"
+    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return f"{mean:.3f} ± {half:.3f}"
+
+
+def dp_audit_table(root: Path, by: Sequence[str] = ()) -> str:
+    """The Markdown table of every `dp_audit/scores.json` under `root`, one row per value of the `by`
+    keys, aggregated over the runs (seeds) that share it."""
+    groups: dict[tuple[str, ...], list[tuple[dict, dict]]] = {}
+    for scores_file in sorted(Path(root).rglob("dp_audit/scores.json"), key=str):
+        run_dir = scores_file.parent.parent
+        summary = read_summary(run_dir)
+        cfg = OmegaConf.create(summary["config"])
+        labels = tuple(_label(run_dir, cfg, key) for key in by)
+        groups.setdefault(labels, []).append((read_json(scores_file), summary))
+    lines = ["| " + " | ".join([*by, *DP_AUDIT_COLUMNS]) + " |",
+             "|" + " --- |" * (len(by) + len(DP_AUDIT_COLUMNS))]
+    for labels, runs in groups.items():
+        accounted = [s["accounted_epsilon"] for s, _ in runs]
+        bounds = [s["epsilon_lower_bound"] for s, _ in runs]
+        cells = [str(len(runs)),
+                 "∞" if any(e is None or math.isinf(e) for e in accounted) else f"{max(accounted):.3f}",
+                 _mean_ci(bounds), ", ".join(f"{b:.2f}" for b in bounds),
+                 ", ".join(sorted({f"{s['confidence']:.0%}" for s, _ in runs})),
+                 _mean_ci([s["canary_auc"] for s, _ in runs]),
+                 f"{statistics.fmean(m['metrics']['final']['accuracy'] for _, m in runs):.3f}"]
+        lines.append("| " + " | ".join([*labels, *cells]) + " |")
+    return "\n".join(lines)
