@@ -70,6 +70,10 @@ class NoHooks:
 
     def publish(self, name, server_round, payload) -> None: ...
 
+    def save_node_state(self, partition_id, server_round, state) -> None: ...
+
+    def restore_node_state(self, partition_id, state) -> None: ...
+
 
 def train_message(settings, server_round: int) -> Message:
     splits = build_federation(settings).splits
