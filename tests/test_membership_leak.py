@@ -263,3 +263,15 @@ def test_bad_leaky_keys_are_named(cfg_factory, override, key):
     with pytest.raises(ConfigError) as error:
         load_settings(cfg_factory(*LEAKY, override))
     assert error.value.key == key
+
+
+def test_a_diverged_model_is_named_not_scored():
+    """NaN scores (a model that diverged) end the audit with a clear error instead of sklearn's."""
+    from fl_privacy.evaluation.dp_audit import audit_epsilon
+    from fl_privacy.evaluation.membership_metrics import UnscorableModel, membership_metrics
+
+    scores, members = np.array([0.1, np.nan, 0.3, 0.2]), np.array([True, False, True, False])
+    with pytest.raises(UnscorableModel, match="1 of 4 membership scores are not finite"):
+        membership_metrics(scores, members)
+    with pytest.raises(UnscorableModel):
+        audit_epsilon(scores, members, 1e-5, 0.95, [1])

@@ -22,7 +22,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from fl_privacy.evaluation.membership_metrics import membership_metrics
+from fl_privacy.evaluation.membership_metrics import finite_scores, membership_metrics
 
 
 def p_value(m: int, r: int, v: int, epsilon: float, delta: float) -> float:
@@ -60,7 +60,7 @@ def audit_epsilon(scores: np.ndarray, included: np.ndarray, delta: float, confid
     """The one-run audit of canary `scores` (higher = more likely inserted) against the truth `included`:
     the best ε lower bound over k in `guesses` (Bonferroni over the list), the guesses behind it, and the
     canaries' membership metrics (AUC, ...)."""
-    scores, included = np.asarray(scores, dtype=float), np.asarray(included, dtype=bool)
+    scores, included = finite_scores(scores), np.asarray(included, dtype=bool)
     m, significance = len(scores), (1 - confidence) / len(guesses)
     order = np.argsort(-scores, kind="stable")
     per_k = []

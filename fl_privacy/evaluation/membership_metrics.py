@@ -60,13 +60,26 @@ def bootstrap_intervals(scores: np.ndarray, is_member: np.ndarray, resamples: in
             for key, values in draws.items()}
 
 
+class UnscorableModel(ValueError):
+    """The attacked model gave non-finite scores (it diverged): no membership measure exists."""
+
+
+def finite_scores(scores: np.ndarray) -> np.ndarray:
+    """`scores` as floats, or `UnscorableModel` saying how many are NaN/inf."""
+    scores = np.asarray(scores, dtype=float)
+    if bad := int((~np.isfinite(scores)).sum()):
+        raise UnscorableModel(f"{bad} of {len(scores)} membership scores are not finite: the attacked "
+                              "model diverged (see the central accuracy in metrics.jsonl); nothing to audit")
+    return scores
+
+
 def membership_metrics(scores: np.ndarray, is_member: np.ndarray, resamples: int = 0) -> dict:
     """AUC, balanced accuracy at the best threshold, TPR at zero, 1% and 0.1% FPR, the smallest measurable
     FPR (`fpr_resolution` = 1/non-members), and with `resamples` their bootstrap CIs.
 
     A TPR at an FPR below 1/non-members is not measured: it is None, not the TPR at zero false positives
     (that is `tpr_at_zero_fpr`)."""
-    scores, is_member = np.asarray(scores, dtype=float), np.asarray(is_member, dtype=bool)
+    scores, is_member = finite_scores(scores), np.asarray(is_member, dtype=bool)
     num_out = int((~is_member).sum())
     metrics: dict = _point_metrics(scores, is_member)
     metrics.update({"num_members": int(is_member.sum()), "num_non_members": num_out,

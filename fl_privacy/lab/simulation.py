@@ -113,7 +113,9 @@ def simulate(settings: Settings, federation: Federation, run_dir: Path, hooks: R
     import ray
 
     if settings.simulation.dashboard:
-        log.info("Ray dashboard: http://127.0.0.1:%d", settings.simulation.dashboard_port)
+        # on the terminal (the package's top logger): the user needs the address
+        logging.getLogger("fl_privacy").info("Ray dashboard: http://127.0.0.1:%d",
+                                             settings.simulation.dashboard_port)
     route_flower_logs()
     server_app = build_server_app(settings, federation, run_dir, on_round, checkpoints, resume)
     start_ray(settings.simulation, verbose=settings.log.level == "debug")
