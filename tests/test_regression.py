@@ -27,6 +27,8 @@ SHORT_RUNS = {
     "dlg": ["+experiment=dlg", "simulation.num_clients=2", "attack.gradient_inversion.iterations=20"],
     "mia": ["+experiment=mia", "strategy.num_rounds=2", "strategy.capture.rounds=[2]",
             "strategy.warmup.epochs=1",
+            # the attacks the golden file was made with (RMIA joined the default list later)
+            "attack.membership.attacks=[loss,confidence,entropy,modified_entropy,shadow,lira_offline,lira_online]",
             "attack.membership.num_shadow=2", "attack.membership.num_reference=2",
             "attack.membership.training.epochs=1"],
 }
