@@ -1,7 +1,8 @@
 """Checks Hydra runs before it writes anything (a callback, see conf/config.yaml): every job's settings
 and run directory, so a bad input or a reused directory ends with one line per bad job and exit 2,
-before any job starts and before Hydra touches an earlier run's `.hydra/`. At the end of a multirun,
-any job that did not complete makes the exit code 1 (the other jobs still ran)."""
+before any job starts and before Hydra touches an earlier run's `.hydra/`. A multirun's jobs share one
+Ray (`lab.ray_runtime`), shut down at its end, where any job that did not complete makes the exit code 1
+(the other jobs still ran)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from fl_privacy.config import load_settings
 from fl_privacy.config.sweeps import sweep_overrides
 from fl_privacy.errors import ConfigError, DataNotFoundError
+from fl_privacy.lab import ray_runtime
 from fl_privacy.lab.telemetry import configure_telemetry
 from fl_privacy.results import COMPLETED
 
@@ -67,12 +69,15 @@ class CheckBeforeLaunch(Callback):
             if problem := job_problem(job, job_dir, "hydra.sweep.dir"):
                 problems.append(f"job {number} ({' '.join(overrides)}): {problem}")
         _exit_if(problems)
+        ray_runtime.begin_sweep()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from fl_privacy.lab.run_dir import earlier_status
 
-        unfinished = [f"{d.name}: {earlier_status(d) or 'did not start'}" for d in self.job_dirs
-                      if earlier_status(d) != COMPLETED]
+        ray_runtime.end_sweep()
+        statuses = {d: earlier_status(d) for d in self.job_dirs}
+        unfinished = [f"{d.name}: {status or 'did not start'}" for d, status in statuses.items()
+                      if status != COMPLETED]
         if unfinished:
             print(f"{len(unfinished)} of {len(self.job_dirs)} jobs did not complete "
                   f"({', '.join(unfinished)})", file=sys.stderr)

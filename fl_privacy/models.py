@@ -171,13 +171,14 @@ def build_model(settings: ModelSettings, image_shape: Sequence[int], num_classes
     return model
 
 
-def model_factory(settings: ModelSettings, image_shape: Sequence[int], num_classes: int, seed: int
-                  ) -> Callable[[], nn.Module]:
-    """A function that builds the same freshly initialised model every call (init drawn from `seed`)."""
+def model_factory(settings: ModelSettings, image_shape: Sequence[int], num_classes: int, seed: int,
+                  device: torch.device | str = "cpu") -> Callable[[], nn.Module]:
+    """A function that builds the same freshly initialised model every call (init drawn from `seed` on CPU,
+    then moved to `device`)."""
 
     def make() -> nn.Module:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            return build_model(settings, image_shape, num_classes)
+            return build_model(settings, image_shape, num_classes).to(device)
 
     return make

@@ -64,7 +64,7 @@ def main(cfg: DictConfig) -> None:
 
 def _expected(error: Exception) -> bool:
     """Failures the lab names itself (one line is enough): Ray did not start, a round failed."""
-    from fl_privacy.lab.simulation import RayStartError
+    from fl_privacy.lab.ray_runtime import RayStartError
     from strategies.fedavg_warmup import RoundFailed
 
     return isinstance(error, RayStartError | RoundFailed)

@@ -64,10 +64,15 @@ def make_optimizer(params, settings: TrainSettings) -> torch.optim.Optimizer:
 StepHook = Callable[[], None]
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where `model`'s parameters are (CPU for a model without any)."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
 def fit_batches(model: nn.Module, optimizer: torch.optim.Optimizer,
                 batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *, max_grad_norm: float | None = None,
                 before_step: StepHook | None = None, after_step: StepHook | None = None) -> TrainStats:
-    """The training loop: one cross-entropy step per batch of `batches`.
+    """The training loop: one cross-entropy step per batch of `batches` (moved to the model's device).
 
     `max_grad_norm` clips each step's whole gradient; `before_step` runs before each optimizer step
     (e.g. a DP noise schedule) and `after_step` after it (e.g. a sparsity mask). Empty batches (possible
@@ -75,8 +80,10 @@ def fit_batches(model: nn.Module, optimizer: torch.optim.Optimizer,
     its noise and accounts the step.
     """
     model.train()
+    device = model_device(model)
     total_loss, correct, seen, steps = 0.0, 0, 0, 0
-    for images, labels in batches:
+    for cpu_images, cpu_labels in batches:
+        images, labels = cpu_images.to(device), cpu_labels.to(device)
         optimizer.zero_grad(set_to_none=True)
         logits = model(images)
         loss = F.cross_entropy(logits, labels) if len(labels) else logits.sum() * 0.0
@@ -121,14 +128,16 @@ def train(model: nn.Module, data: ImageDataset, settings: TrainSettings, seed: i
 @torch.no_grad()
 def evaluate(model: nn.Module, data: ImageDataset, num_classes: int,
              batch_size: int = 1000) -> EvalResult:
-    """Loss, accuracy and per-class accuracy (NaN for classes absent from `data`)."""
+    """Loss, accuracy and per-class accuracy (NaN for classes absent from `data`), computed on the model's
+    device."""
     model.eval()
+    device = model_device(model)
     total_loss, predictions = 0.0, []
     for start in range(0, len(data), batch_size):
-        logits = model(data.images[start:start + batch_size])
-        labels = data.labels[start:start + batch_size]
+        logits = model(data.images[start:start + batch_size].to(device))
+        labels = data.labels[start:start + batch_size].to(device)
         total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
-        predictions.append(logits.argmax(1))
+        predictions.append(logits.argmax(1).cpu())
     predicted = torch.cat(predictions)
     hits = (predicted == data.labels).float()
     per_class = [hits[data.labels == c].mean().item() if (data.labels == c).any() else float("nan")
@@ -139,9 +148,11 @@ def evaluate(model: nn.Module, data: ImageDataset, num_classes: int,
 def batch_gradient(model: nn.Module, data: ImageDataset) -> tuple[dict[str, torch.Tensor], TrainStats]:
     """FedSGD: the mean cross-entropy gradient of one batch (`data`) per parameter name; no step is taken."""
     model.train()
-    logits = model(data.images)
-    loss = F.cross_entropy(logits, data.labels)
+    device = model_device(model)
+    labels = data.labels.to(device)
+    logits = model(data.images.to(device))
+    loss = F.cross_entropy(logits, labels)
     names = [name for name, _ in model.named_parameters()]
     grads = torch.autograd.grad(loss, list(model.parameters()))
-    accuracy = (logits.argmax(1) == data.labels).double().mean().item()
+    accuracy = (logits.argmax(1) == labels).double().mean().item()
     return dict(zip(names, grads, strict=True)), TrainStats(loss.item(), accuracy, len(data), 1)

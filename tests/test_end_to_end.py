@@ -71,7 +71,15 @@ def test_run_writes_metrics_summary_and_model(sweep):
 
 
 @pytest.mark.simulation
+def test_the_sweep_starts_ray_once_and_keeps_it_with_its_actors(sweep):
+    kept = ["Ray and its client actors kept from the sweep's previous job" in (d / "run.log").read_text()
+            for d in sweep]
+    assert kept == [False, True, True]
+
+
+@pytest.mark.simulation
 def test_same_seed_gives_identical_metrics_different_seed_does_not(sweep):
+    """Job 1 repeats job 0's seed on the Ray and actors job 0 left: the numbers are the same."""
     first, second, other = (without_timings(read_metrics(d / "metrics.jsonl")) for d in sweep)
     assert first == second
     assert first != other

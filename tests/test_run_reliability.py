@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from test_end_to_end import TINY, without_timings
 
 from fl_privacy.results import read_metrics
@@ -51,7 +52,9 @@ def config_errors(result: subprocess.CompletedProcess) -> list[str]:
 @pytest.mark.parametrize("override,key", [("+anytypo=1", "anytypo"), ("client.local_epochs=0",
                                                                       "client.local_epochs"),
                                           ("strategy.min_train_replies=9", "strategy.min_train_replies"),
-                                          ("resume=true", "resume")])
+                                          ("resume=true", "resume"),
+                                          pytest.param("device=cuda", "device", marks=pytest.mark.skipif(
+                                              torch.cuda.is_available(), reason="CUDA is present here"))])
 def test_bad_input_is_one_line_before_hydra_writes_anything(tmp_path, override, key):
     run_dir = tmp_path / "run"
     result = subprocess.run(lab_command(run_dir, override), cwd=ROOT, capture_output=True, text=True,

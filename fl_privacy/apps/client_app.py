@@ -16,6 +16,7 @@ from fl_privacy.apps.roles import DEFENDED_ROLES, ClientJob, LabHooks, Role, hon
 from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import cached_federation
 from fl_privacy.defenses.update_defenses import prune_update
+from fl_privacy.devices import torch_device
 from fl_privacy.models import build_model
 from fl_privacy.protocol import (
     ARRAYS,
@@ -47,7 +48,7 @@ def _received_model(settings: Settings, msg: Message) -> torch.nn.Module:
     splits = cached_federation(settings).splits
     model = build_model(settings.model, splits.image_shape, model_outputs(settings, splits.num_classes))
     model.load_state_dict(msg.content.array_records[ARRAYS].to_torch_state_dict())
-    return model
+    return model.to(torch_device(settings.device))
 
 
 def announced(job: ClientJob) -> dict[str, float]:

@@ -19,6 +19,7 @@ from fl_privacy.apps.roles import model_outputs
 from fl_privacy.config.schema import CaptureSettings, Settings
 from fl_privacy.data.federation import Federation
 from fl_privacy.defenses.accounting import History, epsilon
+from fl_privacy.devices import torch_device
 from fl_privacy.models import model_factory
 from fl_privacy.protocol import UNIT_WEIGHT, sample_size
 from fl_privacy.results import FINAL_MODEL, save_torch
@@ -71,7 +72,8 @@ def build_strategy(settings: Settings, federation: Federation, run_dir: Path) ->
     strategy_class = ImprintCapture if settings.model.imprint_bins else STRATEGIES[settings.strategy.name]
     return strategy_class(
         model_fn=model_factory(settings.model, splits.image_shape,
-                               model_outputs(settings, splits.num_classes), settings.seed),
+                               model_outputs(settings, splits.num_classes), settings.seed,
+                               torch_device(settings.device)),
         num_nodes=settings.simulation.num_clients, seed=settings.seed, warmup_data=federation.warmup,
         warmup=TrainSettings.of(strategy.warmup), min_train_replies=strategy.min_train_replies,
         fraction_train=strategy.fraction_train, fraction_evaluate=strategy.fraction_evaluate, **options)

@@ -405,7 +405,8 @@ class EvaluationSettings(Section):
 
 class ClientResources(Section):
     num_cpus: Positive = 1.0
-    num_gpus: NonNegative = 0.0
+    num_gpus: NonNegative | None = Field(
+        None, description="GPU share per client actor; null = none on CPU, on CUDA an equal share of one GPU")
 
 
 class SimulationSettings(Section):
@@ -416,6 +417,8 @@ class SimulationSettings(Section):
     dashboard: bool = False
     dashboard_port: Port = 8265
     torch_threads_per_client: Count = 1
+    reuse_ray: bool = Field(True, description="in a multirun, keep Ray and its client actors from one job "
+                            "to the next (false: each job starts and stops its own)")
 
 
 class LogSettings(Section):
@@ -427,6 +430,8 @@ class Settings(Section):
     """A whole experiment."""
 
     seed: NonNegativeInt = 0
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where the federation trains and evaluates: auto = CUDA when present, else CPU")
     kind: Literal["federated", "par_gan"] = Field(
         "federated", description="federated: a Flower simulation; par_gan: the in-process PAR-GAN program")
     telemetry: bool = Field(False, description="opt in to Flower's and Ray's usage telemetry")

@@ -9,6 +9,7 @@ from fl_privacy.apps.roles import FAKE_CLASS_ROLES, model_outputs, role_of
 from fl_privacy.config.rules import roles_in_use
 from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import Federation
+from fl_privacy.devices import check_device
 from fl_privacy.errors import ConfigError
 from fl_privacy.models import build_model
 
@@ -30,6 +31,7 @@ def check_representation_layers(settings: Settings) -> None:
 
 def check_settings(settings: Settings) -> None:
     """Everything checkable before data is loaded (the entry point runs it right after validation)."""
+    check_device(settings.device)
     model = build_model(settings.model, PROBE_SHAPE, PROBE_CLASSES)
     if "dp" in roles_in_use(settings):
         from fl_privacy.defenses.dp_sgd import check_opacus_compatible
