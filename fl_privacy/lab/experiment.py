@@ -39,7 +39,7 @@ def run_experiment(settings: Settings, run_dir: Path) -> dict:
     interrupted."""
     run_dir = Path(run_dir)
     check_run_dir(run_dir, settings)
-    if settings.kind == "par_gan":  # in-process GAN training, no Flower simulation (README: PAR-GAN)
+    if settings.kind == "par_gan":  # in-process GAN training, no Flower simulation (docs/attacks.md: PAR-GAN)
         from fl_privacy.lab.par_gan_experiment import par_gan_data, run_par_gan
 
         splits = par_gan_data(settings)  # the data and the checks that need it, before anything is written
