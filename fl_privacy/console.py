@@ -8,15 +8,22 @@ import logging
 
 # Loggers whose INFO lines the terminal shows: the entry point and the lab's round recorder.
 TERMINAL_LOGGERS = frozenset({"fl_privacy", "fl_privacy.lab.rounds"})
+# Warnings about what the lab's configuration does on purpose (run.log keeps them): the lab evaluates the
+# global model centrally, so Flower's federated evaluation is often off.
+EXPECTED_WARNINGS = ("Federated evaluation will be skipped",)
 
 
 class TerminalLines(logging.Filter):
-    """Passes warnings and errors of any logger and the INFO lines of `TERMINAL_LOGGERS`."""
+    """Passes warnings and errors of any logger (but the `EXPECTED_WARNINGS`) and the INFO lines of
+    `TERMINAL_LOGGERS`."""
 
     verbose = False  # `log.level=debug` (set by `show_everything`)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return self.verbose or record.levelno >= logging.WARNING or record.name in TERMINAL_LOGGERS
+        if self.verbose or record.name in TERMINAL_LOGGERS:
+            return True
+        return (record.levelno >= logging.WARNING
+                and not any(expected in record.getMessage() for expected in EXPECTED_WARNINGS))
 
 
 def show_everything() -> None:

@@ -43,3 +43,45 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# --- the suite's simulations, run once per session (tests/farm.py) ------------------------------------------
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "farm(*names): the test reads these simulations of tests/farm.py")
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection: only the simulations of the tests that run
+def pytest_collection_modifyitems(session, config, items):
+    session.farm_names = sorted({name for item in items for marker in item.iter_markers("farm")
+                                 for name in marker.args})
+
+
+class Farm:
+    """The run directories of the session's simulations, run on first use."""
+
+    def __init__(self, root: Path, names: list[str]) -> None:
+        self.root, self.names, self.ran = root, names, False
+
+    @property
+    def oracle_cache(self) -> Path:
+        """The session's oracle cache (the simulations' too; entries are keyed by the oracle's settings)."""
+        return self.root / "oracle"
+
+    def run_dir(self, name: str) -> Path:
+        """`name`'s finished run directory; fails the test with its log's tail if it did not complete."""
+        import farm
+
+        assert name in self.names, f"mark the test with @pytest.mark.farm({name!r})"
+        if not self.ran:
+            self.ran = True
+            farm.run_farm(self.root, self.names)
+        code = farm.exit_file(self.root, name)
+        log = (self.root / "farm.log").read_text()[-3000:]
+        assert code.exists() and code.read_text() == "0", f"{name} did not complete:\n{log}"
+        return farm.run_dir(self.root, name)
+
+
+@pytest.fixture(scope="session")
+def farm_runs(request, tmp_path_factory) -> Farm:
+    return Farm(tmp_path_factory.mktemp("farm"), request.session.farm_names)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -46,7 +44,6 @@ from fl_privacy.training import TrainSettings
 from strategies.central_dp import AccountedServerSideClipping
 from strategies.fedavg_warmup import FedAvgWithWarmup
 
-ROOT = Path(__file__).resolve().parents[1]
 DELTA = 1e-5
 SETTINGS = TrainSettings(epochs=1, batch_size=16, lr=0.05, optimizer="sgd")
 
@@ -217,29 +214,14 @@ def test_bad_defense_settings_name_the_key(cfg_factory, overrides, key):
     assert key in str(error.value)
 
 
-TINY_DEFENDED = [
-    "strategy=gradient_capture", "simulation.num_clients=3", "strategy.num_rounds=2", "partition=iid",
-    "strategy.warmup.epochs=1", "client.examples_per_round=48", "client.batch_size=16",
-    "+client.roles={0:dp,1:dp}",
-    "defense.dp.noise_decay.schedule=exp", "defense.dp.noise_decay.rate=0.01", "defense.pruning.fraction=0.3",
-    "defense.suppress.enabled=true", "defense.suppress.start_round=1", "defense.suppress.rounds=1",
-    "defense.central_dp.enabled=true", "defense.central_dp.noise_multiplier=0.5",
-    "defense.central_dp.clipping_norm=5", "defense.secure_aggregation=true", "strategy.capture.rounds=[2]",
-]
-
-
 @pytest.fixture(scope="module")
-def defended_run(tmp_path_factory) -> Path:
-    """One tiny run with every defense on at once: DP clients 0 and 1, pruning, suppress-privacy,
-    central DP, and a capturing server that sees only the secure aggregate."""
-    run_dir = tmp_path_factory.mktemp("defended")
-    command = [sys.executable, "-m", "fl_privacy.run", *TINY_DEFENDED, f"hydra.run.dir={run_dir}"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return run_dir
+def defended_run(farm_runs) -> Path:
+    """One tiny run with every defense on at once (tests/farm.py `defended`)."""
+    return farm_runs.run_dir("defended")
 
 
 @pytest.mark.simulation
+@pytest.mark.farm("defended")
 def test_dp_clients_report_accumulating_epsilon_and_the_summary_has_the_maximum(defended_run):
     records = read_metrics(defended_run / "metrics.jsonl")
     first, second = records[1]["privacy"], records[2]["privacy"]
@@ -254,6 +236,7 @@ def test_dp_clients_report_accumulating_epsilon_and_the_summary_has_the_maximum(
 
 
 @pytest.mark.simulation
+@pytest.mark.farm("defended")
 def test_secure_aggregation_server_sees_only_the_aggregate(defended_run):
     captured = sorted(p.name for p in (defended_run / "captures" / "round_002").iterdir())
     assert captured == ["partition_-1.pt"]

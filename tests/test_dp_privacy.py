@@ -6,10 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import subprocess
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,8 +49,6 @@ from fl_privacy.results import read_metrics, write_json
 from fl_privacy.training import TrainSettings
 from strategies.central_dp import AccountedServerSideClipping
 from strategies.fedavg_warmup import FedAvgWithWarmup
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -323,16 +318,10 @@ def test_canaries_are_drawn_out_of_the_pool_and_half_go_to_the_target(settings_f
 
 # --- one tiny run: canaries, local DP with a budget, the audit --------------------------------------
 @pytest.mark.simulation
-def test_a_budgeted_dp_audit_run_stops_clients_at_the_budget_and_audits(tmp_path):
-    # ~1900 records per client: σ = 1.5 at q ≈ 1/30 spends ε ≈ 0.8, 1.0, 1.2 after rounds 1, 2, 3, so the
-    # budget 1.1 stops round 3
-    overrides = ["+experiment=dp_audit", "strategy.num_rounds=3", "client.local_epochs=1",
-                 "data.holdout_fraction=0", "data.canaries.count=100", "attack.dp_audit.guesses=[10,25]",
-                 "defense.dp.target_epsilon=null", "defense.dp.noise_multiplier=1.5",
-                 "defense.dp.max_epsilon=1.1", "strategy.warmup.epochs=1", f"hydra.run.dir={tmp_path}"]
-    result = subprocess.run([sys.executable, "-m", "fl_privacy.run", *overrides], cwd=ROOT,
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+@pytest.mark.farm("dp_audit_budget")
+def test_a_budgeted_dp_audit_run_stops_clients_at_the_budget_and_audits(farm_runs):
+    """tests/farm.py `dp_audit_budget`: the budget 1.1 stops the clients in round 3."""
+    tmp_path = farm_runs.run_dir("dp_audit_budget")
     summary = json.loads((tmp_path / "summary.json").read_text())
     privacy, records = summary["privacy"], read_metrics(tmp_path / "metrics.jsonl")
     assert privacy["accountant"] == "rdp" and set(privacy["budget_stopped_at_round"]) == {"0", "1"}

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from farm import TINY
 
 from fl_privacy.results import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["simulation.num_clients=4", "strategy.num_rounds=2", "partition=dirichlet",
-        "partition.alpha=1.0", "strategy.fraction_train=0.5", "strategy.fraction_evaluate=0.5",
-        "strategy.warmup.epochs=1", "client.local_epochs=1"]
 
 
 INTERCEPT = ROOT / "tests" / "intercept"
@@ -41,7 +39,8 @@ def without_timings(records):
 def sweep(tmp_path_factory):
     """Jobs 0 and 1 share seed 0, job 2 uses seed 1."""
     base = tmp_path_factory.mktemp("e2e") / "sweep"
-    run_tiny_sweep(base, "seed=0,0,1")
+    result = run_tiny_sweep(base, "seed=0,0,1")
+    (base.parent / "terminal.txt").write_text(result.stdout + result.stderr)
     return [base / str(job) for job in range(3)]
 
 
@@ -68,6 +67,16 @@ def test_run_writes_metrics_summary_and_model(sweep):
     assert (run_dir / "accuracy.png").stat().st_size > 1000
     state = torch.load(run_dir / "final_model.pt", weights_only=True)
     assert state["head.weight"].shape == (10, 128 * 7 * 7)
+
+
+@pytest.mark.simulation
+def test_the_terminal_shows_a_line_per_round_and_run_log_the_detail(sweep):
+    """Besides Hydra's job lines, the terminal has the data line, a line per round and where the results
+    went; Flower's and Ray's detail is only in run.log."""
+    terminal = (sweep[0].parent.parent / "terminal.txt").read_text().splitlines()
+    lab_lines = [line for line in terminal if "[HYDRA]" not in line]
+    assert [line.split()[0] for line in lab_lines] == ["data", "round", "round", "round", "wrote"] * 3
+    assert "[flwr]" in (sweep[0] / "run.log").read_text()
 
 
 @pytest.mark.simulation

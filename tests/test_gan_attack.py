@@ -2,10 +2,7 @@
 real run."""
 
 import json
-import subprocess
-import sys
 from dataclasses import fields, is_dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,8 +24,6 @@ from fl_privacy.lab.side_channels import RunHooks
 from fl_privacy.models import DCGANGenerator, build_model
 from fl_privacy.protocol import ANNOUNCED_ACCURACY, ARRAYS, CONFIG, METRICS, SERVER_ROUND
 from fl_privacy.results import read_metrics
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _context() -> Context:
@@ -220,25 +215,13 @@ def test_gan_attack_round_sees_only_the_adversarys_own_partition(settings_factor
     assert torch.load(tmp_path / "lab" / "gan_generator.pt", weights_only=True)["round"] == 1
 
 
-TINY_ATTACK = ["+experiment=gan_attack", "simulation.num_clients=3", "strategy.num_rounds=3",
-               "attack.gan.victim_class=1", "attack.gan.start_round=2", "attack.gan.start_accuracy=null",
-               "attack.gan.generator_steps=3", "attack.gan.num_fakes=32", "strategy.warmup.epochs=1",
-               "evaluation.oracle.epochs=1", "evaluation.oracle.components=8",
-               "evaluation.oracle.samples_per_round=64"]
-
-
 @pytest.fixture(scope="module")
-def attack_run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("gan")
-    result = subprocess.run(
-        [sys.executable, "-m", "fl_privacy.run", *TINY_ATTACK,
-         f"evaluation.oracle.cache_dir={base / 'cache'}", f"hydra.run.dir={base / 'run'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return base / "run"
+def attack_run(farm_runs):
+    return farm_runs.run_dir("gan_tiny")
 
 
 @pytest.mark.simulation
+@pytest.mark.farm("gan_tiny")
 def test_tiny_attack_run_writes_metrics_and_images(attack_run):
     records = read_metrics(attack_run / "metrics.jsonl")
     assert [r["round"] for r in records] == [0, 1, 2, 3]
@@ -258,6 +241,7 @@ def test_tiny_attack_run_writes_metrics_and_images(attack_run):
 
 
 @pytest.mark.simulation
+@pytest.mark.farm("gan_tiny")
 def test_generator_state_persists_across_rounds_in_the_simulation(attack_run):
     """The adversary's counters and generator live in context.state inside the Ray actors: after
     the second attack round they count two rounds of generator training (the adversary publishes its

@@ -256,8 +256,8 @@ def test_config_errors_name_the_key(cfg_factory):
 
 
 @pytest.fixture(scope="module")
-def oracle_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("oracle")
+def oracle_cache(farm_runs):
+    return farm_runs.oracle_cache
 
 
 def test_representation_inversion_scores_each_layer(settings_factory, tmp_path, oracle_cache):

@@ -23,26 +23,15 @@ from fl_privacy.seeding import Stream, derive_seed
 from fl_privacy.training import TrainSettings, batch_gradient, train
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIENTS, ROUNDS = 3, 2
-TINY = ["strategy=gradient_capture", "model=lenet", f"simulation.num_clients={CLIENTS}",
-        f"strategy.num_rounds={ROUNDS}", "strategy.warmup.epochs=0", "strategy.capture.rounds=[1,2]",
-        "partition=iid", "client.examples_per_round=4", "client.batch_size=2", "client.lr=0.05",
-        "client.local_epochs=1", "client.update_mode=fedavg", "attack.gradient_inversion.name=labels",
-        "attack.gradient_inversion.after_run=true", "save_model=false"]
+CLIENTS, ROUNDS = 3, 2  # as in tests/farm.py `CAPTURE`
 MODES = ("fedavg", "fedsgd")
+pytestmark = pytest.mark.farm(*(f"capture_{mode}" for mode in MODES))
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    """One Hydra multirun of FedAvg clients whose captured rounds are FedAvg (job 0) or FedSGD probes
-    (job 1); both restore labels after the run."""
-    base = tmp_path_factory.mktemp("capture")
-    result = subprocess.run(
-        [sys.executable, "-m", "fl_privacy.run", "-m", *TINY, "strategy.capture.update_mode=fedavg,fedsgd",
-         f"hydra.sweep.dir={base}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return {"fedavg": base / "0", "fedsgd": base / "1"}
+def runs(farm_runs) -> dict[str, Path]:
+    """FedAvg clients whose captured rounds are FedAvg or FedSGD probes; both restore labels after the run."""
+    return {mode: farm_runs.run_dir(f"capture_{mode}") for mode in MODES}
 
 
 def run_settings(run_dir: Path):
@@ -195,8 +184,10 @@ def test_reconstruction_step_never_reads_the_truth(runs, tmp_path, monkeypatch):
 
 
 @pytest.mark.simulation
-def test_attack_table_has_a_row_per_run_and_round(runs):
-    table = attack_table(runs["fedavg"].parent, by=["strategy.capture.update_mode"], per_round=True)
+def test_attack_table_has_a_row_per_run_and_round(runs, tmp_path):
+    for mode, run_dir in runs.items():
+        shutil.copytree(run_dir, tmp_path / mode)
+    table = attack_table(tmp_path, by=["strategy.capture.update_mode"], per_round=True)
     rows = [line.split(" | ") for line in table.splitlines()[2:]]
     assert [(row[0].strip("| "), row[1]) for row in rows] == [
         ("fedavg", "1"), ("fedavg", "2"), ("fedsgd", "1"), ("fedsgd", "2")]

@@ -8,7 +8,6 @@ import dataclasses
 import inspect
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,9 +32,6 @@ from fl_privacy.lab import audit_pipeline, reference_training
 from fl_privacy.report.tables import membership_table
 from fl_privacy.results import write_json
 from fl_privacy.training import TrainSettings, train
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -256,24 +252,13 @@ def test_membership_command_refuses_to_change_the_holdout(settings_factory, tmp_
 
 # --- one tiny audit through the entry point ----------------------------------------------------------------
 
-TINY_MIA = ["+experiment=mia", "simulation.num_clients=3", "strategy.num_rounds=2",
-            "strategy.warmup.epochs=1", "attack.membership.num_shadow=2",
-            "attack.membership.num_reference=2", "attack.membership.training.epochs=1",
-            "attack.membership.training.batch_size=128", "attack.membership.bootstrap=50",
-            "strategy.capture.rounds=[1,2]", "attack.membership.update_attack.after_run=true",
-            "attack.membership.update_attack.non_members=120"]
-
-
 @pytest.fixture(scope="module")
-def mia_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("mia") / "run"
-    result = subprocess.run([sys.executable, "-m", "fl_privacy.run", *TINY_MIA, f"hydra.run.dir={run_dir}"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return run_dir
+def mia_run(farm_runs):
+    return farm_runs.run_dir("mia_tiny")
 
 
 @pytest.mark.simulation
+@pytest.mark.farm("mia_tiny")
 def test_tiny_run_writes_membership_scores_roc_and_summary(mia_run):
     scores = json.loads((mia_run / "mia" / "scores.json").read_text())
     assert set(scores["attacks"]) == set(attacks.ATTACKS)
@@ -293,6 +278,7 @@ def test_tiny_run_writes_membership_scores_roc_and_summary(mia_run):
 
 
 @pytest.mark.simulation
+@pytest.mark.farm("mia_tiny")
 def test_tiny_run_attacks_each_captured_update_of_the_client(mia_run):
     updates = json.loads((mia_run / "mia" / "updates.json").read_text())
     assert [r["round"] for r in updates["rounds"]] == [1, 2]
@@ -305,6 +291,7 @@ def test_tiny_run_attacks_each_captured_update_of_the_client(mia_run):
 
 
 @pytest.mark.simulation
+@pytest.mark.farm("mia_tiny")
 def test_membership_command_audits_the_client_model(mia_run, monkeypatch):
     views = []
     real_scores = audit_pipeline.membership_scores

@@ -8,31 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from farm import SHORT_RUNS
 from regression_numbers import pinned_numbers
 
-ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden"
-
-SHORT_RUNS = {
-    "fedavg": ["+experiment=fedavg_noniid", "strategy.num_rounds=2", "strategy.warmup.epochs=1"],
-    "gan": ["+experiment=gan_attack", "strategy.num_rounds=3", "strategy.warmup.epochs=1",
-            "attack.gan.start_round=2", "attack.gan.start_accuracy=null", "attack.gan.generator_steps=5",
-            "attack.gan.num_fakes=32", "evaluation.oracle.epochs=1",
-            "evaluation.oracle.samples_per_round=64"],
-    "dlg": ["+experiment=dlg", "simulation.num_clients=2", "attack.gradient_inversion.iterations=20"],
-    "mia": ["+experiment=mia", "strategy.num_rounds=2", "strategy.capture.rounds=[2]",
-            "strategy.warmup.epochs=1",
-            # the attacks the golden file was made with (RMIA joined the default list later)
-            "attack.membership.attacks=[loss,confidence,entropy,modified_entropy,shadow,lira_offline,lira_online]",
-            "attack.membership.num_shadow=2", "attack.membership.num_reference=2",
-            "attack.membership.training.epochs=1"],
-}
-
 
 def assert_same_numbers(actual, expected, where: str = "") -> None:
     """Equal structure; numbers equal to 1e-6 relative (float sums may differ in the last bits on other
@@ -54,14 +36,9 @@ def assert_same_numbers(actual, expected, where: str = "") -> None:
 
 
 @pytest.mark.simulation
+@pytest.mark.farm(*(f"short_{name}" for name in SHORT_RUNS))
 @pytest.mark.parametrize("name", sorted(SHORT_RUNS))
-def test_short_run_gives_the_pinned_numbers(name, tmp_path):
-    run_dir = tmp_path / name
-    overrides = [*SHORT_RUNS[name], f"hydra.run.dir={run_dir}"]
-    if name == "gan":
-        overrides.append(f"evaluation.oracle.cache_dir={tmp_path / 'oracle'}")
-    result = subprocess.run([sys.executable, "-m", "fl_privacy.run", *overrides], cwd=ROOT,
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def test_short_run_gives_the_pinned_numbers(name, farm_runs):
+    run_dir = farm_runs.run_dir(f"short_{name}")
     expected = json.loads((GOLDEN / f"{name}.json").read_text())
     assert_same_numbers(pinned_numbers(run_dir), expected, name)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_end_to_end import TINY, without_timings
+from farm import DP_RUN, TINY
+from test_end_to_end import without_timings
 
 from fl_privacy.results import read_metrics
 
@@ -122,9 +123,6 @@ def test_a_dying_client_process_fails_the_run(tmp_path):
 
 
 # --- resume --------------------------------------------------------------------------------------------
-DP_RUN = ["client.role=dp", "model.norm=group", "strategy.num_rounds=4", "checkpoint_every=1"]
-
-
 def wait_for_round(metrics: Path, server_round: int, process: subprocess.Popen, output: Path,
                    timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
@@ -136,13 +134,13 @@ def wait_for_round(metrics: Path, server_round: int, process: subprocess.Popen, 
 
 
 @pytest.mark.simulation
-def test_a_killed_run_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path):
+@pytest.mark.farm("dp_uninterrupted")
+def test_a_killed_run_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path, farm_runs):
     """DP clients carry their privacy ledger across rounds in their node state: a run stopped (SIGTERM)
     after round 2 and resumed from its checkpoint ends with the same metrics.jsonl, ε included, as the same
     run left alone; the stopped run said `interrupted` meanwhile, and rerunning it without resume=true is
     refused."""
-    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
-    assert run_lab(whole, *DP_RUN).returncode == 0
+    whole, stopped = farm_runs.run_dir("dp_uninterrupted"), tmp_path / "stopped"
     with (tmp_path / "stopped.log").open("w") as output:
         victim = subprocess.Popen(lab_command(stopped, *DP_RUN), cwd=ROOT, env=intercepted(), stdout=output,
                                   stderr=subprocess.STDOUT)

@@ -26,6 +26,7 @@ from fl_privacy.data.federation import build_federation
 from fl_privacy.data.membership_split import audit_split
 from fl_privacy.evaluation.membership_metrics import evaluate_scores
 from fl_privacy.lab.reference_training import reference_trainer
+from fl_privacy.lab.torch_threads import restores_torch_threads
 from fl_privacy.models import model_factory
 from fl_privacy.results import CAPTURES, FINAL_MODEL, RunFileError, load_tensors, write_json
 from fl_privacy.seeding import Stream, derive_seed
@@ -61,6 +62,7 @@ def target_model(run_dir: Path, settings: Settings, image_shape, num_outputs: in
     return model.eval()
 
 
+@restores_torch_threads
 def audit_run(run_dir: Path, settings: Settings) -> dict:
     """All three steps; returns (and writes as `mia/scores.json`) the metrics per attack."""
     mia, run_dir = settings.attack.membership, Path(run_dir)

@@ -24,6 +24,7 @@ from fl_privacy.evaluation.inversion_scores import score_capture, summarise
 from fl_privacy.evaluation.reconstruction import save_comparison_grid
 from fl_privacy.evaluation.success_rates import baseline_scores, success_rates
 from fl_privacy.lab.side_channels import truth_indices
+from fl_privacy.lab.torch_threads import restores_torch_threads
 from fl_privacy.models import build_model
 from fl_privacy.progress import in_terminal, progress
 from fl_privacy.results import (
@@ -129,6 +130,7 @@ def _score_into(run_dir: Path, splits: DataSplits, grids: Path) -> dict:
     return result
 
 
+@restores_torch_threads
 def invert_and_score(run_dir: Path, settings: Settings) -> dict:
     """Both steps; returns the scores' summary."""
     torch.set_num_threads(settings.attack.gradient_inversion.torch_threads)

@@ -30,6 +30,7 @@ from fl_privacy.evaluation.membership_metrics import logan_metrics
 from fl_privacy.evaluation.oracle import FeatureSpace, frechet_distance, load_or_train_oracle
 from fl_privacy.evaluation.sample_quality import sample_quality
 from fl_privacy.lab.summary import SummaryFile
+from fl_privacy.lab.torch_threads import restores_torch_threads
 from fl_privacy.results import save_image_grid, write_csv, write_json
 from fl_privacy.seeding import Stream, derive_seed, stream_rng
 
@@ -56,6 +57,7 @@ def par_gan_data(settings: Settings) -> DataSplits:
     return splits
 
 
+@restores_torch_threads
 def run_par_gan(settings: Settings, splits: DataSplits, run_dir: Path, summary: SummaryFile) -> None:
     """Run the experiment of `defense.par_gan` on `splits` and write its table and sample grids into
     `run_dir`, its results into `summary`."""

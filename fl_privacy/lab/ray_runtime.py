@@ -29,6 +29,8 @@ from fl_privacy.devices import client_gpu_share
 log = logging.getLogger(__name__)
 
 REACHABLE_SECONDS = 5.0
+# Ray gives its local node a fixed 30 s to register; on a busy machine a second try usually makes it.
+STARTUP_TIMEOUT, START_ATTEMPTS = "timed out during startup", 2
 
 
 class RayStartError(RuntimeError):
@@ -90,11 +92,16 @@ def start_ray(simulation: SimulationSettings, init_args: dict) -> None:
     os.environ["PYTHONPATH"] = pythonpath
     # Ray's advice about a future default for GPU visibility is not about this run.
     warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
-    try:
-        ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **init_args)
-    except Exception as error:
-        raise RayStartError(f"Ray did not start: {type(error).__name__}: {str(error).splitlines()[0]}") \
-            from error
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **init_args)
+            return
+        except Exception as error:
+            first_line = str(error).splitlines()[0]
+            if attempt == START_ATTEMPTS or STARTUP_TIMEOUT not in first_line:
+                raise RayStartError(f"Ray did not start: {type(error).__name__}: {first_line}") from error
+            log.warning("Ray did not start in time (a busy machine?); trying again")
+            ray.shutdown()
 
 
 @dataclass

@@ -25,6 +25,7 @@ from fl_privacy.data.datasets import load_splits
 from fl_privacy.data.images import ImageDataset, image_shape_of
 from fl_privacy.evaluation.oracle import Oracle, load_or_train_oracle
 from fl_privacy.evaluation.reconstruction import psnr, ssim
+from fl_privacy.lab.torch_threads import restores_torch_threads
 from fl_privacy.models import build_model
 from fl_privacy.report.figures import plot_image_rows
 from fl_privacy.results import FINAL_MODEL, load_tensors, staged_folder, write_csv, write_json
@@ -53,6 +54,7 @@ def score_layer(model: nn.Module, layer: str, truth: ImageDataset, settings: Rep
     return row, result.images
 
 
+@restores_torch_threads
 def run_representation_inversion(run_dir: Path, settings: Settings) -> dict:
     """Invert the run's `final_model.pt` at every configured layer; write the table and the figure."""
     node, seed = settings.attack.representation_inversion, settings.seed

@@ -31,6 +31,7 @@ from fl_privacy.data.membership_split import audit_split
 from fl_privacy.evaluation.membership_metrics import membership_metrics
 from fl_privacy.lab.audit_pipeline import MIA_DIR
 from fl_privacy.lab.inversion_pipeline import load_capture
+from fl_privacy.lab.torch_threads import restores_torch_threads
 from fl_privacy.models import model_factory
 from fl_privacy.report.figures import plot_auc_per_round
 from fl_privacy.results import CAPTURES, FINAL_MODEL, RunFileError, load_tensors, write_json
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 UPDATES = "updates.json"
 
 
+@restores_torch_threads
 def audit_updates(run_dir: Path, settings: Settings) -> dict:
     """Attack every captured update of the target client; returns (and writes) the metrics per round."""
     mia, run_dir = settings.attack.membership, Path(run_dir)
