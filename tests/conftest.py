@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from hydra import compose, initialize_config_dir
 
 from fl_privacy.config import load_settings, register_schema
@@ -51,17 +53,12 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "farm(*names): the test reads these simulations of tests/farm.py")
 
 
-@pytest.hookimpl(trylast=True)  # after -k / -m deselection: only the simulations of the tests that run
-def pytest_collection_modifyitems(session, config, items):
-    session.farm_names = sorted({name for item in items for marker in item.iter_markers("farm")
-                                 for name in marker.args})
-
-
 class Farm:
-    """The run directories of the session's simulations, run on first use."""
+    """The run directories of the session's simulations, run on first use; with pytest-xdist (`-n`), by the
+    first worker that asks, while the others wait for it (a file lock in the workers' shared folder)."""
 
     def __init__(self, root: Path, names: list[str]) -> None:
-        self.root, self.names, self.ran = root, names, False
+        self.root, self.names = root, names
 
     @property
     def oracle_cache(self) -> Path:
@@ -73,9 +70,9 @@ class Farm:
         import farm
 
         assert name in self.names, f"mark the test with @pytest.mark.farm({name!r})"
-        if not self.ran:
-            self.ran = True
-            farm.run_farm(self.root, self.names)
+        with FileLock(self.root / "farm.lock"):
+            if not (self.root / "farm.log").exists():
+                farm.run_farm(self.root, self.names)
         code = farm.exit_file(self.root, name)
         log = (self.root / "farm.log").read_text()[-3000:]
         assert code.exists() and code.read_text() == "0", f"{name} did not complete:\n{log}"
@@ -84,4 +81,10 @@ class Farm:
 
 @pytest.fixture(scope="session")
 def farm_runs(request, tmp_path_factory) -> Farm:
-    return Farm(tmp_path_factory.mktemp("farm"), request.session.farm_names)
+    """The simulations the session's selected tests ask for (after -k / -m deselection)."""
+    names = sorted({name for item in request.session.items for marker in item.iter_markers("farm")
+                    for name in marker.args})
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "farm"
+    root.mkdir(exist_ok=True)
+    return Farm(root, names)
