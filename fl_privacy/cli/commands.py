@@ -62,6 +62,14 @@ def _invert(run_dir: Path, settings: Settings) -> None:
     log.info("%s", json.dumps(run_representation_inversion(run_dir, settings)["layers"]))
 
 
+def _gan_eval(run_dir: Path, settings: Settings) -> None:
+    from fl_privacy.lab.gan_evaluation import evaluate_generators
+
+    final = evaluate_generators(run_dir, settings)["final"]
+    log.info("round %d: relative share %.3f, KID %.4f, record test p (features) %.3f", final["round"],
+             final["relative_share"], final["kid"], final["records_features"]["p_value"])
+
+
 # command -> (help, the attacker node its overrides address, what it does)
 RUN_COMMANDS: dict[str, tuple[str, str, Callable[[Path, Settings], None]]] = {
     "attack": ("gradient inversion of a run's captures, then scoring", "attack.gradient_inversion", _attack),
@@ -69,6 +77,8 @@ RUN_COMMANDS: dict[str, tuple[str, str, Callable[[Path, Settings], None]]] = {
     "audit-updates": ("the server's per-round membership attack on a client's captured updates",
                       "attack.membership", _audit_updates),
     "invert": ("inversion of the final model's representations", "attack.representation_inversion", _invert),
+    "gan-eval": ("the GAN attack's kept generators against the truth: share, KID, Fréchet, record-level test",
+                 "evaluation.oracle", _gan_eval),
 }
 
 
