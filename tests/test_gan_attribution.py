@@ -119,3 +119,36 @@ def test_oracle_rejection_class_is_validated_on_families_it_never_trained_on():
     for families in (TRAINING_NOISE, HELDOUT_NOISE):
         noise = synthetic_noise(20, (1, 28, 28), seed=0, families=families)
         assert noise.shape == (20, 1, 28, 28) and noise.min() >= 0 and noise.max() <= 1
+
+
+def _olivetti_fixture(root) -> np.ndarray:
+    """A stand-in for scikit-learn's cached Olivetti file: 400 random 64x64 uint8 faces."""
+    import joblib
+    from sklearn.datasets._base import _pkl_filepath
+
+    faces = np.random.default_rng(0).integers(0, 256, (400, 64 * 64), dtype=np.uint8)
+    joblib.dump(faces, _pkl_filepath(str(root), "olivetti.pkz"), compress=6)
+    return faces
+
+
+def test_olivetti_loader_reads_the_file_under_data_root(settings_factory, tmp_path):
+    from fl_privacy.data.datasets import load_splits
+
+    _olivetti_fixture(tmp_path)
+    settings = settings_factory("+experiment=gan_attack_olivetti", f"data.root={tmp_path}")
+    splits = load_splits(settings.data, seed=0)
+    assert splits.num_classes == 40 and splits.image_shape == (1, 64, 64)
+    assert len(splits.train) == 320 and len(splits.test) == 80
+    assert torch.bincount(splits.train.labels).tolist() == [8] * 40
+    federation = build_federation(settings)
+    assert [set(federation.client_classes(p)) for p in range(40)] == [{p} for p in range(40)]
+
+
+def test_olivetti_offline_fails_with_one_line_naming_the_key(settings_factory, tmp_path):
+    from fl_privacy.data.datasets import load_splits
+    from fl_privacy.errors import DataNotFoundError
+
+    settings = settings_factory("data=olivetti", f"data.root={tmp_path}")
+    with pytest.raises(DataNotFoundError, match="data.download=true") as caught:
+        load_splits(settings.data, seed=0)
+    assert str(tmp_path) in str(caught.value) and "\n" not in str(caught.value)

@@ -61,10 +61,11 @@ class RecordSplitSettings(Section):
 
 
 class DataSettings(Section):
-    name: Literal["mnist_offline", "lfw_offline", "skimage_photos", "mnist", "fashion_mnist", "cifar10"] = \
-        "mnist_offline"
-    root: str | None = Field(None, description="folder of the torchvision data sets (null for offline sets)")
-    download: bool = Field(False, description="torchvision data sets: fetch once (needs internet)")
+    name: Literal["mnist_offline", "lfw_offline", "skimage_photos", "mnist", "fashion_mnist", "cifar10",
+                  "olivetti"] = "mnist_offline"
+    root: str | None = Field(None, description="folder of the torchvision data sets and olivetti "
+                             "(null for offline sets)")
+    download: bool = Field(False, description="torchvision data sets, olivetti: fetch once (needs internet)")
     test_fraction: OpenProbability = Field(
         0.2, description="share of each class held out as the central test split (offline sets; "
         "torchvision sets come with their own)")
