@@ -51,8 +51,8 @@ def main() -> None:
         state = AdversaryState(generator, make_generator_optimizer(generator, gan.generator_lr))
         view = InsiderView(own_data=own, model=make(), server_round=9, announced_accuracy=None,
                            fake_class=splits.num_classes)
-        return _seconds(lambda: attack_round(view, state, gan.model_copy(update={"generator_batch_size": batch}),
-                                             TrainSettings.of(settings.client), [1]))
+        variant = gan.model_copy(update={"generator_batch_size": batch})
+        return _seconds(lambda: attack_round(view, state, variant, TrainSettings.of(settings.client), [1]))
 
     oracle = load_or_train_oracle(splits, settings.evaluation.oracle, settings.seed)
     space = FeatureSpace(oracle, settings.evaluation.oracle.components)
