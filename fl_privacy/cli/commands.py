@@ -28,6 +28,9 @@ def run_settings(run_dir: Path, node: str, overrides: Sequence[str]) -> Settings
     config = OmegaConf.merge(read_summary(run_dir)["config"], OmegaConf.from_dotlist(list(overrides)))
     values = OmegaConf.to_container(config, resolve=True)
     assert isinstance(values, dict)
+    roles = values.get("client", {}).get("roles")
+    if isinstance(roles, dict):  # summary.json keeps the partition ids of client.roles as strings
+        values["client"]["roles"] = {int(partition): role for partition, role in roles.items()}
     return settings_from_dict(cast(dict[str, Any], values))  # a config tree's keys are strings
 
 
@@ -136,11 +139,20 @@ def parser() -> argparse.ArgumentParser:
                                help="one row per label and attack: mean and 95%% t CI over the runs (seeds)")
             table.add_argument("--updates", action="store_true",
                                help="the server's per-round update attack (mia/updates.json), mean over runs")
+    gan = commands.add_parser("gan-table", help="the GAN attribution table: per arm, means over seeds of "
+                              "gan-eval's final round (Markdown)")
+    gan.add_argument("path", type=Path, help="a multirun directory of evaluated GAN runs")
     return top
 
 
+def _gan_table(args: argparse.Namespace) -> None:
+    from fl_privacy.report.gan_table import gan_table
+
+    print(gan_table(args.path))
+
+
 TABLE_COMMANDS = {"report": _report, "attack-table": _attack_table, "membership-table": _membership_table,
-                  "dp-audit-table": _dp_audit_table}
+                  "dp-audit-table": _dp_audit_table, "gan-table": _gan_table}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

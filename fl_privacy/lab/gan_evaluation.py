@@ -19,6 +19,7 @@ import torch
 
 from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import build_federation
+from fl_privacy.data.images import image_shape_of
 from fl_privacy.evaluation.gan_monitor import GENERATORS
 from fl_privacy.evaluation.gan_records import kid, record_test
 from fl_privacy.evaluation.oracle import (
@@ -65,7 +66,8 @@ def evaluate_generators(run_dir: Path, settings: Settings) -> dict:
     feats = {name: space(images) for name, images in
              (("members", members), ("nonmembers", nonmembers), ("real", real), ("other", other))}
     ceiling = (oracle.probabilities(real).argmax(1) == victim).float().mean().item()
-    baseline = {
+    diversity = mean_pairwise_distance(feats["real"])
+    baseline: dict[str, object] = {
         "victim_class": victim, "members": len(members), "nonmembers": len(nonmembers),
         "oracle_share_on_real_victim": ceiling,
         "oracle_rejection_heldout_noise": rejection_rates(oracle, HELDOUT_NOISE, 300, seed),
@@ -73,12 +75,12 @@ def evaluate_generators(run_dir: Path, settings: Settings) -> dict:
         "frechet_other_vs_victim": frechet_distance(feats["other"], feats["real"]),
         "kid_floor_members_vs_nonmembers": kid(feats["members"], feats["nonmembers"], seed),
         "kid_other_vs_victim": kid(feats["real"], feats["other"], seed),
-        "diversity_real_victim": mean_pairwise_distance(feats["real"]),
+        "diversity_real_victim": diversity,
     }
-    rounds = []
+    rounds: list[dict] = []
     for path in files:
         saved = load_tensors(path)
-        generator = DCGANGenerator(int(saved["latent_dim"]), tuple(real.shape[1:]))
+        generator = DCGANGenerator(int(saved["latent_dim"]), image_shape_of(real))
         generator.load_state_dict(saved["generator"])
         samples = generator.sample(settings.evaluation.oracle.samples_per_round, seed)
         probabilities, raw = oracle.judge(samples)
@@ -90,7 +92,7 @@ def evaluate_generators(run_dir: Path, settings: Settings) -> dict:
             "frechet_members": frechet_distance(features, feats["members"]),
             "frechet_nonmembers": frechet_distance(features, feats["nonmembers"]),
             **kid(feats["real"], features, seed),
-            "diversity_ratio": mean_pairwise_distance(features) / baseline["diversity_real_victim"],
+            "diversity_ratio": mean_pairwise_distance(features) / diversity,
             "records_features": record_test(features, feats["members"], feats["nonmembers"], seed),
             "records_pixels": record_test(_pixels(samples), _pixels(members), _pixels(nonmembers), seed),
         })
