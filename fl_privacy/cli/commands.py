@@ -66,8 +66,11 @@ def _invert(run_dir: Path, settings: Settings) -> None:
 
 
 def _gan_eval(run_dir: Path, settings: Settings) -> None:
+    import torch
+
     from fl_privacy.lab.gan_evaluation import evaluate_generators
 
+    torch.set_num_threads(1)  # small matrices: one thread is fastest, and a shared CPU stays usable
     final = evaluate_generators(run_dir, settings)["final"]
     log.info("round %d: relative share %.3f, KID %.4f, record test p (features) %.3f", final["round"],
              final["relative_share"], final["kid"], final["records_features"]["p_value"])

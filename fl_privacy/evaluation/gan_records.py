@@ -16,6 +16,7 @@ training records) and non-members (as many records of the class that nobody trai
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -31,7 +32,9 @@ def kid(real: np.ndarray, fake: np.ndarray, seed: int, subsets: int = KID_SUBSET
     """KID between feature rows `real` and `fake`: the mean over `subsets` random subsets (as large as
     the smaller set) and its standard error (std / sqrt(subsets); subsets overlap, so it is optimistic)."""
     size = min(len(real), len(fake))
-    metric = KernelInceptionDistance(feature=nn.Identity(), subsets=subsets, subset_size=size)
+    with warnings.catch_warnings():  # "will save all extracted features": a few hundred rows here
+        warnings.simplefilter("ignore", UserWarning)
+        metric = KernelInceptionDistance(feature=nn.Identity(), subsets=subsets, subset_size=size)
     metric.update(torch.as_tensor(real, dtype=torch.float64), real=True)
     metric.update(torch.as_tensor(fake, dtype=torch.float64), real=False)
     with torch.random.fork_rng():

@@ -3,7 +3,8 @@
 Reads the generators a run kept (`evaluation.oracle.save_generators`), rebuilds the run's federation
 for the truth (the victim's records and the held-out non-members of `data.record_split`), and scores
 each attack round: the oracle's victim share relative to its share on real victim images (the
-ceiling), Fréchet distance and KID to the real victim images beside the real-vs-real floor (members
+ceiling), Fréchet distance (the oracle's PCA feature space) and KID (its raw 128 penultimate
+features) to the real victim images beside the real-vs-real floor (members
 vs non-members) and the real-other-classes yardstick, diversity, and the record-level test
 (`evaluation.gan_records`) in the oracle's feature space and in pixel space. Writes
 `gan/evaluation.json`; re-runnable over finished runs.
@@ -63,8 +64,9 @@ def evaluate_generators(run_dir: Path, settings: Settings) -> dict:
     others = splits.train.labels != victim
     order = torch.randperm(int(others.sum()), generator=torch.Generator().manual_seed(seed))
     other = splits.train.images[others.nonzero().squeeze(1)[order[:len(real)]]]
-    feats = {name: space(images) for name, images in
-             (("members", members), ("nonmembers", nonmembers), ("real", real), ("other", other))}
+    sets = (("members", members), ("nonmembers", nonmembers), ("real", real), ("other", other))
+    feats = {name: space(images) for name, images in sets}  # for Fréchet, diversity and the record test
+    raw = {name: oracle.features(images) for name, images in sets}  # for KID: the oracle's 128 features
     ceiling = (oracle.probabilities(real).argmax(1) == victim).float().mean().item()
     diversity = mean_pairwise_distance(feats["real"])
     baseline: dict[str, object] = {
@@ -73,8 +75,8 @@ def evaluate_generators(run_dir: Path, settings: Settings) -> dict:
         "oracle_rejection_heldout_noise": rejection_rates(oracle, HELDOUT_NOISE, 300, seed),
         "frechet_floor_members_vs_nonmembers": frechet_distance(feats["members"], feats["nonmembers"]),
         "frechet_other_vs_victim": frechet_distance(feats["other"], feats["real"]),
-        "kid_floor_members_vs_nonmembers": kid(feats["members"], feats["nonmembers"], seed),
-        "kid_other_vs_victim": kid(feats["real"], feats["other"], seed),
+        "kid_floor_members_vs_nonmembers": kid(raw["members"], raw["nonmembers"], seed),
+        "kid_other_vs_victim": kid(raw["real"], raw["other"], seed),
         "diversity_real_victim": diversity,
     }
     rounds: list[dict] = []
@@ -83,15 +85,15 @@ def evaluate_generators(run_dir: Path, settings: Settings) -> dict:
         generator = DCGANGenerator(int(saved["latent_dim"]), image_shape_of(real))
         generator.load_state_dict(saved["generator"])
         samples = generator.sample(settings.evaluation.oracle.samples_per_round, seed)
-        probabilities, raw = oracle.judge(samples)
-        features = space.project(raw)
+        probabilities, sample_raw = oracle.judge(samples)
+        features = space.project(sample_raw)
         share = (probabilities.argmax(1) == victim).float().mean().item()
         rounds.append({
             "round": int(path.stem.split("_")[1]), "victim_share": share, "relative_share": share / ceiling,
             "frechet": frechet_distance(features, feats["real"]),
             "frechet_members": frechet_distance(features, feats["members"]),
             "frechet_nonmembers": frechet_distance(features, feats["nonmembers"]),
-            **kid(feats["real"], features, seed),
+            **kid(raw["real"], sample_raw, seed),
             "diversity_ratio": mean_pairwise_distance(features) / diversity,
             "records_features": record_test(features, feats["members"], feats["nonmembers"], seed),
             "records_pixels": record_test(_pixels(samples), _pixels(members), _pixels(nonmembers), seed),
