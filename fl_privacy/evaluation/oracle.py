@@ -206,7 +206,9 @@ class FeatureSpace:
 
     def __init__(self, oracle: Oracle, components: int) -> None:
         self.oracle = oracle
-        self.pca = PCA(n_components=components).fit(oracle.features(oracle.training_data.images))
+        # full SVD: the default picks a randomized solver here, whose result varies from run to run
+        self.pca = PCA(n_components=components, svd_solver="full").fit(
+            oracle.features(oracle.training_data.images))
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
         return self.project(self.oracle.features(images))
