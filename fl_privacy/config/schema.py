@@ -417,6 +417,8 @@ class OracleSettings(Section):
     cache_dir: str = "~/.cache/fl-privacy/oracle"
     save_generators: bool = Field(False, description="keep the adversary's generator of every attack round "
                                   "(gan/generators/) for the post-run GAN evaluation")
+    evaluate_rounds: list[Count] | None = Field(None, description="fl-privacy gan-eval: the attack rounds "
+                                                "to score (null = every kept generator)")
 
 
 class EvaluationSettings(Section):

@@ -29,9 +29,10 @@ PERMUTATIONS = 2000
 
 
 def kid(real: np.ndarray, fake: np.ndarray, seed: int, subsets: int = KID_SUBSETS) -> dict[str, float]:
-    """KID between feature rows `real` and `fake`: the mean over `subsets` random subsets (as large as
-    the smaller set) and its standard error (std / sqrt(subsets); subsets overlap, so it is optimistic)."""
-    size = min(len(real), len(fake))
+    """KID between feature rows `real` and `fake`: the mean over `subsets` random subsets (each half as
+    large as the smaller set, so that they differ) and its standard error (std / sqrt(subsets); subsets
+    overlap, so it is optimistic)."""
+    size = min(len(real), len(fake)) // 2
     with warnings.catch_warnings():  # "will save all extracted features": a few hundred rows here
         warnings.simplefilter("ignore", UserWarning)
         metric = KernelInceptionDistance(feature=nn.Identity(), subsets=subsets, subset_size=size)

@@ -46,9 +46,12 @@ def _pixels(images: torch.Tensor) -> np.ndarray:
 
 def evaluate_generators(run_dir: Path, settings: Settings) -> dict:
     """Score every kept generator of the run; write and return `gan/evaluation.json`'s content."""
-    files = sorted((Path(run_dir) / GENERATORS).glob("round_*.pt"))
+    chosen = settings.evaluation.oracle.evaluate_rounds
+    files = [path for path in sorted((Path(run_dir) / GENERATORS).glob("round_*.pt"))
+             if chosen is None or int(path.stem.split("_")[1]) in chosen]
     if not files:
-        raise RunFileError(f"{Path(run_dir) / GENERATORS}: no generators kept; run with "
+        raise RunFileError(f"{Path(run_dir) / GENERATORS}: no generators kept (of the rounds in "
+                           "evaluation.oracle.evaluate_rounds); run with "
                            "evaluation.oracle.save_generators=true")
     federation = build_federation(settings)
     splits, victim = federation.splits, settings.attack.gan.victim_class
