@@ -120,6 +120,10 @@ class GanAttackMonitor:
             save_torch(generator_file(self.run_dir, server_round),
                        {"latent_dim": int(published["latent_dim"]), "generator": published["generator"]})
         samples = generator.sample(self.num_samples, self.seed)
+        if not torch.isfinite(samples).all():
+            log.warning("round %d: the generator's samples are not finite (the global model it trained "
+                        "against diverged?); not scored", server_round)
+            return {}
         metrics = self.score(samples)
         save_image_grid(self.run_dir / "gan" / f"samples_round_{server_round:03d}.png",
                         samples[:GRID_SAMPLES])

@@ -88,6 +88,8 @@ def evaluate_generators(run_dir: Path, settings: Settings) -> dict:
         generator = DCGANGenerator(int(saved["latent_dim"]), image_shape_of(real))
         generator.load_state_dict(saved["generator"])
         samples = generator.sample(settings.evaluation.oracle.samples_per_round, seed)
+        if not torch.isfinite(samples).all():
+            raise RunFileError(f"{path}: the generator's samples are not finite (the run's model diverged)")
         probabilities, sample_raw = oracle.judge(samples)
         features = space.project(sample_raw)
         share = (probabilities.argmax(1) == victim).float().mean().item()
