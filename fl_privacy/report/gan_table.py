@@ -8,14 +8,16 @@ import math
 from pathlib import Path
 
 from fl_privacy.report.jobs import GAN_EVALUATION, find_jobs
-from fl_privacy.report.seeds import mean_ci, seed_groups
-from fl_privacy.results import read_json
+from fl_privacy.report.seeds import group_label, mean_ci, seed_groups
+from fl_privacy.results import COMPLETED, read_json
 
 # column -> (path into the final round of gan/evaluation.json or its baseline, format)
 COLUMNS: dict[str, tuple[str, str]] = {
     "share / ceiling": ("final.relative_share", "{:.3f}"),
-    "KID": ("final.kid", "{:.4f}"),
-    "KID SE (subsets)": ("final.kid_se", "{:.4f}"),
+    "KID": ("final.kid", "{:.3g}"),
+    "KID SE (subsets)": ("final.kid_se", "{:.2g}"),
+    "KID floor (real/real)": ("baseline.kid_floor_members_vs_nonmembers.kid", "{:.3g}"),
+    "KID other classes": ("baseline.kid_other_vs_victim.kid", "{:.3g}"),
     "Fréchet": ("final.frechet", "{:.0f}"),
     "Fréchet floor (real/real)": ("baseline.frechet_floor_members_vs_nonmembers", "{:.0f}"),
     "Fréchet other classes": ("baseline.frechet_other_vs_victim", "{:.0f}"),
@@ -44,18 +46,22 @@ def _cell(values: list[float], fmt: str) -> str:
 
 def gan_table(root: Path) -> str:
     """The Markdown table over the finished, evaluated jobs under `root`."""
-    header = ["arm", "n (seeds)", "round", *COLUMNS, "record test p (feat.; pixels), per seed"]
+    header = ["arm", "n (seeds)", "not completed", "round", *COLUMNS,
+              "record test p (feat.; pixels), per seed"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for label, group in seed_groups(find_jobs(root)).items():
-        evaluations = [read_json(job.path / GAN_EVALUATION) for job in group
-                       if (job.path / GAN_EVALUATION).exists()]
-        if not evaluations:
+    jobs = find_jobs(root)
+    for label, group in seed_groups(jobs).items():
+        evaluated = [job for job in group if (job.path / GAN_EVALUATION).exists()]
+        if not evaluated:
             continue
-        seeds = [job.overrides.get("seed", "?") for job in group if (job.path / GAN_EVALUATION).exists()]
+        evaluations = [read_json(job.path / GAN_EVALUATION) for job in evaluated]
+        seeds = [job.overrides.get("seed", "?") for job in evaluated]
+        unfinished = ", ".join(f"s{job.overrides.get('seed', '?')}: {job.status}" for job in jobs
+                               if job.status != COMPLETED and group_label(job) == label) or "none"
         rounds = sorted({e["final"]["round"] for e in evaluations})
         cells = [_cell([_get(e, path) for e in evaluations], fmt) for path, fmt in COLUMNS.values()]
         p_values = "; ".join(f"s{seed}: " + ", ".join(f"{_get(e, p):.3g}" for p in P_VALUES)
                              for seed, e in zip(seeds, evaluations, strict=True))
-        lines.append("| " + " | ".join([label, str(len(evaluations)), ",".join(map(str, rounds)), *cells,
-                                        p_values]) + " |")
+        lines.append("| " + " | ".join([label, str(len(evaluations)), unfinished, ",".join(map(str, rounds)),
+                                        *cells, p_values]) + " |")
     return "\n".join(lines)

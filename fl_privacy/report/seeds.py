@@ -18,13 +18,17 @@ from fl_privacy.results import COMPLETED
 SEED = "seed"
 
 
+def group_label(job: Job) -> str:
+    """The job's overrides other than `seed`, in order."""
+    return " ".join(f"{k}={v}" for k, v in job.overrides.items() if k != SEED) or "(no overrides)"
+
+
 def seed_groups(jobs: list[Job]) -> dict[str, list[Job]]:
-    """Finished jobs grouped by their overrides other than `seed` (label: those overrides, in order)."""
+    """Finished jobs grouped by their overrides other than `seed` (`group_label`)."""
     groups: dict[str, list[Job]] = {}
     for job in jobs:
         if job.status == COMPLETED:
-            label = " ".join(f"{k}={v}" for k, v in job.overrides.items() if k != SEED) or "(no overrides)"
-            groups.setdefault(label, []).append(job)
+            groups.setdefault(group_label(job), []).append(job)
     return groups
 
 
