@@ -12,8 +12,14 @@ from fl_privacy.attacks.views import InsiderView
 from fl_privacy.config.schema import GanAttackSettings
 from fl_privacy.data.federation import build_federation
 from fl_privacy.data.images import ImageDataset
-from fl_privacy.evaluation.gan_records import kid, record_test
-from fl_privacy.evaluation.oracle import HELDOUT_NOISE, TRAINING_NOISE, oracle_training_data, synthetic_noise
+from fl_privacy.evaluation.gan_records import kid, record_test, set_distance_test
+from fl_privacy.evaluation.oracle import (
+    HELDOUT_NOISE,
+    TRAINING_NOISE,
+    frechet_distance,
+    oracle_training_data,
+    synthetic_noise,
+)
 from fl_privacy.models import DCGANGenerator, SeedCNN
 from fl_privacy.training import TrainSettings
 
@@ -104,6 +110,17 @@ def test_record_test_finds_copied_members_and_not_fresh_draws():
     fresh = record_test(rng.normal(size=(80, 5)), members, nonmembers, seed=0, resamples=500)
     assert fresh["p_value"] > 0.05
     assert fresh["nearest_is_member_low"] < 0.5 < fresh["nearest_is_member_high"]
+
+
+def test_set_distance_test_finds_samples_drawn_around_members_only():
+    rng = np.random.default_rng(1)
+    members, nonmembers = rng.normal(size=(60, 10)), rng.normal(size=(60, 10))
+    copies = members[rng.integers(0, 60, 100)] + 0.01 * rng.normal(size=(100, 10))
+    leaked = set_distance_test(copies, members, nonmembers, frechet_distance, seed=0, resamples=100)
+    assert leaked["gap"] > 0 and leaked["p_value"] < 0.05
+    fresh = set_distance_test(rng.normal(size=(100, 10)), members, nonmembers, frechet_distance, seed=0,
+                              resamples=100)
+    assert fresh["p_value"] > 0.01  # a null draw: below 0.01 one time in a hundred
 
 
 def test_kid_is_near_zero_for_one_distribution_and_grows_with_a_shift():

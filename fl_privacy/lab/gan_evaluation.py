@@ -22,7 +22,7 @@ from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import build_federation
 from fl_privacy.data.images import image_shape_of
 from fl_privacy.evaluation.gan_monitor import GENERATORS
-from fl_privacy.evaluation.gan_records import kid, record_test
+from fl_privacy.evaluation.gan_records import kid, record_test, set_distance_test
 from fl_privacy.evaluation.oracle import (
     HELDOUT_NOISE,
     FeatureSpace,
@@ -102,6 +102,8 @@ def evaluate_generators(run_dir: Path, settings: Settings) -> dict:
             "diversity_ratio": mean_pairwise_distance(features) / diversity,
             "records_features": record_test(features, feats["members"], feats["nonmembers"], seed),
             "records_pixels": record_test(_pixels(samples), _pixels(members), _pixels(nonmembers), seed),
+            "frechet_gap_test": set_distance_test(features, feats["members"], feats["nonmembers"],
+                                                  frechet_distance, seed),
         })
         last = rounds[-1]
         log.info("round %d: relative share %.3f, KID %.4f, member-NN share (features) %.3f, p %.3f",

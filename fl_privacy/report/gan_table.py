@@ -19,6 +19,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "KID floor (real/real)": ("baseline.kid_floor_members_vs_nonmembers.kid", "{:.3g}"),
     "KID other classes": ("baseline.kid_other_vs_victim.kid", "{:.3g}"),
     "Fréchet": ("final.frechet", "{:.0f}"),
+    "Fréchet to non-members − to members": ("final.frechet_gap_test.gap", "{:.0f}"),
     "Fréchet floor (real/real)": ("baseline.frechet_floor_members_vs_nonmembers", "{:.0f}"),
     "Fréchet other classes": ("baseline.frechet_other_vs_victim", "{:.0f}"),
     "diversity": ("final.diversity_ratio", "{:.2f}"),
@@ -28,7 +29,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "NN member (pixels)": ("final.records_pixels.nn_member", "{:.2f}"),
     "NN non-member (pixels)": ("final.records_pixels.nn_nonmember", "{:.2f}"),
 }
-P_VALUES = ("final.records_features.p_value", "final.records_pixels.p_value")
+P_VALUES = ("final.records_features.p_value", "final.records_pixels.p_value",
+            "final.frechet_gap_test.p_value")
 
 
 def _get(node: dict, dotted: str) -> float:
@@ -47,7 +49,7 @@ def _cell(values: list[float], fmt: str) -> str:
 def gan_table(root: Path) -> str:
     """The Markdown table over the finished, evaluated jobs under `root`."""
     header = ["arm", "n (seeds)", "not completed", "round", *COLUMNS,
-              "record test p (feat.; pixels), per seed"]
+              "p: NN test feat., pixels; Fréchet gap, per seed"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     jobs = find_jobs(root)
     for label, group in seed_groups(jobs).items():
