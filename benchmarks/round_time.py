@@ -2,9 +2,12 @@
 
 Runs `python -m fl_privacy.run` (real Flower simulation on Ray) and a plain loop that trains the
 same clients one after another with the same data, model, settings and FedAvg averaging, then
-prints both, their ratio, and Ray's start-up cost. Usage:
+prints both, their ratio, and Ray's start-up cost. For a run with a GAN adversary it also splits the
+rounds into honest and attack rounds (`gan_breakdown`); `--from-run DIR` prints that breakdown for a
+finished run without running anything. Usage:
 
     python benchmarks/round_time.py [--rounds 10] [hydra overrides ...]
+    python benchmarks/round_time.py --from-run outputs/DATE/TIME
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch
 from fl_privacy.config import compose_settings
 from fl_privacy.data.federation import build_federation
 from fl_privacy.models import model_factory
-from fl_privacy.results import read_metrics
+from fl_privacy.results import read_metrics, read_summary
 from fl_privacy.training import TrainSettings, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +44,19 @@ def flower_round_times(rounds: int, overrides: list[str]) -> tuple[list[float], 
         records = read_metrics(Path(run_dir) / "metrics.jsonl")
     seconds = [r["seconds"] for r in records]
     return seconds[2:], seconds[0], wall - sum(seconds)
+
+
+def gan_breakdown(run_dir: Path) -> dict:
+    """Seconds of round 0 (partition query + warm-up), the median honest round (rounds >= 2 without the
+    GAN monitor's scores), the median attack round, and the lab's wall time outside the rounds."""
+    records = read_metrics(Path(run_dir) / "metrics.jsonl")
+    honest = [r["seconds"] for r in records if r["round"] >= 2 and not r.get("gan_attack")]
+    attack = [r["seconds"] for r in records if r.get("gan_attack")]
+    wall = read_summary(Path(run_dir))["wall_seconds"]
+    return {"rounds": len(records) - 1, "round0_s": records[0]["seconds"], "honest_rounds": len(honest),
+            "honest_round_s": statistics.median(honest) if honest else None, "attack_rounds": len(attack),
+            "attack_round_s": statistics.median(attack) if attack else None, "lab_wall_s": wall,
+            "outside_rounds_s": wall - sum(r["seconds"] for r in records)}
 
 
 def plain_round_times(rounds: int, overrides: list[str]) -> list[float]:
@@ -72,7 +88,11 @@ def plain_round_times(rounds: int, overrides: list[str]) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--from-run", type=Path, default=None, help="a finished run: its GAN breakdown only")
     args, overrides = parser.parse_known_args()
+    if args.from_run is not None:
+        print(json.dumps(gan_breakdown(args.from_run), indent=2))
+        return
     flower, round_zero, outside_rounds = flower_round_times(args.rounds, overrides)
     plain = plain_round_times(args.rounds, overrides)
     result = {"rounds": args.rounds, "overrides": overrides,

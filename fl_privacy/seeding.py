@@ -30,6 +30,7 @@ class Stream(IntEnum):
     PHOTO_CROPS = 12         # crops of the scikit-image photos data set
     DP_NOISE = 13            # the Gaussian noise of DP-SGD
     CANARIES = 14            # the DP audit's canaries: which records, their labels, which are inserted
+    RECORD_SPLIT = 15        # the GAN record-level test's members and non-members
 
 
 def stream_rng(seed: int, stream: Stream, *path: int) -> np.random.Generator:

@@ -128,7 +128,9 @@ class AdversaryState:
     pool: torch.Tensor | None = None
 
 
-def _with_fakes(own: ImageDataset, fakes: torch.Tensor, fake_class: int) -> ImageDataset:
+def _with_fakes(own: ImageDataset, fakes: torch.Tensor | None, fake_class: int) -> ImageDataset:
+    if fakes is None:  # a passive adversary
+        return own
     labels = torch.full((len(fakes),), fake_class, dtype=own.labels.dtype)
     return ImageDataset(torch.cat([own.images, fakes]), torch.cat([own.labels, labels]))
 
@@ -136,7 +138,8 @@ def _with_fakes(own: ImageDataset, fakes: torch.Tensor, fake_class: int) -> Imag
 def attack_round(view: InsiderView, state: AdversaryState, settings: GanAttackSettings, local: TrainSettings,
                  seeds: Sequence[int]) -> tuple[TrainStats, float]:
     """One round of the GAN attack, one alternation per seed: train the generator against the received
-    model, label a batch of its images "fake", train the model (the local update) on own data + fakes.
+    model, label a batch of its images "fake", train the model (the local update) on own data + fakes
+    (passive, `inject_fakes=false`: on own data only; the generator still trains).
     Returns the local training's stats over all alternations and the generator's last loss."""
     generator_training = GeneratorTraining.of(settings)
     local = replace(local, max_grad_norm=settings.max_grad_norm)
@@ -145,8 +148,9 @@ def attack_round(view: InsiderView, state: AdversaryState, settings: GanAttackSe
     for seed in seeds:
         generator_loss = train_generator(state.generator, state.optimizer, view.model, settings.victim_class,
                                          generator_training, seed)
-        state.pool = update_fake_pool(state.pool, state.generator.sample(settings.num_fakes, seed),
-                                      settings.fake_pool, settings.max_fakes)
+        if settings.inject_fakes:
+            state.pool = update_fake_pool(state.pool, state.generator.sample(settings.num_fakes, seed),
+                                          settings.fake_pool, settings.max_fakes)
         stats = train(view.model, _with_fakes(view.own_data, state.pool, view.fake_class), local, seed=seed)
         steps += stats.steps
         examples = max(examples, stats.num_examples)

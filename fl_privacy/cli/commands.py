@@ -28,6 +28,9 @@ def run_settings(run_dir: Path, node: str, overrides: Sequence[str]) -> Settings
     config = OmegaConf.merge(read_summary(run_dir)["config"], OmegaConf.from_dotlist(list(overrides)))
     values = OmegaConf.to_container(config, resolve=True)
     assert isinstance(values, dict)
+    roles = values.get("client", {}).get("roles")
+    if isinstance(roles, dict):  # summary.json keeps the partition ids of client.roles as strings
+        values["client"]["roles"] = {int(partition): role for partition, role in roles.items()}
     return settings_from_dict(cast(dict[str, Any], values))  # a config tree's keys are strings
 
 
@@ -62,6 +65,17 @@ def _invert(run_dir: Path, settings: Settings) -> None:
     log.info("%s", json.dumps(run_representation_inversion(run_dir, settings)["layers"]))
 
 
+def _gan_eval(run_dir: Path, settings: Settings) -> None:
+    import torch
+
+    from fl_privacy.lab.gan_evaluation import evaluate_generators
+
+    torch.set_num_threads(1)  # small matrices: one thread is fastest, and a shared CPU stays usable
+    final = evaluate_generators(run_dir, settings)["final"]
+    log.info("round %d: relative share %.3f, KID %.4f, record test p (features) %.3f", final["round"],
+             final["relative_share"], final["kid"], final["records_features"]["p_value"])
+
+
 # command -> (help, the attacker node its overrides address, what it does)
 RUN_COMMANDS: dict[str, tuple[str, str, Callable[[Path, Settings], None]]] = {
     "attack": ("gradient inversion of a run's captures, then scoring", "attack.gradient_inversion", _attack),
@@ -69,6 +83,8 @@ RUN_COMMANDS: dict[str, tuple[str, str, Callable[[Path, Settings], None]]] = {
     "audit-updates": ("the server's per-round membership attack on a client's captured updates",
                       "attack.membership", _audit_updates),
     "invert": ("inversion of the final model's representations", "attack.representation_inversion", _invert),
+    "gan-eval": ("the GAN attack's kept generators against the truth: share, KID, Fréchet, record-level test",
+                 "evaluation.oracle", _gan_eval),
 }
 
 
@@ -126,11 +142,20 @@ def parser() -> argparse.ArgumentParser:
                                help="one row per label and attack: mean and 95%% t CI over the runs (seeds)")
             table.add_argument("--updates", action="store_true",
                                help="the server's per-round update attack (mia/updates.json), mean over runs")
+    gan = commands.add_parser("gan-table", help="the GAN attribution table: per arm, means over seeds of "
+                              "gan-eval's final round (Markdown)")
+    gan.add_argument("path", type=Path, help="a multirun directory of evaluated GAN runs")
     return top
 
 
+def _gan_table(args: argparse.Namespace) -> None:
+    from fl_privacy.report.gan_table import gan_table
+
+    print(gan_table(args.path))
+
+
 TABLE_COMMANDS = {"report": _report, "attack-table": _attack_table, "membership-table": _membership_table,
-                  "dp-audit-table": _dp_audit_table}
+                  "dp-audit-table": _dp_audit_table, "gan-table": _gan_table}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -52,11 +52,20 @@ class CanarySettings(Section):
     partition: NonNegativeInt = Field(0, description="the client whose data may hold the canaries")
 
 
+class RecordSplitSettings(Section):
+    """Records of `classes` split, before partitioning, into members (left in the clients' pool) and an
+    equally drawn held-out set no client, warm-up or oracle ever trains on (the record-level GAN test)."""
+
+    classes: list[NonNegativeInt] = Field(default_factory=list, description="classes split; [] = none")
+    fraction: OpenProbability = Field(0.5, description="share of those classes' client pool held out")
+
+
 class DataSettings(Section):
-    name: Literal["mnist_offline", "lfw_offline", "skimage_photos", "mnist", "fashion_mnist", "cifar10"] = \
-        "mnist_offline"
-    root: str | None = Field(None, description="folder of the torchvision data sets (null for offline sets)")
-    download: bool = Field(False, description="torchvision data sets: fetch once (needs internet)")
+    name: Literal["mnist_offline", "lfw_offline", "skimage_photos", "mnist", "fashion_mnist", "cifar10",
+                  "olivetti"] = "mnist_offline"
+    root: str | None = Field(None, description="folder of the torchvision data sets and olivetti "
+                             "(null for offline sets)")
+    download: bool = Field(False, description="torchvision data sets, olivetti: fetch once (needs internet)")
     test_fraction: OpenProbability = Field(
         0.2, description="share of each class held out as the central test split (offline sets; "
         "torchvision sets come with their own)")
@@ -69,6 +78,12 @@ class DataSettings(Section):
                                      description="the DP audit's canaries (attack.dp_audit)")
     size: Count = Field(32, description="skimage_photos: side of the square crops")
     crops_per_photo: Count = Field(40, description="skimage_photos: crops drawn per photo")
+    warmup_exclude_classes: list[NonNegativeInt] = Field(
+        default_factory=list, description="classes kept out of the server's warm-up only (clients keep them)")
+    client_exclude_classes: list[NonNegativeInt] = Field(
+        default_factory=list, description="classes kept out of every client only (the warm-up keeps them)")
+    record_split: RecordSplitSettings = Field(
+        RecordSplitSettings(), description="the GAN record-level test's members and non-members")
 
 
 class PartitionSettings(Section):
@@ -277,7 +292,8 @@ class GanAttackSettings(Section):
     start_round: Count = 1
     start_accuracy: Probability | None = 0.85
     generator_steps: Count = 100
-    generator_batch_size: Count = 64
+    generator_batch_size: Count = Field(32, description="latent vectors per generator step (64 before "
+                                        "the main job was sped up; see docs/gan_attack.md)")
     generator_lr: Positive = 0.0002
     tv_weight: NonNegative = 1.0
     diversity_weight: NonNegative = 0.5
@@ -286,6 +302,8 @@ class GanAttackSettings(Section):
     max_fakes: Count = 2000
     alternations: Count = 1
     max_grad_norm: Positive | None = 5.0
+    inject_fakes: bool = Field(True, description="false = passive: train the generator against the "
+                               "received model but train the local update on own data only")
 
 
 class ReferenceTrainingSettings(Section):
@@ -397,6 +415,10 @@ class OracleSettings(Section):
         32, description="feature space for Fréchet distances: top principal components")
     samples_per_round: Annotated[int, Field(strict=True, ge=2)] = 500
     cache_dir: str = "~/.cache/fl-privacy/oracle"
+    save_generators: bool = Field(False, description="keep the adversary's generator of every attack round "
+                                  "(gan/generators/) for the post-run GAN evaluation")
+    evaluate_rounds: list[Count] | None = Field(None, description="fl-privacy gan-eval: the attack rounds "
+                                                "to score (null = every kept generator)")
 
 
 class EvaluationSettings(Section):

@@ -117,6 +117,26 @@ def _torchvision_loader(class_name: str) -> Callable:
     return load
 
 
+def _olivetti(data: DataSettings, seed: int) -> DataSplits:
+    """AT&T/Olivetti faces through scikit-learn's `fetch_olivetti_faces`: 40 people (the classes), 10
+    64x64 grayscale images each, read from `data.root` (fetched there only with `data.download=true`)."""
+    from sklearn.datasets import fetch_olivetti_faces
+
+    if data.root is None:
+        raise ConfigError("data.root", None, "data.name=olivetti reads scikit-learn's Olivetti file "
+                          "from a folder")
+    root = Path(data.root).expanduser()
+    try:
+        faces = fetch_olivetti_faces(data_home=str(root), download_if_missing=bool(data.download))
+    except OSError as error:
+        raise DataNotFoundError(
+            f"data.name=olivetti: no Olivetti faces under data.root={root} ({error}). Set "
+            "data.download=true to fetch them (needs internet), point data.root at a folder that holds "
+            "them, or use data=lfw_offline.") from None
+    return _stratified_split("olivetti", faces.images, faces.target.astype(np.int64), data.test_fraction,
+                             seed)
+
+
 DATASETS: dict[str, Callable] = {
     "mnist_offline": _mnist_offline,
     "lfw_offline": _lfw_offline,
@@ -124,6 +144,7 @@ DATASETS: dict[str, Callable] = {
     "mnist": _torchvision_loader("MNIST"),
     "fashion_mnist": _torchvision_loader("FashionMNIST"),
     "cifar10": _torchvision_loader("CIFAR10"),
+    "olivetti": _olivetti,
 }
 
 

@@ -40,9 +40,10 @@ class Federation:
     """The data of one experiment: splits, the warm-up set and the client partitions.
 
     Index arrays point into `splits.train`. Warm-up, client and held-out data are disjoint; classes in
-    `data.exclude_classes` are in none of them (they stay in the test split). `holdout_indices` is the
-    share `data.holdout_fraction` kept out of every client for the membership-inference auditor (empty
-    by default).
+    `data.exclude_classes` are in none of them (they stay in the test split), those in
+    `data.warmup_exclude_classes` / `data.client_exclude_classes` only out of the warm-up / every client.
+    `holdout_indices` is the share `data.holdout_fraction` kept out of every client for the
+    membership-inference auditor (empty by default).
     """
 
     splits: DataSplits
@@ -52,6 +53,10 @@ class Federation:
     # the DP audit's canaries (`data.canaries`): indices into `splits.train`, and which the target holds
     canary_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     canary_included: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    # the GAN record-level test (`data.record_split`): members stay in the clients' pool (unless
+    # `data.client_exclude_classes` removes them), non-members are in no client, warm-up or holdout
+    record_members: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    record_nonmembers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def warmup(self) -> ImageDataset:
@@ -86,6 +91,23 @@ def _draw_holdout(pool: np.ndarray, labels: np.ndarray, fraction: float, seed: i
     return np.sort(kept), np.sort(held)
 
 
+def _without(indices: np.ndarray, labels: np.ndarray, classes: list[int]) -> np.ndarray:
+    return indices[~np.isin(labels[indices], classes)]
+
+
+def _split_records(pool: np.ndarray, labels: np.ndarray, settings: Settings
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(clients' pool, members, non-members) of `data.record_split`: a `fraction` of each split class's
+    pool records is held out as non-members, drawn with the seed; the rest are the members."""
+    split = settings.data.record_split
+    chosen = pool[np.isin(labels[pool], split.classes)]
+    if not len(chosen):
+        return pool, pool[:0], pool[:0]
+    members, nonmembers = train_test_split(chosen, test_size=split.fraction, stratify=labels[chosen],
+                                           random_state=derive_seed(settings.seed, Stream.RECORD_SPLIT))
+    return np.setdiff1d(pool, nonmembers), np.sort(members), np.sort(nonmembers)
+
+
 def build_federation(settings: Settings) -> Federation:
     """Load the data and split it between the server's warm-up set, the clients and the auditor's holdout."""
     splits = load_splits(settings.data, settings.seed)
@@ -93,6 +115,9 @@ def build_federation(settings: Settings) -> Federation:
     allowed = np.flatnonzero(~np.isin(labels, list(settings.data.exclude_classes)))
     warmup_pos, pool_pos = _draw_warmup(labels[allowed], settings.strategy.warmup.fraction, settings.seed)
     pool, holdout = _draw_holdout(allowed[pool_pos], labels, settings.data.holdout_fraction, settings.seed)
+    pool, members, nonmembers = _split_records(pool, labels, settings)
+    pool = _without(pool, labels, settings.data.client_exclude_classes)
+    warmup = _without(allowed[warmup_pos], labels, settings.data.warmup_exclude_classes)
     canaries = draw_canaries(splits, pool, settings.data.canaries, settings.seed) \
         if settings.data.canaries.count else None
     if canaries is not None:
@@ -101,10 +126,12 @@ def build_federation(settings: Settings) -> Federation:
                               settings.seed)
     clients = [pool[p] for p in parts]
     if canaries is None:
-        return Federation(splits, allowed[warmup_pos], clients, holdout)
+        return Federation(splits, warmup, clients, holdout, record_members=members,
+                          record_nonmembers=nonmembers)
     target = settings.data.canaries.partition
     clients[target] = np.sort(np.concatenate([clients[target], canaries.indices[canaries.included]]))
-    return Federation(splits, allowed[warmup_pos], clients, holdout, canaries.indices, canaries.included)
+    return Federation(splits, warmup, clients, holdout, canaries.indices, canaries.included, members,
+                      nonmembers)
 
 
 @functools.lru_cache(maxsize=2)

@@ -8,6 +8,7 @@ Per round, from the generator the adversary published to the lab and a fixed bat
   training features -> Gaussian fits); compare with `baseline.frechet_other_vs_victim`, the same
   distance between real other-class samples and real victim-class samples;
 - `diversity_ratio`: mean pairwise feature distance of the samples / that of real victim samples.
+The baseline also holds the oracle's rejection rate on noise families it was never trained on.
 
 Real samples come from the training split (the victim's own data; in the control, where no one
 holds the victim class, the same unused images), never from the oracle's training data.
@@ -24,20 +25,29 @@ import torch
 
 from fl_privacy.data.images import DataSplits, image_shape_of
 from fl_privacy.evaluation.oracle import (
+    HELDOUT_NOISE,
     FeatureSpace,
     Oracle,
     frechet_distance,
     mean_pairwise_distance,
+    rejection_rates,
 )
 from fl_privacy.models import DCGANGenerator
 from fl_privacy.report.figures import plot_image_rows
-from fl_privacy.results import save_image_grid
+from fl_privacy.results import save_image_grid, save_torch
 
 log = logging.getLogger(__name__)
 
 GRID_SAMPLES = 64
 PROGRESSION_COLUMNS = 10
 PROGRESSION_ROWS = 8
+REJECTION_SAMPLES = 300  # noise images per held-out family for the oracle's rejection rate
+GENERATORS = "gan/generators"
+
+
+def generator_file(run_dir: Path, server_round: int) -> Path:
+    """Where the generator of one attack round is kept (`evaluation.oracle.save_generators`)."""
+    return Path(run_dir) / GENERATORS / f"round_{server_round:03d}.pt"
 
 
 def _class_images(splits: DataSplits, classes: list[int], count: int, seed: int) -> torch.Tensor:
@@ -58,8 +68,9 @@ class GanAttackMonitor:
     """Scores the adversary's generator each round and draws the sample grids and progression."""
 
     def __init__(self, run_dir: Path, splits: DataSplits, oracle: Oracle, space: FeatureSpace,
-                 victim_class: int, num_samples: int, seed: int) -> None:
+                 victim_class: int, num_samples: int, seed: int, save_generators: bool = False) -> None:
         self.run_dir = Path(run_dir)
+        self.save_generators = save_generators
         self.oracle = oracle
         self.space = space
         self.victim_class = victim_class
@@ -81,6 +92,7 @@ class GanAttackMonitor:
             "nearest_class": nearest,
             "oracle_heldout_accuracy": oracle.heldout_accuracy,
             "oracle_victim_share_on_real_victim": self._share(self.real_victim),
+            "oracle_rejection_heldout_noise": rejection_rates(oracle, HELDOUT_NOISE, REJECTION_SAMPLES, seed),
         }
         self.rounds: list[AttackRound] = []
 
@@ -89,8 +101,8 @@ class GanAttackMonitor:
 
     def score(self, samples: torch.Tensor) -> dict:
         """The oracle's verdict on generated `samples`."""
-        probabilities = self.oracle.probabilities(samples)
-        features = self.space(samples)
+        probabilities, raw = self.oracle.judge(samples)
+        features = self.space.project(raw)
         return {
             "victim_share": (probabilities.argmax(1) == self.victim_class).float().mean().item(),
             "victim_confidence": probabilities[:, self.victim_class].mean().item(),
@@ -104,7 +116,14 @@ class GanAttackMonitor:
             return {}
         generator = DCGANGenerator(int(published["latent_dim"]), image_shape_of(self.real_victim))
         generator.load_state_dict(published["generator"])
+        if self.save_generators:
+            save_torch(generator_file(self.run_dir, server_round),
+                       {"latent_dim": int(published["latent_dim"]), "generator": published["generator"]})
         samples = generator.sample(self.num_samples, self.seed)
+        if not torch.isfinite(samples).all():
+            log.warning("round %d: the generator's samples are not finite (the global model it trained "
+                        "against diverged?); not scored", server_round)
+            return {}
         metrics = self.score(samples)
         save_image_grid(self.run_dir / "gan" / f"samples_round_{server_round:03d}.png",
                         samples[:GRID_SAMPLES])

@@ -2,7 +2,8 @@
 
 The oracle is trained once, centrally, on the test split — real data that no client and no
 warm-up ever trains on — plus as many synthetic noise images labelled as an extra "not data"
-class, and cached on disk keyed by data set, seed and a digest of its training
+class (drawn from `TRAINING_NOISE`; `HELDOUT_NOISE` families, never trained on, measure how well it
+rejects noise it was not fitted to), and cached on disk keyed by data set, seed and a digest of its training
 data and settings. Its penultimate layer (128 units) gives the features for FID-like measures:
 features are projected onto the top principal components of the oracle's own training features,
 and Fréchet distances are computed between Gaussian fits in that space.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,28 +31,85 @@ from fl_privacy.training import TrainSettings, evaluate, train
 
 log = logging.getLogger(__name__)
 
-ORACLE_VERSION = 2  # bump when the architecture or training changes: old cache entries no longer match
+ORACLE_VERSION = 3  # bump when the architecture or training changes: old cache entries no longer match
 
 
-def synthetic_noise(count: int, shape: tuple[int, int, int], seed: int) -> torch.Tensor:
-    """Images that are not data: uniform noise, sparse salt noise, periodic dot grids and smooth
-    blobs, a quarter each. The oracle learns them as an extra "not data" class so that it cannot
-    call noise a digit (without it, the oracle labels pure noise as one class with confidence ~1)."""
-    generator = torch.Generator().manual_seed(seed)
-    channels, height, width = shape
-    quarter = -(-count // 4)
-    uniform = torch.rand(quarter, *shape, generator=generator)
-    density = torch.rand(quarter, 1, 1, 1, generator=generator) * 0.5
-    salt = (torch.rand(quarter, *shape, generator=generator) < density).float()
-    rows, cols = torch.arange(height).view(1, 1, -1, 1), torch.arange(width).view(1, 1, 1, -1)
-    period = torch.randint(2, 5, (quarter, 1, 1, 1), generator=generator)
-    phase = torch.randint(0, 4, (quarter, 2, 1, 1), generator=generator)
+NoiseFamily = Callable[[int, tuple[int, int, int], torch.Generator], torch.Tensor]
+
+
+def _uniform(count: int, shape: tuple[int, int, int], generator: torch.Generator) -> torch.Tensor:
+    return torch.rand(count, *shape, generator=generator)
+
+
+def _salt(count: int, shape: tuple[int, int, int], generator: torch.Generator) -> torch.Tensor:
+    density = torch.rand(count, 1, 1, 1, generator=generator) * 0.5
+    return (torch.rand(count, *shape, generator=generator) < density).float()
+
+
+def _smooth(count: int, shape: tuple[int, int, int], generator: torch.Generator, cells: int) -> torch.Tensor:
+    coarse = torch.rand(count, shape[0], cells, cells, generator=generator)
+    return nn.functional.interpolate(coarse, size=shape[1:], mode="bilinear", align_corners=False)
+
+
+def _gaussian(count: int, shape: tuple[int, int, int], generator: torch.Generator) -> torch.Tensor:
+    centre, spread = torch.rand(2, count, 1, 1, 1, generator=generator)
+    return (centre + spread * torch.randn(count, *shape, generator=generator)).clamp(0, 1)
+
+
+def _coordinates(shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.arange(shape[1]).view(1, 1, -1, 1), torch.arange(shape[2]).view(1, 1, 1, -1)
+
+
+def _grid(count: int, shape: tuple[int, int, int], generator: torch.Generator) -> torch.Tensor:
+    rows, cols = _coordinates(shape)
+    period = torch.randint(2, 5, (count, 1, 1, 1), generator=generator)
+    phase = torch.randint(0, 4, (count, 2, 1, 1), generator=generator)
     grid = (((rows + phase[:, :1]) % period == 0) & ((cols + phase[:, 1:]) % period == 0)).float()
-    grid = grid.expand(-1, channels, -1, -1) * torch.rand(quarter, 1, 1, 1, generator=generator)
-    coarse = torch.rand(quarter, channels, 4, 4, generator=generator)
-    blobs = nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
-    images = torch.cat([uniform, salt, grid, blobs])
+    return grid.expand(-1, shape[0], -1, -1) * torch.rand(count, 1, 1, 1, generator=generator)
+
+
+def _stripes(count: int, shape: tuple[int, int, int], generator: torch.Generator) -> torch.Tensor:
+    rows, cols = _coordinates(shape)
+    angle, frequency, phase = torch.rand(3, count, 1, 1, 1, generator=generator)
+    wave = torch.sin((rows * angle.mul(torch.pi).cos() + cols * angle.mul(torch.pi).sin())
+                     * (0.3 + 1.2 * frequency) + 6.3 * phase)
+    return ((wave + 1) / 2).expand(-1, shape[0], -1, -1)
+
+
+def _checker(count: int, shape: tuple[int, int, int], generator: torch.Generator) -> torch.Tensor:
+    rows, cols = _coordinates(shape)
+    size = torch.randint(2, 8, (count, 1, 1, 1), generator=generator)
+    board = ((rows // size + cols // size) % 2).float()
+    return board.expand(-1, shape[0], -1, -1) * torch.rand(count, 1, 1, 1, generator=generator)
+
+
+# The rejection class is trained on the first families and validated on the second, disjoint ones
+# (dot grids among them: the first oracle called the control's dot-grid samples 3s).
+TRAINING_NOISE: dict[str, NoiseFamily] = {
+    "uniform": _uniform, "salt": _salt, "gaussian": _gaussian,
+    "blobs": lambda count, shape, generator: _smooth(count, shape, generator, cells=4)}
+HELDOUT_NOISE: dict[str, NoiseFamily] = {"dot_grid": _grid, "stripes": _stripes, "checker": _checker}
+
+
+def synthetic_noise(count: int, shape: tuple[int, int, int], seed: int,
+                    families: dict[str, NoiseFamily] = TRAINING_NOISE) -> torch.Tensor:
+    """`count` images that are not data, an equal share from each of `families`, shuffled with `seed`.
+    The oracle learns the training families as an extra "not data" class so that it cannot call noise
+    a digit (without it, the oracle labels pure noise as one class with confidence ~1)."""
+    generator = torch.Generator().manual_seed(seed)
+    share = -(-count // len(families))
+    images = torch.cat([family(share, shape, generator) for family in families.values()])
     return images[torch.randperm(len(images), generator=generator)[:count]]
+
+
+def rejection_rates(oracle: Oracle, families: dict[str, NoiseFamily], count: int, seed: int
+                    ) -> dict[str, float]:
+    """Per noise family, the share of `count` images the oracle puts in its "not data" class."""
+    shape = image_shape_of(oracle.training_data.images)
+    rejected = oracle.model.head.out_features - 1
+    return {name: (oracle.probabilities(family(count, shape, torch.Generator().manual_seed(seed)))
+                   .argmax(1) == rejected).float().mean().item()
+            for name, family in families.items()}
 
 
 class OracleCNN(nn.Module):
@@ -91,6 +150,13 @@ class Oracle:
     def features(self, images: torch.Tensor) -> np.ndarray:
         self.model.eval()
         return self.model.features(images).numpy()
+
+    @torch.no_grad()
+    def judge(self, images: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        """Class probabilities and penultimate features of `images` from one forward pass."""
+        self.model.eval()
+        features = self.model.features(images)
+        return torch.softmax(self.model.head(features), dim=1), features.numpy()
 
 
 def oracle_training_data(splits: DataSplits) -> ImageDataset:
@@ -140,10 +206,16 @@ class FeatureSpace:
 
     def __init__(self, oracle: Oracle, components: int) -> None:
         self.oracle = oracle
-        self.pca = PCA(n_components=components).fit(oracle.features(oracle.training_data.images))
+        # full SVD: the default picks a randomized solver here, whose result varies from run to run
+        self.pca = PCA(n_components=components, svd_solver="full").fit(
+            oracle.features(oracle.training_data.images))
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
-        return self.pca.transform(self.oracle.features(images))
+        return self.project(self.oracle.features(images))
+
+    def project(self, features: np.ndarray) -> np.ndarray:
+        """Oracle features (from `Oracle.judge`) in this space."""
+        return self.pca.transform(features)
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:

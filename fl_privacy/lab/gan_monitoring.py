@@ -52,5 +52,6 @@ def gan_monitor(settings: Settings, federation: Federation, run_dir: Path, hooks
     log.info("oracle: accuracy %.3f on the training split it never saw", oracle.heldout_accuracy)
     monitor = GanAttackMonitor(run_dir, splits, oracle, FeatureSpace(oracle, oracle_settings.components),
                                settings.attack.gan.victim_class, oracle_settings.samples_per_round,
-                               derive_seed(settings.seed, Stream.GAN_EVALUATION))
+                               derive_seed(settings.seed, Stream.GAN_EVALUATION),
+                               oracle_settings.save_generators)
     return PublishedGeneratorMonitor(monitor, hooks)

@@ -22,6 +22,7 @@ from fl_privacy.report.jobs import (
     varying_overrides,
 )
 from fl_privacy.report.page import csv_text, html_page, table_rows
+from fl_privacy.report.seeds import plot_seed_bands, seed_groups, seed_rows
 from fl_privacy.results import staged_folder
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,13 @@ def build_report(root: Path, out: Path | None = None, metric: str | None = None,
                          "in at least two finished jobs.")
         if metric and swept and plot_sweep_curve(rows, swept[0], metric, staging / "sweep.png"):
             plots.append((staging / "sweep.png", f"{metric} and accuracy vs {swept[0]}"))
+        aggregated = seed_rows(jobs)
+        if aggregated and any(len(group) > 1 for group in seed_groups(jobs).values()):
+            (staging / "seeds.csv").write_text(csv_text(list(aggregated[0]), aggregated))
+            notes.append("seeds.csv: per group of jobs that differ only in seed, every number's mean, "
+                         "95% t interval and n")
+            if measures and plot_seed_bands(jobs, measures, staging / "seed_bands.png"):
+                plots.append((staging / "seed_bands.png", "per-round measures over seeds: mean and 95% band"))
         page = html_page(f"fl-privacy report: {root.name}", jobs, shown, rows, plots, notes)
         (staging / "report.html").write_text(page)
     log.info("report of %d jobs (%s) in %s", len(jobs),

@@ -225,3 +225,19 @@ def plot_auc_per_round(rounds: list[int], series: dict[str, tuple[list, list, li
     axis.legend(fontsize=7)
     figure.tight_layout()
     save_figure(figure, path)
+
+
+def plot_bands(curves: dict[str, dict[str, tuple]], path: Path) -> None:
+    """One panel per measure: per label, the mean per round with its band (label -> (rounds, mean, low,
+    high); a NaN band, e.g. for one seed, is left out)."""
+    figure, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), dpi=110, squeeze=False)
+    for axis, (measure, lines) in zip(axes[0], curves.items(), strict=True):
+        for label, (rounds, mean, low, high) in lines.items():
+            (line,) = axis.plot(rounds, mean, marker=".", linewidth=1.1, label=label)
+            axis.fill_between(rounds, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        axis.set_xlabel("round")
+        axis.set_title(f"{measure}: mean, 95% t band over seeds", fontsize=8)
+        axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=6, loc="best")
+    figure.tight_layout()
+    save_figure(figure, path)

@@ -22,6 +22,7 @@ from fl_privacy.results import COMPLETED, FAILED, SUMMARY, RunFileError, read_js
 log = logging.getLogger(__name__)
 
 REPORT_DIR = "report"
+GAN_EVALUATION = "gan/evaluation.json"  # written by `fl-privacy gan-eval` after the run
 # summary.json sections that describe the run rather than measure it.
 NOT_MEASURED = ("config", "versions", "telemetry_environment")
 # metrics.jsonl sections that every run has; anything else per round (e.g. `gan_attack`) is an attack probe.
@@ -109,6 +110,9 @@ def read_job(name: str, path: Path, expected: dict[str, str] | None = None) -> J
     summary = read_json(summary_file) if summary_file.exists() else {}
     status = str(summary.get("status", COMPLETED)) if summary else FAILED
     values = summary_values(summary) if status == COMPLETED else {}
+    if status == COMPLETED and (path / GAN_EVALUATION).exists():  # `fl-privacy gan-eval` over the run
+        evaluation = read_json(path / GAN_EVALUATION)
+        values.update(flatten_numbers({k: evaluation[k] for k in ("baseline", "final")}, "gan_eval"))
     if status != COMPLETED and records:  # how far it got
         last = records[-1]
         values = {"accuracy": last["central"].get("accuracy"), "loss": last["central"].get("loss"),

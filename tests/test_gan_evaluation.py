@@ -1,0 +1,63 @@
+"""The post-run GAN evaluation over kept generators, and the report's aggregation over seeds."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from fl_privacy.models import DCGANGenerator
+from fl_privacy.report.jobs import Job
+from fl_privacy.report.seeds import mean_ci, plot_seed_bands, seed_groups, seed_rows
+from fl_privacy.results import COMPLETED, save_torch, write_json
+
+
+def _job(name: str, overrides: dict, value: float, shares: list[float]) -> Job:
+    records = [{"round": r, "central": {}, "gan_attack": {"victim_share": s}}
+               for r, s in enumerate(shares, 1)]
+    return Job(name, Path(name), COMPLETED, overrides, {"accuracy": value}, records)
+
+
+def test_seed_aggregation_groups_jobs_that_differ_only_in_seed(tmp_path):
+    runs = [(0, "a", 0.5), (1, "a", 0.7), (2, "a", 0.6), (0, "b", 0.1)]
+    jobs = [_job(str(i), {"seed": str(seed), "experiment": arm}, value, [value, value + 0.1])
+            for i, (seed, arm, value) in enumerate(runs)]
+    assert {label: len(group) for label, group in seed_groups(jobs).items()} == {"experiment=a": 3,
+                                                                                  "experiment=b": 1}
+    rows = {row["group"]: row for row in seed_rows(jobs) if row["metric"] == "accuracy"}
+    mean, low, high = mean_ci([0.5, 0.7, 0.6])
+    assert rows["experiment=a"]["n"] == 3 and rows["experiment=a"]["mean"] == pytest.approx(0.6)
+    assert low < 0.5 < 0.7 < high  # t with 2 degrees of freedom: wide
+    assert rows["experiment=b"]["n"] == 1 and math.isnan(rows["experiment=b"]["ci_low"])
+    assert plot_seed_bands(jobs, ["gan_attack.victim_share"], tmp_path / "bands.png")
+    assert (tmp_path / "bands.png").stat().st_size > 0
+    assert not plot_seed_bands(jobs[3:], ["gan_attack.victim_share"], tmp_path / "none.png")
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_gan_eval_scores_every_kept_generator_against_members_and_nonmembers(cfg_factory, tmp_path):
+    from fl_privacy.cli.commands import run_settings
+    from fl_privacy.lab.gan_evaluation import evaluate_generators
+
+    cfg = cfg_factory("+experiment=gan_attribution", "evaluation.oracle.epochs=1",
+                      "evaluation.oracle.components=4", "evaluation.oracle.samples_per_round=40",
+                      f"evaluation.oracle.cache_dir={tmp_path / 'oracle'}")
+    write_json(tmp_path / "summary.json", {"config": OmegaConf.to_container(cfg, resolve=True)})
+    for server_round in (9, 10):
+        torch.manual_seed(server_round)
+        save_torch(tmp_path / "gan" / "generators" / f"round_{server_round:03d}.pt",
+                   {"latent_dim": 100, "generator": DCGANGenerator(100, (1, 28, 28)).state_dict()})
+    result = evaluate_generators(tmp_path, run_settings(tmp_path, "evaluation.oracle", []))
+    assert [r["round"] for r in result["rounds"]] == [9, 10] and result["final"]["round"] == 10
+    baseline = result["baseline"]
+    assert baseline["members"] > 100 and abs(baseline["members"] - baseline["nonmembers"]) <= 1
+    # real vs real is far closer than the other classes are to the victim's
+    assert baseline["frechet_floor_members_vs_nonmembers"] < baseline["frechet_other_vs_victim"]
+    assert baseline["kid_floor_members_vs_nonmembers"]["kid"] < baseline["kid_other_vs_victim"]["kid"]
+    for space in ("records_features", "records_pixels"):
+        test = result["final"][space]
+        assert 0 <= test["p_value"] <= 1 and 0 <= test["nearest_is_member"] <= 1
+    assert (tmp_path / "gan" / "evaluation.json").exists()
