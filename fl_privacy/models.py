@@ -103,14 +103,14 @@ class DCGANGenerator(nn.Module):
         return (images + 1) / 2
 
     def sample(self, count: int, seed: int) -> torch.Tensor:
-        """`count` images from latent vectors drawn with `seed` (eval mode, no gradient)."""
+        """`count` images (on CPU) from latent vectors drawn with `seed` on CPU (eval mode, no gradient)."""
         was_training = self.training
         self.eval()
         with torch.no_grad():
             z = torch.randn(count, self.latent_dim, generator=torch.Generator().manual_seed(seed))
-            images = self(z)
+            images = self(z.to(next(self.parameters()).device))
         self.train(was_training)
-        return images
+        return images.cpu()
 
 
 # The imprint block's parameters in an `Imprinted` model's state (the malicious server crafts them; the

@@ -30,7 +30,7 @@ from fl_privacy.data.images import image_shape_of
 from fl_privacy.models import DCGANGenerator
 from fl_privacy.protocol import ANNOUNCED_ACCURACY
 from fl_privacy.seeding import Stream, derive_seed
-from fl_privacy.training import TrainSettings
+from fl_privacy.training import TrainSettings, model_device
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,13 @@ GENERATOR_KEY, OPTIMIZER_KEY, POOL_KEY, PROGRESS_KEY = (
 GENERATOR_ARTIFACT = "gan_generator"
 
 
-def load_state(context: Context, settings: GanAttackSettings, image_shape: tuple[int, int, int], seed: int
-               ) -> AdversaryState:
-    """The adversary's state from `context.state` (a fresh generator, initialised from `seed`, at first)."""
+def load_state(context: Context, settings: GanAttackSettings, image_shape: tuple[int, int, int], seed: int,
+               device: torch.device) -> AdversaryState:
+    """The adversary's state from `context.state` (a fresh generator, initialised from `seed` on CPU, at
+    first), on `device`."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        generator = DCGANGenerator(settings.latent_dim, image_shape)
+        generator = DCGANGenerator(settings.latent_dim, image_shape).to(device)
     optimizer = make_generator_optimizer(generator, settings.generator_lr)
     node_state.load_module(context, GENERATOR_KEY, generator)
     node_state.load_optimizer(context, OPTIMIZER_KEY, optimizer)
@@ -69,7 +70,7 @@ def gan_adversary(job: ClientJob, model: nn.Module) -> dict[str, float]:
     view = InsiderView(own_data=job.data.dataset, model=model, server_round=job.server_round,
                        announced_accuracy=announced, fake_class=job.data.num_classes)
     state = load_state(context, gan, image_shape_of(view.own_data.images),
-                       derive_seed(settings.seed, Stream.GAN_ATTACK))
+                       derive_seed(settings.seed, Stream.GAN_ATTACK), model_device(model))
     seeds = [derive_seed(settings.seed, Stream.GAN_ATTACK, job.server_round, step)
              for step in range(gan.alternations)]
     stats, generator_loss = attack_round(view, state, gan, TrainSettings.of(settings.client), seeds)
@@ -81,7 +82,7 @@ def gan_adversary(job: ClientJob, model: nn.Module) -> dict[str, float]:
     node_state.save_counters(context, PROGRESS_KEY, progress)
     job.hooks.publish(GENERATOR_ARTIFACT, job.server_round,
                       {"progress": progress, "latent_dim": gan.latent_dim,
-                       "generator": state.generator.state_dict()})
+                       "generator": {k: v.cpu() for k, v in state.generator.state_dict().items()}})
     log.info("round %d: GAN attack round %d, generator loss %.3f, %d fakes", job.server_round,
              int(progress["attack_rounds"]), generator_loss, len(state.pool) if state.pool is not None else 0)
     return update_metrics(stats)

@@ -24,7 +24,7 @@ from fl_privacy.attacks.views import InsiderView
 from fl_privacy.config.schema import GanAttackSettings
 from fl_privacy.data.images import ImageDataset
 from fl_privacy.models import DCGANGenerator
-from fl_privacy.training import TrainSettings, TrainStats, train
+from fl_privacy.training import TrainSettings, TrainStats, model_device, train
 
 
 @dataclass(frozen=True)
@@ -68,20 +68,21 @@ def train_generator(generator: DCGANGenerator, optimizer: torch.optim.Optimizer,
                     seed: int) -> float:
     """Train `generator` so that the frozen `discriminator` labels its images `target_class`.
 
-    The discriminator is used in eval mode and left unchanged. Returns the last step's loss.
+    The discriminator is used in eval mode and left unchanged; the latent vectors are drawn on CPU (the same
+    ones on every device) and moved to the generator's device. Returns the last step's loss.
     """
-    noise = torch.Generator().manual_seed(seed)
+    noise, device = torch.Generator().manual_seed(seed), model_device(generator)
     was_training = discriminator.training
     discriminator.eval()
     frozen = [p for p in discriminator.parameters() if p.requires_grad]
     for parameter in frozen:
         parameter.requires_grad_(False)
     generator.train()
-    targets = torch.full((settings.batch_size,), target_class, dtype=torch.long)
+    targets = torch.full((settings.batch_size,), target_class, dtype=torch.long, device=device)
     loss = torch.zeros(())
     try:
         for _ in range(settings.steps):
-            latents = torch.randn(settings.batch_size, generator.latent_dim, generator=noise)
+            latents = torch.randn(settings.batch_size, generator.latent_dim, generator=noise).to(device)
             images = generator(latents)
             loss = F.cross_entropy(discriminator(images), targets)
             if settings.tv_weight:
