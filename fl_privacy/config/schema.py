@@ -453,8 +453,8 @@ class Settings(Section):
 
     seed: NonNegativeInt = 0
     device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="where the federation trains and evaluates (not the post-run attacks): auto = CUDA "
-        "when present, else CPU")
+        "auto", description="where the federation trains and evaluates (not the post-run attacks): "
+        "auto = CUDA when present, else CPU")
     kind: Literal["federated", "par_gan"] = Field(
         "federated", description="federated: a Flower simulation; par_gan: the in-process PAR-GAN program")
     telemetry: bool = Field(False, description="opt in to Flower's and Ray's usage telemetry")
