@@ -62,7 +62,8 @@ def test_best_matching_keeps_the_candidate_with_the_lowest_own_matching_loss(mni
     chosen = result.restart_losses.index(result.loss)
     assert torch.equal(result.images, result.candidates[chosen])
     # the losses are the attacker's own objective, recomputable from the view alone
-    assert matching_loss(model, captured, result.images, result.labels) == pytest.approx(result.loss, abs=1e-6)
+    own = matching_loss(model, captured, result.images, result.labels)
+    assert own == pytest.approx(result.loss, abs=1e-6)
     assert float(psnr(result.images, digit.images)) > 30  # DLG on LeNet at init finds the digit
     assert list(inspect.signature(best_matching).parameters) == ["model", "payload", "config"]
 
@@ -101,7 +102,8 @@ def test_best_matching_on_a_fedavg_update_searches_the_mini_batch_order(mnist):
 
 
 def test_best_settings_come_from_the_attack_config():
-    settings = compose_settings(["attack.gradient_inversion.name=best", "attack.gradient_inversion.restarts=3",
+    settings = compose_settings(["attack.gradient_inversion.name=best",
+                                 "attack.gradient_inversion.restarts=3",
                                  "attack.gradient_inversion.best_dlg_iterations=7"])
     options = attack_settings(settings.attack.gradient_inversion)
     assert isinstance(options, BestMatchingConfig)
