@@ -161,15 +161,16 @@ def replay(victim: _Victim, payload: CapturedUpdate, orders: torch.Generator | N
     return simulate
 
 
-def matching_loss(model: nn.Module, payload: CapturedUpdate, images: torch.Tensor,
-                  labels: torch.Tensor) -> float:
-    """The cosine matching loss of candidate images (Inverting Gradients' distance, no prior): the gradient
-    they produce, or for FedAvg the consecutive-batch replay's weight delta, against the captured one."""
+def matching_loss(model: nn.Module, payload: CapturedUpdate, candidate: torch.Tensor,
+                  restored: torch.Tensor) -> float:
+    """The cosine matching loss of candidate images with restored labels (Inverting Gradients' distance, no
+    prior): the gradient they produce, or for FedAvg the consecutive-batch replay's weight delta, against the
+    captured one."""
     victim = _Victim(model, payload)
     if payload.is_gradient:
-        return float(cosine_distance(victim.gradient(images, labels),
+        return float(cosine_distance(victim.gradient(candidate, restored),
                                      payload.effective_gradient(victim.names)).detach())
-    return float(cosine_distance(replay(victim, payload)(images, labels),
+    return float(cosine_distance(replay(victim, payload)(candidate, restored),
                                  payload.weight_delta(victim.names)).detach())
 
 
