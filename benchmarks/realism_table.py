@@ -4,6 +4,8 @@ median PSNR (bootstrap 95% CI), the labelled best-candidate upper bound, the thr
 label results and seconds per image; then a compact matrix of the shares (the heat map as text).
 
     python benchmarks/realism_table.py multirun/realism multirun/realism_iid multirun/realism_anchor
+    python benchmarks/realism_table.py --montage 20 docs/figures/realism_round20_fedsgd_4.png \
+        multirun/realism/0
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from PIL import Image
 
 
 def cells(run_dir: Path):
@@ -42,10 +46,25 @@ def share(stat: dict) -> str:
     return f"{stat['share']:.2f} [{low:.2f}, {high:.2f}] (n={stat['n']})"
 
 
+def montage(run_dir: Path, round_number: int, out: Path) -> None:
+    """One PNG of a round's per-capture truth | reconstruction grids, one capture per row."""
+    grids = [Image.open(p).convert("L")
+             for p in sorted((run_dir / "attack" / "grids").glob(f"round_{round_number:03d}_*.png"))]
+    sheet = Image.new("L", (max(g.width for g in grids), sum(g.height for g in grids)), 255)
+    for row, grid in enumerate(grids):
+        sheet.paste(grid, (0, sum(g.height for g in grids[:row])))
+    sheet.save(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("dirs", nargs="+", type=Path, help="run or multirun directories")
+    parser.add_argument("--montage", nargs=2, metavar=("ROUND", "PNG"),
+                        help="instead: stack the truth | reconstruction grids of ROUND of one run into PNG")
     args = parser.parse_args()
+    if args.montage:
+        montage(args.dirs[0], int(args.montage[0]), Path(args.montage[1]))
+        return
     runs = sorted({p.parent.parent for d in args.dirs for p in d.glob("**/attack/scores.json")})
     table = dict(cell for run in runs for cell in cells(run))
     print("| model/partition | round | examples | local training | recognisable [Wilson 95%] | median PSNR "
