@@ -16,12 +16,22 @@ import numpy as np
 import torch
 from scipy.stats import binomtest
 
-from fl_privacy.attacks.label_restoration import class_probabilities, label_counts, prior_counts, round_counts
+from fl_privacy.attacks.label_restoration import (
+    bias_corrected_counts,
+    class_probabilities,
+    gradient_class_probabilities,
+    label_counts,
+    prior_counts,
+    round_counts,
+)
 from fl_privacy.config import compose_settings
 from fl_privacy.data.federation import build_federation
 from fl_privacy.evaluation.reconstruction import label_count_accuracy
 from fl_privacy.models import model_factory
 from fl_privacy.training import TrainSettings, batch_gradient, evaluate, train
+
+ESTIMATORS = ("zero_shot", "class_prior", "bias_corrected", "classwise_gradient", "classwise_gradient_prior",
+              "oracle_mean_softmax")
 
 
 def batches(federation, count: int, size: int, classes: int, rng: np.random.Generator):
@@ -48,7 +58,7 @@ def main() -> None:
     federation = build_federation(settings)
     num_classes, size = federation.splits.num_classes, args.batch_size
     for epochs in args.epochs:
-        exact: dict[str, list[bool]] = {"zero_shot": [], "class_prior": [], "oracle_mean_softmax": []}
+        exact: dict[str, list[bool]] = {name: [] for name in ESTIMATORS}
         multiset: dict[str, list[float]] = {name: [] for name in exact}
         accuracies = []
         for seed in args.seeds:
@@ -63,10 +73,16 @@ def main() -> None:
                 weight_grad, bias_grad = gradient["head.weight"], gradient["head.bias"]
                 with torch.no_grad():
                     mean_softmax = torch.softmax(model(data.images), dim=1).double().mean(dim=0)
+                head = (model.head.weight.detach(), model.head.bias.detach())
+                uniform = torch.full((num_classes, num_classes), 1.0 / num_classes)
                 estimates = {
-                    "zero_shot": label_counts([(model.head.weight.detach(), model.head.bias.detach())],
-                                              weight_grad, bias_grad, size),
+                    "zero_shot": label_counts([head], weight_grad, bias_grad, size),
                     "class_prior": prior_counts(probs, bias_grad, size),
+                    "bias_corrected": bias_corrected_counts(bias_grad, size),
+                    "classwise_gradient": prior_counts(gradient_class_probabilities(
+                        *head, weight_grad, bias_grad, uniform), bias_grad, size),
+                    "classwise_gradient_prior": prior_counts(gradient_class_probabilities(
+                        *head, weight_grad, bias_grad, probs), bias_grad, size),
                     "oracle_mean_softmax": round_counts(size * (mean_softmax - bias_grad.double()), size)}
                 true = torch.bincount(data.labels, minlength=num_classes)
                 for name, counts in estimates.items():

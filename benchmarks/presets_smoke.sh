@@ -28,6 +28,9 @@ run gan_attack_faces +experiment=gan_attack_faces $C $GAN strategy.num_rounds=2 
 run idlg +experiment=idlg $GI simulation.num_clients=2
 run inverting_fedavg +experiment=inverting_fedavg $GI "strategy.capture.partitions=[0]"
 run label_restoration +experiment=label_restoration strategy.num_rounds=1 "strategy.capture.rounds=[1]"
+for p in realism realism_iid realism_anchor; do
+  run $p +experiment=$p $GI attack.gradient_inversion.best_dlg_iterations=1 strategy.num_rounds=1 "strategy.capture.rounds=[1]" strategy.warmup.epochs=1 attack.gradient_inversion.max_images_per_round=4
+done
 run mia +experiment=mia $MIA strategy.num_rounds=1 "strategy.capture.rounds=[1]" strategy.warmup.epochs=1
 run mia_dp +experiment=mia_dp $MIA strategy.num_rounds=1 "strategy.capture.rounds=[1]" strategy.warmup.epochs=1
 run par_gan +experiment=par_gan $C defense.par_gan.members=60 defense.par_gan.steps=3 defense.par_gan.samples=64

@@ -11,6 +11,7 @@ SERVER_ROUND = "server-round"
 ANNOUNCED_ACCURACY = "global-accuracy"      # the latest central accuracy, announced to every client
 UPDATE_MODE = "update-mode"                 # a captured round may ask for "fedsgd" or "fedavg"
 BATCH_SIZE = "batch-size"                   # ... and for another batch size
+EXAMPLES = "examples"                       # ... and for how many examples the update uses
 
 # --- the partition-id query ----------------------------------------------------------------------------
 QUERY = "query"

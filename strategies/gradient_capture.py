@@ -23,6 +23,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from fl_privacy.protocol import (
     ARRAYS,
     BATCH_SIZE,
+    EXAMPLES,
     FEDSGD,
     LEARNING_RATE,
     LOCAL_STEPS,
@@ -48,12 +49,13 @@ class CaptureSchedule:
     # Asked of every client in captured rounds (None: the clients' own client.update_mode / batch_size).
     update_mode: str | None = None
     batch_size: int | None = None
+    examples: int | None = None
 
     def request(self, server_round: int) -> dict[str, str | int]:
         """Train-config entries for `server_round`: a FedSGD probe in captured rounds when configured."""
         if server_round not in self.rounds:
             return {}
-        asked = {UPDATE_MODE: self.update_mode, BATCH_SIZE: self.batch_size}
+        asked = {UPDATE_MODE: self.update_mode, BATCH_SIZE: self.batch_size, EXAMPLES: self.examples}
         return {key: value for key, value in asked.items() if value is not None}
 
     def covers(self, server_round: int, partition_id: int) -> bool:

@@ -19,7 +19,15 @@ from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import LocalData
 from fl_privacy.data.images import ImageDataset
 from fl_privacy.defenses.update_defenses import SuppressSchedule, suppression_hook
-from fl_privacy.protocol import BATCH_SIZE, LOCAL_STEPS, NUM_EXAMPLES, TRAIN_ACCURACY, TRAIN_LOSS, UPDATE_MODE
+from fl_privacy.protocol import (
+    BATCH_SIZE,
+    EXAMPLES,
+    LOCAL_STEPS,
+    NUM_EXAMPLES,
+    TRAIN_ACCURACY,
+    TRAIN_LOSS,
+    UPDATE_MODE,
+)
 from fl_privacy.seeding import Stream, derive_seed
 from fl_privacy.training import StepHook, TrainSettings, TrainStats, batch_gradient, train
 
@@ -107,7 +115,9 @@ class ClientJob:
         The examples are drawn from the partition with the seed (all of it when the count is null or
         larger) and remembered in `used_indices`.
         """
-        count = self.batch_size if self.update_mode == "fedsgd" else self.settings.client.examples_per_round
+        count = self.round_config.get(EXAMPLES, self.batch_size if self.update_mode == "fedsgd"
+                                      else self.settings.client.examples_per_round)
+        count = None if count is None else int(count)
         rng = np.random.default_rng(derive_seed(self.settings.seed, Stream.CLIENT_DATA, self.server_round,
                                                 self.partition_id))
         data, self.used_indices = self.data.draw(count, rng)

@@ -43,7 +43,7 @@ def capture_schedule(capture: CaptureSettings) -> CaptureSchedule:
     """The capturing server's schedule from `strategy.capture`."""
     return CaptureSchedule(tuple(capture.rounds),
                            None if capture.partitions is None else tuple(capture.partitions),
-                           capture.update_mode, capture.batch_size)
+                           capture.update_mode, capture.batch_size, capture.examples)
 
 
 def central_evaluator(model_fn: Callable[[], torch.nn.Module], federation: Federation

@@ -9,6 +9,7 @@ from typing import Any, TypedDict
 import torch
 from torch import nn
 
+from fl_privacy.attacks.best_matching import BestMatchingConfig, best_matching
 from fl_privacy.attacks.gradient_inversion import (
     DLGConfig,
     DummyInit,
@@ -24,7 +25,7 @@ from fl_privacy.attacks.label_restoration import restore_labels
 from fl_privacy.attacks.views import CapturedUpdate
 from fl_privacy.config.schema import GradientInversionSettings
 
-AttackConfig = DLGConfig | InvertingConfig
+AttackConfig = DLGConfig | InvertingConfig | BestMatchingConfig
 
 
 class _CommonOptions(TypedDict):
@@ -51,15 +52,21 @@ ATTACKS: dict[str, tuple[Callable[[nn.Module, CapturedUpdate, Any], Reconstructi
     "fedavg": (invert_fedavg, "weights"),
     "labels": (restore_labels_only, "any"),
     "imprint": (imprint_attack, "any"),
+    "best": (best_matching, "any"),
 }
 FIXED_OPTIMIZER = {"dlg": "lbfgs", "inverting": "adam"}  # fedavg takes `optimizer` from the config
 
 
 def attack_settings(attack: GradientInversionSettings, progress: bool = False) -> AttackConfig:
-    """DLGConfig (L-BFGS) or InvertingConfig (Adam, cosine + TV) for `attack.name`."""
+    """DLGConfig (L-BFGS), InvertingConfig (Adam, cosine + TV) or both (`best`) for `attack.name`."""
     init = DummyInit(attack.init.distribution, attack.init.center, attack.init.spread)
     common: _CommonOptions = {"init": init, "bound": attack.bound, "seed": attack.seed, "progress": progress,
                               "iterations": attack.iterations, "lr": attack.lr, "log_every": 0}
+    if attack.name == "best":
+        return BestMatchingConfig(
+            DLGConfig(**common | {"iterations": attack.best_dlg_iterations, "lr": 1.0},
+                      inner_iterations=attack.inner_iterations),
+            InvertingConfig(**common, tv_weight=attack.tv_weight, restarts=attack.restarts))
     if FIXED_OPTIMIZER.get(attack.name, attack.optimizer) == "lbfgs":
         return DLGConfig(**common, inner_iterations=attack.inner_iterations, label_mode=attack.label_mode)
     return InvertingConfig(**common, tv_weight=attack.tv_weight, restarts=attack.restarts)

@@ -8,17 +8,20 @@ original form, optimised as soft labels.
 - DLG (Zhu et al. 2019): squared-L2 gradient distance, L-BFGS. With `label_mode="restore"` it is iDLG.
 - Inverting Gradients (Geiping et al. 2020): cosine distance + total variation, Adam on signed gradients,
   step-decay schedule, several restarts (the one with the best matching loss wins).
-- FedAvg inversion (Geiping et al. 2020, Sec. 5): the local SGD steps are simulated differentiably on the
-  dummy data (torch.func.functional_call) and the resulting weight delta is matched (cosine + TV with Adam,
-  or DLG's squared distance with L-BFGS). The simulation takes the local batches as consecutive slices of
-  the dummy batch in a fixed order; with full-batch local steps (the standard setting) order is irrelevant.
+- FedAvg inversion (Geiping et al. 2020, Sec. 5): the announced local training (`local_steps` SGD steps at
+  `lr` in mini-batches of `batch_size`, a fresh order each epoch) is replayed differentiably on the dummy data
+  (torch.func.functional_call) and the resulting weight delta is matched (cosine + TV with Adam, or DLG's
+  squared distance with L-BFGS). The client's shuffling is unknowable, so it is part of the search: the first
+  restart takes consecutive slices of the (label-sorted) dummy batch, every later restart its own random
+  order per epoch (which restored labels share a mini-batch); the lowest matching loss wins. With
+  full-batch local steps (one batch per epoch) order is irrelevant.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -100,6 +103,8 @@ class Reconstruction:
     labels: torch.Tensor
     loss: float
     restart_losses: tuple[float, ...]
+    # every restart's images (same order as `restart_losses`), for attackers that choose among them
+    candidates: tuple[torch.Tensor, ...] = ()
 
 
 class _Victim:
@@ -123,16 +128,50 @@ class _Victim:
         return list(torch.autograd.grad(loss, list(self.params.values()), create_graph=True))
 
     def local_delta(self, images: torch.Tensor, targets: torch.Tensor, lr: float, steps: int,
-                    batch_size: int) -> Tensors:
-        """`w0 - wE` after `steps` SGD steps over consecutive batches (one pass per epoch), differentiably."""
+                    batch_size: int, orders: Sequence[torch.Tensor] = ()) -> Tensors:
+        """`w0 - wE` after `steps` SGD steps in mini-batches of `batch_size`, differentiably.
+
+        A pass over the examples per epoch: epoch e visits them in `orders[e]` (a permutation), else in order.
+        """
         params = dict(self.params)
         batches = math.ceil(len(images) / batch_size)
         for step in range(steps):
-            window = slice((step % batches) * batch_size, (step % batches + 1) * batch_size)
-            loss = self.loss(params, images[window], targets[window])
+            epoch, window = divmod(step, batches)
+            rows = torch.arange(len(images)) if epoch >= len(orders) else orders[epoch]
+            rows = rows[window * batch_size:(window + 1) * batch_size]
+            loss = self.loss(params, images[rows], targets[rows])
             grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
             params = {n: p - lr * g for (n, p), g in zip(params.items(), grads, strict=True)}
         return [self.params[n] - params[n] for n in self.names]
+
+
+def replay(victim: _Victim, payload: CapturedUpdate, orders: torch.Generator | None = None) -> Simulate:
+    """The announced local training of a FedAvg capture as a function of (dummy images, labels): consecutive
+    mini-batches, or with `orders` one random order per epoch drawn from that generator (the attacker's
+    guess at the client's shuffling)."""
+    assert payload.lr is not None and payload.local_steps is not None  # a FedAvg capture
+    lr, steps, size = float(payload.lr), int(payload.local_steps), payload.batch_size
+    epochs = math.ceil(steps / math.ceil(payload.num_inputs / size))
+    permutations = [] if orders is None else [torch.randperm(payload.num_inputs, generator=orders)
+                                              for _ in range(epochs)]
+
+    def simulate(images: torch.Tensor, labels: torch.Tensor) -> Tensors:
+        return victim.local_delta(images, labels, lr, steps, size, permutations)
+
+    return simulate
+
+
+def matching_loss(model: nn.Module, payload: CapturedUpdate, candidate: torch.Tensor,
+                  restored: torch.Tensor) -> float:
+    """The cosine matching loss of candidate images with restored labels (Inverting Gradients' distance, no
+    prior): the gradient they produce, or for FedAvg the consecutive-batch replay's weight delta, against the
+    captured one."""
+    victim = _Victim(model, payload)
+    if payload.is_gradient:
+        return float(cosine_distance(victim.gradient(candidate, restored),
+                                     payload.effective_gradient(victim.names)).detach())
+    return float(cosine_distance(replay(victim, payload)(candidate, restored),
+                                 payload.weight_delta(victim.names)).detach())
 
 
 def squared_distance(dummy: Tensors, observed: Tensors) -> torch.Tensor:
@@ -186,31 +225,33 @@ def dlg(model: nn.Module, payload: CapturedUpdate, config: DLGConfig = DLGConfig
     return Reconstruction(dummy.images().detach().clamp(0, 1), final_labels, final, (final,))
 
 
+Simulate = Callable[[torch.Tensor, torch.Tensor], Tensors]
+
+
 def _invert_by_restarts(name: str, payload: CapturedUpdate, restored_labels: torch.Tensor,
-                        simulate: Callable[[torch.Tensor, torch.Tensor], Tensors], observed: Tensors,
+                        simulators: Callable[[int], Simulate], observed: Tensors,
                         config: InvertingConfig) -> Reconstruction:
-    """Adam on cosine distance + TV from `config.restarts` random starts; keep the best matching loss."""
+    """Adam on cosine distance + TV from `config.restarts` random starts (restart r simulates the update
+    with `simulators(r)`); keep the best matching loss, and every restart's images as candidates."""
     generator = torch.Generator().manual_seed(config.seed)
     shape = (payload.num_inputs, *payload.input_shape)
-    best: tuple[float, torch.Tensor] | None = None
-    losses = []
+    losses, candidates = [], []
     milestones = [int(config.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)] if config.lr_schedule else []
-
-    def objective(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        match = cosine_distance(simulate(images, restored_labels), observed)
-        return match + config.tv_weight * total_variation(images), match
-
     for restart in range(config.restarts):
+        simulate = simulators(restart)
+
+        def objective(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            match = cosine_distance(simulate(images, restored_labels), observed)  # noqa: B023 (called now)
+            return match + config.tv_weight * total_variation(images), match
+
         dummy = DummyImages(config.init.sample(shape, generator), config.bound)
         adam_descent(dummy, objective, iterations=config.iterations, lr=config.lr, milestones=milestones,
                      signed=config.signed, name=f"{name} restart {restart + 1}",
                      show_progress=config.progress, log_every=config.log_every)
-        final = float(cosine_distance(simulate(dummy.images(), restored_labels), observed).detach())
-        losses.append(final)
-        if best is None or final < best[0]:
-            best = (final, dummy.images().detach().clamp(0, 1))
-    assert best is not None, "config.restarts >= 1"
-    return Reconstruction(best[1], restored_labels, best[0], tuple(losses))
+        losses.append(float(cosine_distance(simulate(dummy.images(), restored_labels), observed).detach()))
+        candidates.append(dummy.images().detach().clamp(0, 1))
+    best = min(range(len(losses)), key=losses.__getitem__)
+    return Reconstruction(candidates[best], restored_labels, losses[best], tuple(losses), tuple(candidates))
 
 
 def inverting_gradients(model: nn.Module, payload: CapturedUpdate,
@@ -220,7 +261,8 @@ def inverting_gradients(model: nn.Module, payload: CapturedUpdate,
         raise ValueError("inverting_gradients needs a gradient capture; use invert_fedavg for weights.")
     victim = _Victim(model, payload)
     return _invert_by_restarts("InvertingGradients", payload, restore_labels(model, payload),
-                               victim.gradient, payload.effective_gradient(victim.names), config)
+                               lambda restart: victim.gradient, payload.effective_gradient(victim.names),
+                               config)
 
 
 def invert_fedavg(model: nn.Module, payload: CapturedUpdate,
@@ -237,12 +279,14 @@ def invert_fedavg(model: nn.Module, payload: CapturedUpdate,
     assert payload.lr is not None and payload.local_steps is not None  # checked by CapturedUpdate
     lr, steps = float(payload.lr), int(payload.local_steps)
     restored_labels = restore_labels(model, payload)
-
-    def simulate(dummy_images: torch.Tensor, labels: torch.Tensor) -> Tensors:
-        return victim.local_delta(dummy_images, labels, lr, steps, payload.batch_size)
-
+    simulate = replay(victim, payload)
     if isinstance(config, InvertingConfig):
-        return _invert_by_restarts("InvertFedAvg", payload, restored_labels, simulate,
+        orders = torch.Generator().manual_seed(config.seed + 1)
+
+        def simulators(restart: int) -> Simulate:
+            return simulate if restart == 0 else replay(victim, payload, orders)
+
+        return _invert_by_restarts("InvertFedAvg", payload, restored_labels, simulators,
                                    payload.weight_delta(victim.names), config)
     observed = payload.effective_gradient(victim.names)
     generator = torch.Generator().manual_seed(config.seed)

@@ -154,3 +154,41 @@ def prior_counts(class_probs: torch.Tensor, bias_grad: torch.Tensor, batch_size:
     target = np.concatenate([-batch_size * bias_grad.double().numpy(), [TOTAL_WEIGHT * batch_size]])
     solution, _ = nnls(system, target)
     return round_counts(torch.from_numpy(solution), batch_size)
+
+
+def gradient_class_probabilities(weight: torch.Tensor, bias: torch.Tensor, weight_grad: torch.Tensor,
+                                 bias_grad: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """(C, C): column c estimates the softmax output of the batch's class-c examples from the gradient
+    alone, for every class with a negative bias gradient (certainly present); other columns from `fallback`.
+
+    Row c of the weight gradient over the bias gradient, `dW_c / db_c = sum_i (p_ic - y_ic) h_i /
+    sum_i (p_ic - y_ic)`, is a weighted mean of the penultimate features in which the batch's class-c examples
+    dominate (weights `1 - p_ic` against `p_ic` for the others); its softmax stands for their output. This
+    is the class-wise embedding step of iLRG (Ma et al. 2023) for a single dense head; the instance-wise
+    step (each example's features from the rank-B weight gradient) needs two dense layers, which the seed
+    CNN lacks.
+    """
+    columns = fallback.double().clone()
+    weight, bias = weight.double(), bias.double()
+    for c in torch.nonzero(bias_grad < 0).flatten().tolist():
+        feature = weight_grad[c].double() / bias_grad[c].double()
+        columns[:, c] = F.softmax(weight @ feature + bias, dim=0)
+    return columns
+
+
+def bias_corrected_counts(bias_grad: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """`breaching`'s "bias-corrected" label strategy (after Wainakh et al.'s LLG): every class with a negative
+    bias gradient gets one example; the mean negative gradient per example, `m = sum_{db<0} db / B`, is the
+    impact of one example, and the remaining examples go one at a time to the class with the lowest
+    (impact-corrected) gradient."""
+    scores = bias_grad.double().clone()
+    present = torch.nonzero(scores < 0).flatten()
+    counts = torch.zeros(len(scores), dtype=torch.long)
+    impact = scores[present].sum() / batch_size
+    counts[present] = 1
+    scores[present] -= impact
+    for _ in range(batch_size - len(present)):
+        chosen = int(scores.argmin())
+        counts[chosen] += 1
+        scores[chosen] -= impact
+    return counts

@@ -121,6 +121,9 @@ class CaptureSettings(Section):
     update_mode: UpdateMode | None = Field(
         None, description="asked of every client in captured rounds (null = client.update_mode)")
     batch_size: Count | None = Field(None, description="asked in captured rounds (null = client.batch_size)")
+    examples: Count | None = Field(
+        None, description="examples each client uses in captured rounds (FedSGD: its one batch; FedAvg: its "
+        "local data, in mini-batches of batch_size); null = batch_size / client.examples_per_round")
 
 
 class StrategySettings(Section):
@@ -268,7 +271,8 @@ class DummyInitSettings(Section):
 class GradientInversionSettings(Section):
     """The honest-but-curious server's gradient inversion on captured updates."""
 
-    name: Literal["dlg", "inverting", "fedavg", "labels", "imprint"] = "dlg"
+    name: Literal["dlg", "inverting", "fedavg", "labels", "imprint", "best"] = Field(
+        "dlg", description="best: DLG and Inverting Gradients' restarts, lowest matching loss per batch")
     after_run: bool = Field(False, description="attack and score the captures at the end of the run")
     label_mode: Literal["restore", "optimise"] = "restore"
     optimizer: Literal["lbfgs", "adam"] = Field("lbfgs", description="fedavg only")
@@ -282,6 +286,11 @@ class GradientInversionSettings(Section):
     seed: NonNegativeInt = 0
     torch_threads: Count = 1
     max_captures: Count | None = None
+    best_dlg_iterations: Count = Field(20, description="name=best: outer L-BFGS steps (lr 1) of its DLG "
+                                       "candidate; Inverting Gradients uses iterations, lr, restarts")
+    max_images_per_round: Count | None = Field(
+        None, description="attack each round's captures in partition order until they hold this many images "
+        "(null = all)")
 
 
 class GanAttackSettings(Section):

@@ -9,12 +9,14 @@ other image of its class) are scored with the same PSNR / SSIM.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 from scipy.stats import binomtest, bootstrap
 
 from fl_privacy.data.images import ImageDataset
-from fl_privacy.evaluation.reconstruction import psnr, ssim
+from fl_privacy.evaluation.reconstruction import psnr, score_reconstruction, ssim
 
 RECOGNISABLE_SSIM = 0.5
 BOOTSTRAP_SEED = 0
@@ -70,3 +72,44 @@ def success_rates(image_scores: dict[str, list[float]], baselines: dict[str, dic
             "reconstruction": {name: median_ci(image_scores[name]) for name in ("psnr", "ssim")},
             "baselines": {base: {name: median_ci(values) for name, values in scores.items()}
                           for base, scores in baselines.items()}}
+
+
+def best_candidate_psnr(candidates: list[torch.Tensor] | None, truth: torch.Tensor) -> list[float] | None:
+    """Per true image, the best PSNR any candidate reconstruction reaches (each candidate matched to the
+    truth on its own): an **upper bound** that peeks at the truth, never an attack result."""
+    if not candidates:
+        return None
+    per_candidate = torch.stack([score_reconstruction(c, truth).psnr for c in candidates])
+    return per_candidate.max(dim=0).values.tolist()
+
+
+@dataclass
+class Cell:
+    """The pooled per-image scores of a table cell (e.g. one captured round): the reconstructions', their
+    baselines', and the best-candidate PSNR upper bound where the attack kept candidates."""
+
+    scores: dict[str, list[float]] = field(default_factory=lambda: {"psnr": [], "ssim": []})
+    baselines: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    upper_bound_psnr: list[float] = field(default_factory=list)
+
+    def add(self, capture: dict, baselines: dict[str, dict[str, list]], upper: list[float] | None) -> None:
+        """One scored capture (`score_capture`'s dict) with its images' baselines."""
+        for name in self.scores:
+            self.scores[name] += capture["images"][name]
+        for base, values in baselines.items():
+            for name in self.scores:
+                self.baselines.setdefault(base, {}).setdefault(name, []).extend(values[name])
+        self.upper_bound_psnr += upper or []
+
+    def __add__(self, other: Cell) -> Cell:
+        merged = Cell()
+        for cell in (self, other):
+            merged.add({"images": cell.scores}, cell.baselines, cell.upper_bound_psnr)
+        return merged
+
+    def rates(self) -> dict:
+        """`success_rates` of the pooled images, plus the labelled best-candidate PSNR upper bound."""
+        result = success_rates(self.scores, self.baselines)
+        if self.upper_bound_psnr:
+            result["upper_bound_best_candidate_by_psnr"] = median_ci(self.upper_bound_psnr)
+        return result

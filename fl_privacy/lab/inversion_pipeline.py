@@ -22,7 +22,7 @@ from fl_privacy.data.datasets import load_splits
 from fl_privacy.data.images import DataSplits
 from fl_privacy.evaluation.inversion_scores import score_capture, summarise
 from fl_privacy.evaluation.reconstruction import save_comparison_grid
-from fl_privacy.evaluation.success_rates import baseline_scores, success_rates
+from fl_privacy.evaluation.success_rates import Cell, baseline_scores, best_candidate_psnr
 from fl_privacy.lab.side_channels import truth_indices
 from fl_privacy.lab.torch_threads import restores_torch_threads
 from fl_privacy.models import build_model
@@ -63,6 +63,8 @@ def reconstruct_captures(run_dir: Path, settings: Settings) -> list[Path]:
     written."""
     run_dir, attack = Path(run_dir), settings.attack.gradient_inversion
     captures = sorted((run_dir / CAPTURES).glob("round_*/partition_*.pt"))[:attack.max_captures]
+    if attack.max_images_per_round is not None:
+        captures = per_round_budget(captures, attack.max_images_per_round)
     if not captures:
         raise RunFileError(f"no captures under {run_dir / CAPTURES} "
                            "(run the experiment with strategy=gradient_capture)")
@@ -77,14 +79,30 @@ def reconstruct_captures(run_dir: Path, settings: Settings) -> list[Path]:
             result = run_attack(attack.name, model, view, options)
             seconds = time.perf_counter() - started
             relative = path.relative_to(run_dir / CAPTURES)
-            save_torch(staging / relative, {"images": result.images, "labels": result.labels,
-                                            "loss": result.loss, "seconds": seconds, "attack": attack.name,
-                                            "metadata": meta})
+            record: dict[str, object] = {"images": result.images, "labels": result.labels,
+                                         "loss": result.loss, "seconds": seconds, "attack": attack.name,
+                                         "metadata": meta}
+            if attack.name == "best":  # every candidate, for the evaluation's labelled upper bound only
+                record |= {"candidates": list(result.candidates),
+                           "candidate_losses": list(result.restart_losses)}
+            save_torch(staging / relative, record)
             written.append(out / relative)
             log.info("%s %d/%d: round %d partition %d, %d inputs, matching loss %.3g, %.1f s",
                      attack.name, number, len(captures), meta["round"], meta["partition"], view.num_inputs,
                      result.loss, seconds)
     return written
+
+
+def per_round_budget(captures: list[Path], images: int) -> list[Path]:
+    """The first captures of each round (in partition order) until they hold at least `images` images
+    (the server reads the example count each capture announced)."""
+    kept, held = [], dict[str, int]()
+    for path in captures:
+        round_dir = path.parent.name
+        if held.get(round_dir, 0) < images:
+            kept.append(path)
+            held[round_dir] = held.get(round_dir, 0) + load_capture(path)[0].num_inputs
+    return kept
 
 
 def score_reconstructions(run_dir: Path, settings: Settings) -> dict:
@@ -97,9 +115,8 @@ def score_reconstructions(run_dir: Path, settings: Settings) -> dict:
 
 def _score_into(run_dir: Path, splits: DataSplits, grids: Path) -> dict:
     captures, truth_images, reconstructed = [], [], []
-    # every image's scores and its baselines' (drawn from the test split, never the truth), for `rates`
-    pooled: dict[str, list[float]] = {"psnr": [], "ssim": []}
-    pooled_baselines: dict[str, dict[str, list[float]]] = {}
+    # every image's scores and its baselines' (drawn from the test split, never the truth), per round
+    cells: dict[int, Cell] = {}
     for path in sorted((run_dir / RECONSTRUCTIONS).glob("round_*/partition_*.pt")):
         reconstruction = load_tensors(path)
         meta = reconstruction["metadata"]
@@ -111,12 +128,9 @@ def _score_into(run_dir: Path, splits: DataSplits, grids: Path) -> dict:
             save_comparison_grid(truth.images, aligned, grids / f"{path.parent.name}_{path.stem}.png")
             truth_images.append(truth.images)
             reconstructed.append(aligned)
-            for name in pooled:
-                pooled[name] += scores["images"][name]
-            baselines = baseline_scores(truth, splits.test, seed=len(captures))
-            for base, values in baselines.items():
-                for name in pooled:
-                    pooled_baselines.setdefault(base, {}).setdefault(name, []).extend(values[name])
+            cells.setdefault(meta["round"], Cell()).add(
+                scores, baseline_scores(truth, splits.test, seed=len(captures)),
+                best_candidate_psnr(reconstruction.get("candidates"), truth.images))
     if not captures:
         raise RunFileError(f"no reconstructions under {run_dir / RECONSTRUCTIONS}")
     if truth_images:
@@ -124,7 +138,10 @@ def _score_into(run_dir: Path, splits: DataSplits, grids: Path) -> dict:
                              run_dir / ATTACK_DIR / "grid.png")
     result = {"summary": summarise(captures), "captures": captures}
     if truth_images:
-        result["rates"] = success_rates(pooled, pooled_baselines)
+        result["rates"] = sum(cells.values(), Cell()).rates()
+        result["rates_by_round"] = {str(number): cell.rates() for number, cell in sorted(cells.items())}
+        result["timing"] = {"seconds_per_image": sum(c["seconds"] for c in captures)
+                            / sum(c["num_inputs"] for c in captures), "images": len(torch.cat(truth_images))}
     write_json(run_dir / ATTACK_DIR / "scores.json", result)
     log.info("attack scores: %s", result["summary"])
     return result
