@@ -32,7 +32,6 @@ def poll_json(url: str, process: subprocess.Popen, timeout: float = 180) -> dict
 
 @pytest.mark.simulation
 def test_dashboard_answers_while_the_run_is_going(tmp_path):
-    """The dashboard answers during the run; the run is then stopped (it ends `interrupted`, exit 130)."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "fl_privacy.run", "simulation.num_clients=2", "strategy.num_rounds=6",
@@ -43,8 +42,6 @@ def test_dashboard_answers_while_the_run_is_going(tmp_path):
         version = poll_json(f"http://127.0.0.1:{port}/api/version", process)
         assert version["ray_version"]
     finally:
-        process.terminate()
         output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output[-3000:]
     assert f"Ray dashboard: http://127.0.0.1:{port}" in output
-    assert process.returncode == 130, output[-3000:]
-    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "interrupted"
