@@ -36,6 +36,17 @@ def settings_factory():
     return make_settings
 
 
+@pytest.fixture(scope="session")
+def mnist():
+    """The embedded offline MNIST's training split (seed 0)."""
+    from fl_privacy.config.schema import DataSettings
+    from fl_privacy.data.datasets import load_splits
+
+    data = DataSettings(name="mnist_offline", test_fraction=0.2, exclude_classes=[], root=None,
+                        download=False)
+    return load_splits(data, seed=0).train
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a module's tests (fastest for small models on a shared CPU)."""

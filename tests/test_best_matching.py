@@ -7,6 +7,7 @@ import inspect
 
 import pytest
 import torch
+from test_gradient_inversion import SHAPE, dlg_lenet
 from torch.nn import functional as F
 
 from fl_privacy.attacks import CapturedUpdate, DLGConfig, InvertingConfig, restore_labels
@@ -14,34 +15,15 @@ from fl_privacy.attacks.best_matching import BestMatchingConfig, best_matching
 from fl_privacy.attacks.dispatch import attack_settings
 from fl_privacy.attacks.gradient_inversion import _Victim, matching_loss, replay
 from fl_privacy.config import compose_settings
-from fl_privacy.config.schema import DataSettings
-from fl_privacy.data.datasets import load_splits
 from fl_privacy.data.images import ImageDataset
 from fl_privacy.evaluation.reconstruction import psnr
 from fl_privacy.evaluation.success_rates import Cell, best_candidate_psnr
 from fl_privacy.lab.inversion_pipeline import per_round_budget
-from fl_privacy.models import SigmoidLeNet
 from fl_privacy.results import save_torch
 from fl_privacy.training import TrainSettings, shuffled_batches, train
 from strategies.gradient_capture import CaptureSchedule
 
-SHAPE = (1, 28, 28)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def mnist() -> ImageDataset:
-    data = DataSettings(name="mnist_offline", test_fraction=0.2, exclude_classes=[], root=None,
-                        download=False)
-    return load_splits(data, seed=0).train
-
-
-def lenet(seed: int) -> SigmoidLeNet:
-    torch.manual_seed(seed)
-    model = SigmoidLeNet(SHAPE, 10)
-    for parameter in model.parameters():
-        parameter.data.uniform_(-0.5, 0.5)
-    return model
 
 
 def gradient_of(model: torch.nn.Module, data: ImageDataset) -> CapturedUpdate:
@@ -52,7 +34,7 @@ def gradient_of(model: torch.nn.Module, data: ImageDataset) -> CapturedUpdate:
 
 
 def test_best_matching_keeps_the_candidate_with_the_lowest_own_matching_loss(mnist):
-    model, digit = lenet(1), mnist.subset([1])
+    model, digit = dlg_lenet(1), mnist.subset([1])
     captured = gradient_of(model, digit)
     config = BestMatchingConfig(DLGConfig(iterations=5, log_every=0),
                                 InvertingConfig(iterations=30, restarts=2, log_every=0))
@@ -70,9 +52,9 @@ def test_best_matching_keeps_the_candidate_with_the_lowest_own_matching_loss(mni
 
 def test_replay_with_the_clients_order_reproduces_its_mini_batch_update(mnist):
     """The replay is exact: given the client's shuffling, 2 epochs of mini-batches of 3 on 5 examples."""
-    model, data = lenet(0), mnist.subset([0, 1, 2, 3, 4])
+    model, data = dlg_lenet(0), mnist.subset([0, 1, 2, 3, 4])
     recipe = TrainSettings(epochs=2, batch_size=3, lr=0.05, optimizer="sgd")
-    client = lenet(0)
+    client = dlg_lenet(0)
     stats = train(client, data, recipe, seed=7)
     captured = CapturedUpdate(model.state_dict(), SHAPE, batch_size=3, num_examples=5,
                               updated_state=client.state_dict(), lr=0.05, local_steps=stats.steps)
@@ -89,8 +71,8 @@ def test_replay_with_the_clients_order_reproduces_its_mini_batch_update(mnist):
 
 
 def test_best_matching_on_a_fedavg_update_searches_the_mini_batch_order(mnist):
-    model, data = lenet(2), mnist.subset([10, 11, 12, 13])
-    client = lenet(2)
+    model, data = dlg_lenet(2), mnist.subset([10, 11, 12, 13])
+    client = dlg_lenet(2)
     stats = train(client, data, TrainSettings(epochs=1, batch_size=2, lr=0.01, optimizer="sgd"), seed=0)
     captured = CapturedUpdate(model.state_dict(), SHAPE, batch_size=2, num_examples=4,
                               updated_state=client.state_dict(), lr=0.01, local_steps=stats.steps)
@@ -111,7 +93,7 @@ def test_best_settings_come_from_the_attack_config():
 
 
 def test_per_round_budget_takes_captures_in_partition_order_until_enough_images(tmp_path):
-    state = lenet(0).state_dict()
+    state = dlg_lenet(0).state_dict()
     paths = []
     for round_number in (1, 2):
         for partition in range(4):

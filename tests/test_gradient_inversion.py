@@ -34,8 +34,6 @@ from fl_privacy.attacks import (
     views,
 )
 from fl_privacy.cli import commands
-from fl_privacy.config.schema import DataSettings
-from fl_privacy.data.datasets import load_splits
 from fl_privacy.data.images import ImageDataset
 from fl_privacy.evaluation import (
     label_accuracy,
@@ -55,13 +53,6 @@ SHAPE = (1, 28, 28)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def mnist() -> ImageDataset:
-    data = DataSettings(name="mnist_offline", test_fraction=0.2, exclude_classes=[], root=None,
-                        download=False)
-    return load_splits(data, seed=0).train
 
 
 def dlg_lenet(seed: int) -> SigmoidLeNet:
