@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -64,38 +66,62 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "farm(*names): the test reads these simulations of tests/farm.py")
 
 
+def pytest_collection_modifyitems(items):
+    """Modules that read the farm's simulations run last, so the workers run everything else while the farm
+    computes (a stable sort: every module's tests stay together and in order, as `--dist loadscope` needs)."""
+    farm_modules = {item.module for item in items if item.get_closest_marker("farm")}
+    items.sort(key=lambda item: item.module in farm_modules)
+
+
 class Farm:
-    """The run directories of the session's simulations, run on first use; with pytest-xdist (`-n`), by the
-    first worker that asks, while the others wait for it (a file lock in the workers' shared folder)."""
+    """The run directories of the session's simulations. The first worker to start (or the only process
+    without pytest-xdist) starts the farm in the background; a test that reads a simulation waits for that
+    simulation only."""
 
     def __init__(self, root: Path, names: list[str]) -> None:
         self.root, self.names = root, names
+        self.process: subprocess.Popen | None = None
+        with FileLock(root / "farm.lock"):
+            if not (root / "farm.log").exists():
+                import farm
+
+                self.process = farm.start_farm(root, names)
 
     @property
     def oracle_cache(self) -> Path:
         """The session's oracle cache (the simulations' too; entries are keyed by the oracle's settings)."""
         return self.root / "oracle"
 
-    def run_dir(self, name: str) -> Path:
-        """`name`'s finished run directory; fails the test with its log's tail if it did not complete."""
+    def run_dir(self, name: str, timeout: float = 1800) -> Path:
+        """`name`'s finished run directory; fails the test with the farm log's tail if it did not complete."""
         import farm
 
         assert name in self.names, f"mark the test with @pytest.mark.farm({name!r})"
-        with FileLock(self.root / "farm.lock"):
-            if not (self.root / "farm.log").exists():
-                farm.run_farm(self.root, self.names)
-        code = farm.exit_file(self.root, name)
+        code, deadline = farm.exit_file(self.root, name), time.monotonic() + timeout
+        while not code.exists() and not farm.done_file(self.root).exists() and time.monotonic() < deadline:
+            time.sleep(1)
         log = (self.root / "farm.log").read_text()[-3000:]
         assert code.exists() and code.read_text() == "0", f"{name} did not complete:\n{log}"
         return farm.run_dir(self.root, name)
 
+    def finish(self) -> None:
+        """Wait for the farm this process started (the other worker may still need its simulations)."""
+        if self.process is not None:
+            self.process.wait()
 
-@pytest.fixture(scope="session")
-def farm_runs(request, tmp_path_factory) -> Farm:
-    """The simulations the session's selected tests ask for (after -k / -m deselection)."""
+
+@pytest.fixture(scope="session", autouse=True)
+def farm_runs(request, tmp_path_factory):
+    """The simulations the session's selected tests ask for (after -k / -m deselection), started in the
+    background before the first test."""
     names = sorted({name for item in request.session.items for marker in item.iter_markers("farm")
                     for name in marker.args})
+    if not names:
+        yield None
+        return
     base = tmp_path_factory.getbasetemp()
     root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "farm"
     root.mkdir(exist_ok=True)
-    return Farm(root, names)
+    farm = Farm(root, names)
+    yield farm
+    farm.finish()

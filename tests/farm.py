@@ -2,9 +2,10 @@
 
 Each named simulation is the override list of a `python -m fl_privacy.run` command. The session runs the
 ones its collected tests ask for (`@pytest.mark.farm("name", ...)`, see conftest.py) through the real entry
-point (Hydra, validation, run.log, exit codes), one after another in one subprocess that keeps Ray and the
-client actors from one run to the next as a multirun does. Every network request any of its processes
-attempts is logged to `ROOT/urls.log` and refused (tests/intercept/sitecustomize.py). Usage as a script:
+point (Hydra, validation, run.log, exit codes), one after another in one background subprocess, started
+before the first test, that keeps Ray and the client actors from one run to the next as a multirun does.
+Every network request any of its processes attempts is logged to `ROOT/urls.log` and refused
+(tests/intercept/sitecustomize.py). Usage as a script:
 
     python tests/farm.py ROOT NAME [NAME ...]   # ROOT/NAME/ is each run's directory, ROOT/NAME.exit its code
 """
@@ -30,7 +31,7 @@ CAPTURE = ["strategy=gradient_capture", "model=lenet", "simulation.num_clients=3
            "client.examples_per_round=4", "client.batch_size=2", "client.lr=0.05", "client.local_epochs=1",
            "client.update_mode=fedavg", "attack.gradient_inversion.name=labels",
            "attack.gradient_inversion.after_run=true", "save_model=false"]
-# DP clients with a checkpoint every round (tests/test_run_reliability.py stops and resumes the same run)
+# DP clients with a checkpoint every round (tests/test_run_resume.py stops and resumes the same run)
 DP_RUN = ["client.role=dp", "model.norm=group", "strategy.num_rounds=4", "checkpoint_every=1"]
 # Short versions of the headline experiments (tests/test_regression.py pins their numbers)
 SHORT_RUNS = {
@@ -92,12 +93,19 @@ def exit_file(root: Path, name: str) -> Path:
     return root / f"{name}.exit"
 
 
-def run_farm(root: Path, names: list[str], timeout: int = 3000) -> subprocess.CompletedProcess:
-    """Run the simulations `names` into `root` (one subprocess, network intercepted)."""
+def done_file(root: Path) -> Path:
+    return root / "farm.done"
+
+
+def start_farm(root: Path, names: list[str]) -> subprocess.Popen:
+    """Start the simulations `names` into `root` in the background (one subprocess, network intercepted);
+    `done_file(root)` appears when it ends, however it ends."""
     environment = {**os.environ, "PYTHONPATH": str(INTERCEPT), "FLP_URL_LOG": str(root / "urls.log")}
     with (root / "farm.log").open("w") as log:
-        return subprocess.run([sys.executable, str(Path(__file__)), str(root), *names], cwd=ROOT,
-                              stdout=log, stderr=subprocess.STDOUT, timeout=timeout, env=environment)
+        # the shell marks the end even when the farm process dies without a word
+        return subprocess.Popen(["sh", "-c", '"$@"; touch "$0"', str(done_file(root)), sys.executable,
+                                 str(Path(__file__)), str(root), *names], cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT, env=environment)
 
 
 def main(root: Path, names: list[str]) -> None:
