@@ -67,10 +67,27 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
-    """Modules that read the farm's simulations run last, so the workers run everything else while the farm
-    computes (a stable sort: every module's tests stay together and in order, as `--dist loadscope` needs)."""
+    """Modules with their own simulations first (the longest work first balances the xdist workers best),
+    then the other modules, and last the modules that read the farm's simulations, so the workers run
+    everything else while the farm computes. A stable sort: every module's tests stay together and in order,
+    as `--dist loadscope` needs."""
     farm_modules = {item.module for item in items if item.get_closest_marker("farm")}
-    items.sort(key=lambda item: item.module in farm_modules)
+    simulating_modules = {item.module for item in items if item.get_closest_marker("simulation")}
+
+    def rank(item) -> int:
+        return 2 if item.module in farm_modules else 0 if item.module in simulating_modules else 1
+
+    items.sort(key=rank)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread_per_worker():
+    """With xdist, each worker's in-process tests use one torch thread: two workers, the farm and the
+    tests' own simulations share two cores, and torch's spinning threads slow each other down."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 class Farm:
