@@ -62,7 +62,7 @@ def test_run_writes_metrics_summary_and_model(sweep):
     assert summary["versions"]["flwr"].startswith("1.4")
     assert summary["metrics"]["final"]["accuracy"] == records[-1]["central"]["accuracy"]
     assert summary["wall_seconds"] > 0 and summary["status"] == "completed"
-    assert summary["failures"] == {"failed_replies": 0, "rounds": {}}
+    assert summary["failures"] == {"failed_replies": 0, "rounds": {}} and summary["diverged_at_round"] is None
     assert all(record["failures"] == {"train": [], "evaluate": []} for record in records[1:])
     assert (run_dir / "accuracy.png").stat().st_size > 1000
     state = torch.load(run_dir / "final_model.pt", weights_only=True)

@@ -40,3 +40,18 @@ def test_a_dying_client_process_fails_the_run(tmp_path):
     assert result.returncode == 1 and summary["status"] == "failed"
     assert "RoundFailed: round 1" in summary["error"] and "partition 1" in summary["error"]
     assert [r["round"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [0]
+
+
+def test_a_diverged_federation_is_named_with_its_first_non_finite_round():
+    """A loss that overflows to inf in memory or was written as null to metrics.jsonl marks the round; rounds
+    without a central evaluation are not mistaken for divergence."""
+    from fl_privacy.lab.summary import divergence_round
+
+    def rounds(*losses):
+        return [{"round": r, "central": {} if loss == "none" else {"loss": loss}}
+                for r, loss in enumerate(losses)]
+
+    assert divergence_round(rounds(0.8, 3.3, 2.5e34, float("inf"), float("nan"))) == 3
+    assert divergence_round(rounds(0.8, 60.9, None)) == 2
+    assert divergence_round(rounds("none", 0.8, 0.5)) is None
+    assert divergence_round(rounds(0.8, 0.5)) is None

@@ -22,6 +22,7 @@ from fl_privacy.lab.run_dir import check_run_dir, clear_earlier_run
 from fl_privacy.lab.side_channels import RunHooks
 from fl_privacy.lab.summary import (
     SummaryFile,
+    divergence_round,
     failure_summary,
     final_metrics,
     privacy_summary,
@@ -104,8 +105,11 @@ def finish_run(settings: Settings, run_dir: Path, summary: SummaryFile, records:
     from fl_privacy.lab.pipelines import run_after_run_pipelines
     from fl_privacy.report.figures import plot_accuracy
 
+    if (diverged := divergence_round(records)) is not None:
+        log.warning("the federation diverged: central loss not finite from round %d on; the rounds after it "
+                    "measure nothing", diverged)
     summary.update(metrics=final_metrics(records), privacy=privacy_summary(settings, records),
-                   failures=failure_summary(records),
+                   failures=failure_summary(records), diverged_at_round=diverged,
                    attacks={name: finish() for name, finish in finishers.items()},
                    wall_seconds=time.monotonic() - started)
     for name, result in run_after_run_pipelines(settings, run_dir):

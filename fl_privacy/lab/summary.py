@@ -3,6 +3,7 @@ privacy spent."""
 
 from __future__ import annotations
 
+import math
 import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +46,16 @@ def failure_summary(records: list[dict]) -> dict:
     per_round = {round_: phases for round_, phases in per_round.items() if phases}
     return {"failed_replies": sum(len(p) for phases in per_round.values() for p in phases.values()),
             "rounds": per_round}
+
+
+def divergence_round(records: list[dict]) -> int | None:
+    """The first round whose central loss is not finite (the federation diverged), or None. metrics.jsonl
+    holds a non-finite loss as null."""
+    for record in records:
+        central = record.get("central", {})
+        if "loss" in central and (central["loss"] is None or not math.isfinite(central["loss"])):
+            return record["round"]
+    return None
 
 
 def privacy_summary(settings: Settings, records: list[dict]) -> dict:
