@@ -73,14 +73,14 @@ def _job(root, number: int, seed: int, aucs: dict[int, float]) -> None:
 
 
 def test_table_has_a_row_per_seed_and_k_and_the_mean_with_a_t_interval(tmp_path, capsys):
-    _job(tmp_path, 0, 0, {1: 0.6, 5: 0.5})
-    _job(tmp_path, 1, 1, {1: 0.7, 5: 0.5})
-    table = par_gan_table(tmp_path).splitlines()
+    _job(tmp_path / "a", 0, 0, {1: 0.6, 5: 0.5})
+    _job(tmp_path / "b", 0, 1, {1: 0.7, 5: 0.5})  # seeds in two folders, as two single-seed sweeps
+    table = par_gan_table(tmp_path / "a", tmp_path / "b").splitlines()
     assert len(table) == 2 + 4 + 2  # header, 2 seeds x 2 k, a mean row per k
     assert table[2].startswith("| 0 | 1 | 500 | 1 | 0.600 | 0.600 |")
     assert table[3].startswith("| 0 | 5 | 100 |")
     half = stats.t.ppf(0.975, 1) * math.sqrt(0.005) / math.sqrt(2)  # sd of (0.6, 0.7) is sqrt(0.005)
     assert f"| 0.650 ± {half:.3f} |" in table[6] and "n = 2" in table[6] and table[6].count("0.650") >= 5
     assert "| 0.500 ± 0.000 |" in table[7]
-    assert main(["par-gan-table", str(tmp_path)]) == 0
+    assert main(["par-gan-table", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     assert capsys.readouterr().out.strip() == "\n".join(table)

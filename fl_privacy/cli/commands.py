@@ -147,7 +147,7 @@ def parser() -> argparse.ArgumentParser:
     gan.add_argument("path", type=Path, help="a multirun directory of evaluated GAN runs")
     par_gan = commands.add_parser("par-gan-table", help="the PAR-GAN table: per seed and k, then per k the "
                                   "mean and 95%% t CI over seeds (Markdown)")
-    par_gan.add_argument("path", type=Path, help="a run or multirun directory of kind=par_gan runs")
+    par_gan.add_argument("path", type=Path, nargs="+", help="runs or multiruns of kind=par_gan")
     return top
 
 
@@ -160,7 +160,7 @@ def _gan_table(args: argparse.Namespace) -> None:
 def _par_gan_table(args: argparse.Namespace) -> None:
     from fl_privacy.report.par_gan_table import par_gan_table
 
-    print(par_gan_table(args.path))
+    print(par_gan_table(*args.path))
 
 
 TABLE_COMMANDS = {"report": _report, "attack-table": _attack_table, "membership-table": _membership_table,

@@ -1,5 +1,5 @@
-"""The PAR-GAN table (`fl-privacy par-gan-table MULTIRUN`): one row per seed and k from the jobs'
-`par_gan_table.json`, then one row per k with the mean over seeds and its 95% Student-t interval."""
+"""The PAR-GAN table (`fl-privacy par-gan-table MULTIRUN [MULTIRUN ...]`): one row per seed and k from the
+jobs' `par_gan_table.json`, then one row per k with the mean over seeds and its 95% Student-t interval."""
 
 from __future__ import annotations
 
@@ -26,13 +26,13 @@ COLUMNS: dict[str, tuple[str, str]] = {
 }
 
 
-def par_gan_table(root: Path) -> str:
-    """The Markdown table over the finished PAR-GAN jobs under `root` (a run or a multirun): per seed
-    and k, then per k the mean ± half-width of the 95% t interval over the seeds that have that k."""
+def par_gan_table(*roots: Path) -> str:
+    """The Markdown table over the finished PAR-GAN jobs under `roots` (runs or multiruns, e.g. one per
+    seed): per seed and k, then per k the mean ± half-width of the 95% t interval over its jobs."""
     header = ["seed", "k", "records / discriminator", *COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     by_k: dict[int, list[dict]] = {}
-    for job in find_jobs(root):
+    for job in (job for root in roots for job in find_jobs(root)):
         if job.status != COMPLETED or not (job.path / TABLE).exists():
             continue
         members = read_json(job.path / "summary.json")["config"]["defense"]["par_gan"]["members"]
