@@ -65,7 +65,7 @@ def _job(root, number: int, seed: int, aucs: dict[int, float]) -> None:
     (job / ".hydra" / "overrides.yaml").write_text(f"- +experiment=par_gan_leaky\n- seed={seed}\n")
     summary = {"status": "completed", "config": {"defense": {"par_gan": {"members": 500}}}}
     (job / "summary.json").write_text(json.dumps(summary))
-    keys = ("epochs_per_record", "white_box_max_auc", "white_box_mean_auc", "black_box_pixel_auc",
+    keys = ("steps", "epochs_per_record", "white_box_max_auc", "white_box_mean_auc", "black_box_pixel_auc",
             "black_box_feature_auc", "monte_carlo_auc", "oracle_confidence", "not_data_share",
             "class_balance", "frechet_distance", "train_seconds")
     rows = [{"discriminators": k, **{key: auc for key in keys}} for k, auc in aucs.items()]
@@ -77,7 +77,7 @@ def test_table_has_a_row_per_seed_and_k_and_the_mean_with_a_t_interval(tmp_path,
     _job(tmp_path / "b", 0, 1, {1: 0.7, 5: 0.5})  # seeds in two folders, as two single-seed sweeps
     table = par_gan_table(tmp_path / "a", tmp_path / "b").splitlines()
     assert len(table) == 2 + 4 + 2  # header, 2 seeds x 2 k, a mean row per k
-    assert table[2].startswith("| 0 | 1 | 500 | 1 | 0.600 | 0.600 |")
+    assert table[2].startswith("| 0 | 1 | 500 | 1 | 1 | 0.600 | 0.600 |")
     assert table[3].startswith("| 0 | 5 | 100 |")
     half = stats.t.ppf(0.975, 1) * math.sqrt(0.005) / math.sqrt(2)  # sd of (0.6, 0.7) is sqrt(0.005)
     assert f"| 0.650 ± {half:.3f} |" in table[6] and "n = 2" in table[6] and table[6].count("0.650") >= 5

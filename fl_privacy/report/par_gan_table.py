@@ -12,6 +12,7 @@ from fl_privacy.results import COMPLETED, read_json
 TABLE = "par_gan_table.json"  # written by fl_privacy/lab/par_gan_experiment.py
 # column -> (key of a par_gan_table.json row, format)
 COLUMNS: dict[str, tuple[str, str]] = {
+    "generator steps": ("steps", "{:.0f}"),
     "passes / record": ("epochs_per_record", "{:.0f}"),
     "white-box max AUC": ("white_box_max_auc", "{:.3f}"),
     "white-box mean AUC": ("white_box_mean_auc", "{:.3f}"),
