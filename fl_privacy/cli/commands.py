@@ -145,6 +145,9 @@ def parser() -> argparse.ArgumentParser:
     gan = commands.add_parser("gan-table", help="the GAN attribution table: per arm, means over seeds of "
                               "gan-eval's final round (Markdown)")
     gan.add_argument("path", type=Path, help="a multirun directory of evaluated GAN runs")
+    par_gan = commands.add_parser("par-gan-table", help="the PAR-GAN table: per seed and k, then per k the "
+                                  "mean and 95%% t CI over seeds (Markdown)")
+    par_gan.add_argument("path", type=Path, nargs="+", help="runs or multiruns of kind=par_gan")
     return top
 
 
@@ -154,8 +157,15 @@ def _gan_table(args: argparse.Namespace) -> None:
     print(gan_table(args.path))
 
 
+def _par_gan_table(args: argparse.Namespace) -> None:
+    from fl_privacy.report.par_gan_table import par_gan_table
+
+    print(par_gan_table(*args.path))
+
+
 TABLE_COMMANDS = {"report": _report, "attack-table": _attack_table, "membership-table": _membership_table,
-                  "dp-audit-table": _dp_audit_table, "gan-table": _gan_table}
+                  "dp-audit-table": _dp_audit_table, "gan-table": _gan_table,
+                  "par-gan-table": _par_gan_table}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -126,6 +126,11 @@ def _check_par_gan(settings: Settings) -> None:
     if par_gan.samples < par_gan.neighbours:
         raise ConfigError("defense.par_gan.samples", par_gan.samples,
                           f"must be at least defense.par_gan.neighbours={par_gan.neighbours}")
+    most = max(par_gan.discriminators)
+    if par_gan.batch_per_discriminator and par_gan.members // most < par_gan.batch_size:
+        raise ConfigError("defense.par_gan.batch_size", par_gan.batch_size,
+                          f"with batch_per_discriminator each of the {most} partitions of "
+                          f"defense.par_gan.members={par_gan.members} must hold at least one batch")
     for k in par_gan.discriminators:
         if par_gan.batch_per_discriminator:
             break

@@ -233,6 +233,10 @@ class ParGanExperimentSettings(Section):
     members: Count = 300
     discriminators: list[Count] = Field(default_factory=lambda: [1, 5], min_length=1)
     steps: Count = 1500
+    passes: Count | None = Field(
+        None, description="instead of `steps`: train each k until every record had this many discriminator "
+        "views (the authors' epochs; steps = passes x records per discriminator / (discriminator_steps x "
+        "its batch), so a larger k takes fewer, costlier steps)")
     batch_size: Count = 30
     latent_dim: Count = 100
     generator_lr: Positive = 0.0002

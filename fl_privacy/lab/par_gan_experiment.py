@@ -37,8 +37,17 @@ from fl_privacy.seeding import Stream, derive_seed, stream_rng
 log = logging.getLogger(__name__)
 
 
+def steps_for(par_gan: ParGanExperimentSettings, k: int) -> int:
+    """Generator steps of the GAN with k discriminators: `steps`, or with `passes` set, as many as give
+    each of a discriminator's records `passes` views (a step: discriminator_steps batches of its own)."""
+    if par_gan.passes is None:
+        return par_gan.steps
+    batch = par_gan.batch_size if par_gan.batch_per_discriminator else par_gan.batch_size // k
+    return max(1, round(par_gan.passes * (par_gan.members // k) / (par_gan.discriminator_steps * batch)))
+
+
 def settings_for(par_gan: ParGanExperimentSettings, k: int) -> ParGanSettings:
-    return ParGanSettings(num_discriminators=k, steps=par_gan.steps, batch_size=par_gan.batch_size,
+    return ParGanSettings(num_discriminators=k, steps=steps_for(par_gan, k), batch_size=par_gan.batch_size,
                           latent_dim=par_gan.latent_dim, generator_lr=par_gan.generator_lr,
                           discriminator_lr=par_gan.discriminator_lr,
                           discriminator_dropout=par_gan.discriminator_dropout, log_every=par_gan.log_every,
@@ -75,7 +84,8 @@ def run_par_gan(settings: Settings, splits: DataSplits, run_dir: Path, summary: 
              oracle.heldout_accuracy, baseline)
     rows = []
     for k in par_gan.discriminators:
-        gan = train_par_gan(members, settings_for(par_gan, k), seed=derive_seed(seed, Stream.PAR_GAN, 1))
+        gan_settings = settings_for(par_gan, k)
+        gan = train_par_gan(members, gan_settings, seed=derive_seed(seed, Stream.PAR_GAN, 1))
         samples = gan.generator.sample(par_gan.samples, seed=derive_seed(seed, Stream.PAR_GAN, 2))
         save_image_grid(run_dir / f"samples_k{k}.png", samples[:100], nrow=10)
         # the attacker's side: candidates and what each attacker sees, never `is_member`
@@ -92,8 +102,8 @@ def run_par_gan(settings: Settings, splits: DataSplits, run_dir: Path, summary: 
         # the evaluation's side
         real_per_step = par_gan.discriminator_steps * par_gan.batch_size * (
             k if par_gan.batch_per_discriminator else 1)
-        row = {"discriminators": k, "steps": par_gan.steps,
-               "epochs_per_record": par_gan.steps * real_per_step / len(members)}
+        row = {"discriminators": k, "steps": gan_settings.steps,
+               "epochs_per_record": gan_settings.steps * real_per_step / len(members)}
         for name, scores in attacks:
             for metric, value in logan_metrics(scores, is_member).items():
                 row[f"{name}_{metric}"] = value

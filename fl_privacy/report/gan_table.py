@@ -4,11 +4,10 @@ in `seed`), each cell the mean over the arm's seeds with a 95% Student-t interva
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from fl_privacy.report.jobs import GAN_EVALUATION, find_jobs
-from fl_privacy.report.seeds import group_label, mean_ci, seed_groups
+from fl_privacy.report.seeds import group_label, mean_ci_cell, seed_groups
 from fl_privacy.results import COMPLETED, read_json
 
 # column -> (path into the final round of gan/evaluation.json or its baseline, format)
@@ -39,13 +38,6 @@ def _get(node: dict, dotted: str) -> float:
     return float(node)  # type: ignore[arg-type]
 
 
-def _cell(values: list[float], fmt: str) -> str:
-    mean, low, high = mean_ci(values)
-    if math.isnan(low):
-        return fmt.format(mean)
-    return f"{fmt.format(mean)} ± {fmt.format((high - low) / 2)}"
-
-
 def gan_table(root: Path) -> str:
     """The Markdown table over the finished, evaluated jobs under `root`."""
     header = ["arm", "n (seeds)", "not completed", "round", *COLUMNS,
@@ -61,7 +53,7 @@ def gan_table(root: Path) -> str:
         unfinished = ", ".join(f"s{job.overrides.get('seed', '?')}: {job.status}" for job in jobs
                                if job.status != COMPLETED and group_label(job) == label) or "none"
         rounds = sorted({e["final"]["round"] for e in evaluations})
-        cells = [_cell([_get(e, path) for e in evaluations], fmt) for path, fmt in COLUMNS.values()]
+        cells = [mean_ci_cell([_get(e, path) for e in evaluations], fmt) for path, fmt in COLUMNS.values()]
         p_values = "; ".join(f"s{seed}: " + ", ".join(f"{_get(e, p):.3g}" for p in P_VALUES)
                              for seed, e in zip(seeds, evaluations, strict=True))
         lines.append("| " + " | ".join([label, str(len(evaluations)), unfinished, ",".join(map(str, rounds)),

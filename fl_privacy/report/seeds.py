@@ -41,6 +41,14 @@ def mean_ci(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def mean_ci_cell(values: list[float], fmt: str) -> str:
+    """`mean ± half-width of the 95% t interval` formatted with `fmt` (the mean alone for one value)."""
+    mean, low, high = mean_ci(values)
+    if math.isnan(low):
+        return fmt.format(mean)
+    return f"{fmt.format(mean)} ± {fmt.format((high - low) / 2)}"
+
+
 def seed_rows(jobs: list[Job]) -> list[dict]:
     """One row per group and number: group, metric, n, mean, ci_low, ci_high, seeds."""
     rows = []

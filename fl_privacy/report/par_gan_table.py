@@ -1,0 +1,49 @@
+"""The PAR-GAN table (`fl-privacy par-gan-table MULTIRUN [MULTIRUN ...]`): one row per seed and k from the
+jobs' `par_gan_table.json`, then one row per k with the mean over seeds and its 95% Student-t interval."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fl_privacy.report.jobs import find_jobs
+from fl_privacy.report.seeds import SEED, mean_ci_cell
+from fl_privacy.results import COMPLETED, read_json
+
+TABLE = "par_gan_table.json"  # written by fl_privacy/lab/par_gan_experiment.py
+# column -> (key of a par_gan_table.json row, format)
+COLUMNS: dict[str, tuple[str, str]] = {
+    "generator steps": ("steps", "{:.0f}"),
+    "passes / record": ("epochs_per_record", "{:.0f}"),
+    "white-box max AUC": ("white_box_max_auc", "{:.3f}"),
+    "white-box mean AUC": ("white_box_mean_auc", "{:.3f}"),
+    "black-box nearest (pixel) AUC": ("black_box_pixel_auc", "{:.3f}"),
+    "black-box nearest (oracle features) AUC": ("black_box_feature_auc", "{:.3f}"),
+    "generator-only Monte-Carlo AUC": ("monte_carlo_auc", "{:.3f}"),
+    "oracle confidence": ("oracle_confidence", "{:.3f}"),
+    "not data": ("not_data_share", "{:.3f}"),
+    "class balance": ("class_balance", "{:.2f}"),
+    "Fréchet distance": ("frechet_distance", "{:.0f}"),
+    "training s": ("train_seconds", "{:.0f}"),
+}
+
+
+def par_gan_table(*roots: Path) -> str:
+    """The Markdown table over the finished PAR-GAN jobs under `roots` (runs or multiruns, e.g. one per
+    seed): per seed and k, then per k the mean ± half-width of the 95% t interval over its jobs."""
+    header = ["seed", "k", "records / discriminator", *COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    by_k: dict[int, list[dict]] = {}
+    for job in (job for root in roots for job in find_jobs(root)):
+        if job.status != COMPLETED or not (job.path / TABLE).exists():
+            continue
+        members = read_json(job.path / "summary.json")["config"]["defense"]["par_gan"]["members"]
+        for row in read_json(job.path / TABLE):
+            k = int(row["discriminators"])
+            by_k.setdefault(k, []).append(row)
+            cells = [fmt.format(row[key]) for key, fmt in COLUMNS.values()]
+            first = [job.overrides.get(SEED, "?"), str(k), str(members // k)]
+            lines.append("| " + " | ".join([*first, *cells]) + " |")
+    for k, rows in sorted(by_k.items()):
+        cells = [mean_ci_cell([float(row[key]) for row in rows], fmt) for key, fmt in COLUMNS.values()]
+        lines.append("| " + " | ".join([f"**mean ± 95% CI (n = {len(rows)})**", str(k), "", *cells]) + " |")
+    return "\n".join(lines)

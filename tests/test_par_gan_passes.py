@@ -1,0 +1,86 @@
+"""PAR-GAN trained for equal passes per record (`defense.par_gan.passes`), the partition-size rule, the
+`par_gan_leaky` preset and the PAR-GAN table over seeds (`fl-privacy par-gan-table`)."""
+
+import json
+import math
+
+import pytest
+from scipy import stats
+
+from fl_privacy.cli.commands import main
+from fl_privacy.config import compose_settings
+from fl_privacy.errors import ConfigError
+from fl_privacy.lab.par_gan_experiment import settings_for, steps_for
+from fl_privacy.report.par_gan_table import par_gan_table
+
+
+def _par_gan(*overrides: str):
+    return compose_settings(["+experiment=par_gan_regime", *overrides]).defense.par_gan
+
+
+def test_without_passes_every_k_takes_the_same_steps():
+    par_gan = _par_gan("defense.par_gan.steps=7")
+    assert [steps_for(par_gan, k) for k in (1, 2, 5)] == [7, 7, 7]
+
+
+def test_passes_give_every_record_the_same_views_whatever_k():
+    par_gan = _par_gan("defense.par_gan.members=640", "defense.par_gan.passes=10")
+    for k in (1, 2, 5):
+        steps = steps_for(par_gan, k)
+        views_per_record = steps * par_gan.discriminator_steps * par_gan.batch_size / (640 // k)
+        assert views_per_record == pytest.approx(10), k
+        assert settings_for(par_gan, k).steps == steps
+    assert steps_for(par_gan, 1) == 5 * steps_for(par_gan, 5) == 50  # k = 5: a fifth of the steps
+
+
+def test_passes_with_a_batch_split_over_the_discriminators():
+    par_gan = _par_gan("defense.par_gan.batch_per_discriminator=false", "defense.par_gan.batch_size=60",
+                       "defense.par_gan.members=600", "defense.par_gan.passes=4",
+                       "defense.par_gan.discriminators=[1,5]")
+    # 12 of 120 records per discriminator step at k = 5, 60 of 600 at k = 1: the same steps
+    assert steps_for(par_gan, 1) == steps_for(par_gan, 5) == 20
+
+
+def test_partitions_smaller_than_a_batch_are_refused_naming_the_key():
+    with pytest.raises(ConfigError) as error:
+        _par_gan("defense.par_gan.members=300")  # 60 records per discriminator at k = 5 < 64
+    assert error.value.key == "defense.par_gan.batch_size"
+    _par_gan("defense.par_gan.members=320")  # 64 each: one batch fits
+
+
+def test_the_leaky_preset_keeps_the_authors_regime():
+    par_gan = compose_settings(["+experiment=par_gan_leaky"]).defense.par_gan
+    assert (par_gan.batch_size, par_gan.batch_per_discriminator, par_gan.discriminator_steps,
+            par_gan.discriminator_dropout) == (64, True, 2, 0.3)
+    assert par_gan.members // max(par_gan.discriminators) >= 100
+    assert [steps_for(par_gan, k) for k in (1, 2, 5)] == [625, 312, 125]
+    with pytest.raises(ConfigError) as error:
+        compose_settings(["+experiment=par_gan_leaky", "defense.par_gan.passes=0"])
+    assert error.value.key == "defense.par_gan.passes"
+
+
+def _job(root, number: int, seed: int, aucs: dict[int, float]) -> None:
+    job = root / str(number)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(f"- +experiment=par_gan_leaky\n- seed={seed}\n")
+    summary = {"status": "completed", "config": {"defense": {"par_gan": {"members": 500}}}}
+    (job / "summary.json").write_text(json.dumps(summary))
+    keys = ("steps", "epochs_per_record", "white_box_max_auc", "white_box_mean_auc", "black_box_pixel_auc",
+            "black_box_feature_auc", "monte_carlo_auc", "oracle_confidence", "not_data_share",
+            "class_balance", "frechet_distance", "train_seconds")
+    rows = [{"discriminators": k, **{key: auc for key in keys}} for k, auc in aucs.items()]
+    (job / "par_gan_table.json").write_text(json.dumps(rows))
+
+
+def test_table_has_a_row_per_seed_and_k_and_the_mean_with_a_t_interval(tmp_path, capsys):
+    _job(tmp_path / "a", 0, 0, {1: 0.6, 5: 0.5})
+    _job(tmp_path / "b", 0, 1, {1: 0.7, 5: 0.5})  # seeds in two folders, as two single-seed sweeps
+    table = par_gan_table(tmp_path / "a", tmp_path / "b").splitlines()
+    assert len(table) == 2 + 4 + 2  # header, 2 seeds x 2 k, a mean row per k
+    assert table[2].startswith("| 0 | 1 | 500 | 1 | 1 | 0.600 | 0.600 |")
+    assert table[3].startswith("| 0 | 5 | 100 |")
+    half = stats.t.ppf(0.975, 1) * math.sqrt(0.005) / math.sqrt(2)  # sd of (0.6, 0.7) is sqrt(0.005)
+    assert f"| 0.650 ± {half:.3f} |" in table[6] and "n = 2" in table[6] and table[6].count("0.650") >= 5
+    assert "| 0.500 ± 0.000 |" in table[7]
+    assert main(["par-gan-table", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().out.strip() == "\n".join(table)
