@@ -64,18 +64,27 @@ def one_torch_thread():
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "farm(*names): the test reads these simulations of tests/farm.py")
+    config.addinivalue_line("markers", "own_runs: a farm reader that also starts runs of its own (scheduled "
+                                       "first among the farm's readers)")
 
 
 def pytest_collection_modifyitems(items):
-    """Modules with their own simulations first (the longest work first balances the xdist workers best),
-    then the other modules, and last the modules that read the farm's simulations, so the workers run
-    everything else while the farm computes. A stable sort: every module's tests stay together and in order,
-    as `--dist loadscope` needs."""
-    farm_modules = {item.module for item in items if item.get_closest_marker("farm")}
-    simulating_modules = {item.module for item in items if item.get_closest_marker("simulation")}
+    """Longest work first balances the xdist workers best: modules with simulations of their own first, then
+    the other modules, then the modules that read the farm's simulations (so the workers run everything
+    else while the farm computes), those marked `own_runs` (runs of their own besides) among them first.
+    A stable sort: every module's tests stay together and in order, as `--dist loadscope
+    --no-loadscope-reorder` needs."""
 
-    def rank(item) -> int:
-        return 2 if item.module in farm_modules else 0 if item.module in simulating_modules else 1
+    def modules_marked(name: str) -> set:
+        return {item.module for item in items if item.get_closest_marker(name)}
+
+    farm, own_runs = modules_marked("farm"), modules_marked("own_runs")
+    simulating = modules_marked("simulation")
+
+    def rank(item) -> tuple[bool, bool]:
+        if item.module in farm:
+            return True, item.module not in own_runs
+        return False, item.module not in simulating
 
     items.sort(key=rank)
 

@@ -27,6 +27,7 @@ def wait_for_round(metrics: Path, server_round: int, process: subprocess.Popen, 
 
 
 @pytest.mark.simulation
+@pytest.mark.own_runs
 @pytest.mark.farm("dp_uninterrupted")
 def test_a_killed_run_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path, farm_runs):
     """DP clients carry their privacy ledger across rounds in their node state: a run stopped (SIGTERM)
