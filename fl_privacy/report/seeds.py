@@ -41,8 +41,11 @@ def mean_ci(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def mean_ci_cell(values: list[float], fmt: str) -> str:
-    """`mean ± half-width of the 95% t interval` formatted with `fmt` (the mean alone for one value)."""
+def mean_ci_cell(values: list[float], fmt: str = "{:.3f}") -> str:
+    """`mean ± half-width of the 95% t interval` formatted with `fmt` (the mean alone for one value,
+    "n/a" for none)."""
+    if not values:
+        return "n/a"
     mean, low, high = mean_ci(values)
     if math.isnan(low):
         return fmt.format(mean)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
-from scipy import stats
 
+from fl_privacy.report.seeds import mean_ci_cell
 from fl_privacy.results import read_json, read_summary
 
 ATTACK_COLUMNS = ("images", "median PSNR (dB)", "median SSIM", "median MSE 0-255", "label acc.",
@@ -140,14 +140,6 @@ def _membership_rows(root: Path, by: Sequence[str]):
             yield labels, name, metrics, scores, summary
 
 
-def mean_with_ci(values: Sequence[float]) -> str:
-    """`mean ± half-width` of a 95% Student-t interval over runs (`mean` alone for one run)."""
-    if len(values) < 2:
-        return f"{values[0]:.3f}" if values else "n/a"
-    half_width = stats.t.ppf(0.975, len(values) - 1) * stats.sem(values)
-    return f"{np.mean(values):.3f} ± {half_width:.3f}"
-
-
 def membership_table(root: Path, by: Sequence[str] = (), over_runs: bool = False) -> str:
     """The Markdown table of every `mia/scores.json` under `root` (`over_runs`: means over runs)."""
     columns = MEAN_COLUMNS if over_runs else MEMBERSHIP_COLUMNS
@@ -165,8 +157,8 @@ def membership_table(root: Path, by: Sequence[str] = (), over_runs: bool = False
     for (*labels, name), runs in groups.items():
         tprs = {key: [m[key] for m, _ in runs if m.get(key) is not None]
                 for key in ("tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")}
-        cells = [name, str(len(runs)), mean_with_ci([m["auc"] for m, _ in runs]),
-                 mean_with_ci(tprs["tpr_at_1pct_fpr"]),
+        cells = [name, str(len(runs)), mean_ci_cell([m["auc"] for m, _ in runs]),
+                 mean_ci_cell(tprs["tpr_at_1pct_fpr"]),
                  f"{np.mean(tprs['tpr_at_0.1pct_fpr']):.3f}" if tprs["tpr_at_0.1pct_fpr"] else "n/a",
                  str(min(m["num_non_members"] for m, _ in runs)),
                  f"{np.mean([s['target_accuracy'] for _, s in runs]):.3f}"]
@@ -188,14 +180,14 @@ def update_table(root: Path) -> str:
             by_round.setdefault(entry["round"], []).append(entry["attacks"])
     for number, entries in sorted(by_round.items()):
         cells = [str(number), str(len(entries)),
-                 *[mean_with_ci([e[name]["auc"] for e in entries]) for name in names],
-                 *[mean_with_ci([e[name]["tpr_at_1pct_fpr"] for e in entries
+                 *[mean_ci_cell([e[name]["auc"] for e in entries]) for name in names],
+                 *[mean_ci_cell([e[name]["tpr_at_1pct_fpr"] for e in entries
                                  if e[name]["tpr_at_1pct_fpr"] is not None]) for name in names]]
         lines.append("| " + " | ".join(cells) + " |")
     final = [run["final_model_loss"] for run in runs]
     lines.append("| final global model, LOSS | " + str(len(final)) + " | "
-                 + mean_with_ci([f["auc"] for f in final]) + " |" + " |" * (len(names) - 1) + " "
-                 + mean_with_ci([f["tpr_at_1pct_fpr"] for f in final if f["tpr_at_1pct_fpr"] is not None])
+                 + mean_ci_cell([f["auc"] for f in final]) + " |" + " |" * (len(names) - 1) + " "
+                 + mean_ci_cell([f["tpr_at_1pct_fpr"] for f in final if f["tpr_at_1pct_fpr"] is not None])
                  + " |" + " |" * (len(names) - 1))
     members = sorted({(run["num_members"], run["num_non_members"]) for run in runs})
     return "\n".join(lines) + f"\n\n(members, non-members) per run: {members}"
@@ -203,15 +195,6 @@ def update_table(root: Path) -> str:
 
 DP_AUDIT_COLUMNS = ("n (seeds)", "accounted ε (max over seeds)", "empirical ε lower bound: mean ± 95% CI",
                     "per seed", "confidence", "canary AUC: mean ± 95% CI", "final accuracy: mean")
-
-
-def _mean_ci(values: list[float]) -> str:
-    """mean ± the half-width of Student's t 95% interval (n ≥ 2)."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return f"{mean:.3f}"
-    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-    return f"{mean:.3f} ± {half:.3f}"
 
 
 def dp_audit_table(root: Path, by: Sequence[str] = ()) -> str:
@@ -231,9 +214,9 @@ def dp_audit_table(root: Path, by: Sequence[str] = ()) -> str:
         bounds = [s["epsilon_lower_bound"] for s, _ in runs]
         cells = [str(len(runs)),
                  "∞" if any(e is None or math.isinf(e) for e in accounted) else f"{max(accounted):.3f}",
-                 _mean_ci(bounds), ", ".join(f"{b:.2f}" for b in bounds),
+                 mean_ci_cell(bounds), ", ".join(f"{b:.2f}" for b in bounds),
                  ", ".join(sorted({f"{s['confidence']:.0%}" for s, _ in runs})),
-                 _mean_ci([s["canary_auc"] for s, _ in runs]),
+                 mean_ci_cell([s["canary_auc"] for s, _ in runs]),
                  f"{statistics.fmean(m['metrics']['final']['accuracy'] for _, m in runs):.3f}"]
         lines.append("| " + " | ".join([*labels, *cells]) + " |")
     return "\n".join(lines)
