@@ -4,14 +4,20 @@ and of the class-prior counts (`prior_counts`, class softmax means on the server
 oracle row plugs the batch's true mean softmax into the same counting formula (an upper bound, uses the
 truth; no attack does).
 
-    python benchmarks/label_counts_trained.py --epochs 0 1 2 5 10 --batches 30 --seeds 0 1 2
+    python benchmarks/label_counts_trained.py --epochs 0 1 2 5 10 --batches 30 --seeds 0 1 2 \
+        --plot docs/figures/label_counts_trained.png
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from scipy.stats import binomtest
@@ -52,7 +58,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--classes", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--plot", type=Path, help="also draw the exact-count share per estimator to this PNG")
     args = parser.parse_args()
+    rows = []
     torch.set_num_threads(1)
     settings = compose_settings(["+experiment=label_restoration"])
     federation = build_federation(settings)
@@ -92,11 +100,35 @@ def main() -> None:
         for name in exact:
             hits, n = sum(exact[name]), len(exact[name])
             ci = binomtest(hits, n).proportion_ci(method="wilson")
-            print(json.dumps({"warmup_epochs": epochs, "test_accuracy": round(float(np.mean(accuracies)), 3),
+            rows.append({"warmup_epochs": epochs, "test_accuracy": round(float(np.mean(accuracies)), 3),
                               "estimator": name, "batches": n, "seeds": args.seeds, "exact": hits,
                               "exact_share": round(hits / n, 3),
                               "wilson95": [round(ci.low, 3), round(ci.high, 3)],
-                              "multiset_accuracy": round(float(np.mean(multiset[name])), 3)}), flush=True)
+                              "multiset_accuracy": round(float(np.mean(multiset[name])), 3)})
+            print(json.dumps(rows[-1]), flush=True)
+    if args.plot:
+        plot_exact_shares(rows, args.plot)
+
+
+def plot_exact_shares(rows: list[dict], out: Path) -> None:
+    """Exact-count share (Wilson 95% bars) against warm-up epochs, one line per estimator."""
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for name in ESTIMATORS:
+        mine = [r for r in rows if r["estimator"] == name]
+        x = [r["warmup_epochs"] for r in mine]
+        y = np.array([r["exact_share"] for r in mine])
+        bars = np.abs(np.array([r["wilson95"] for r in mine]).T - y)
+        axes.errorbar(x, y, yerr=bars, capsize=3, marker="o", label=name.replace("_", " "),
+                      linestyle="--" if name == "oracle_mean_softmax" else "-")
+    epochs = sorted({r["warmup_epochs"] for r in rows})
+    accuracy = {r["warmup_epochs"]: r["test_accuracy"] for r in rows}
+    axes.set_xticks(epochs, [f"{e}\n({accuracy[e]:.2f})" for e in epochs])
+    axes.axhline(0.9, color="grey", linewidth=0.8, linestyle=":")
+    axes.set_xlabel("warm-up epochs (test accuracy)")
+    axes.set_ylabel(f"exact label counts (n = {rows[0]['batches']} batches)")
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
 
 
 if __name__ == "__main__":
