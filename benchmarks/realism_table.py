@@ -1,7 +1,9 @@
 """The realism sweep's table: one row per cell (model and partition, captured round, examples per update,
-local training) from finished `realism*` runs or multiruns, with the recognisable share (Wilson 95% CI), the
-median PSNR (bootstrap 95% CI), the labelled best-candidate upper bound, the three trivial baselines, the
-label results and seconds per image; then a compact matrix of the shares (the heat map as text).
+local training) from finished `realism*` runs or multiruns, pooled over the seeds that ran it: the
+recognisable share over all images (Wilson 95% CI) and per seed (mean ± 95% t CI over seeds), the median
+PSNR per seed (with its bootstrap 95% CI for a single seed), the labelled best-candidate upper bound, the
+three trivial baselines, the label results and seconds per image; then a compact matrix of the shares (the
+heat map as text).
 
     python benchmarks/realism_table.py multirun/realism multirun/realism_iid multirun/realism_anchor
     python benchmarks/realism_table.py --montage 20 docs/figures/realism_round20_fedsgd_4.png \
@@ -15,6 +17,9 @@ import json
 from pathlib import Path
 
 from PIL import Image
+from scipy.stats import binomtest
+
+from fl_privacy.report.seeds import mean_ci_cell
 
 
 def cells(run_dir: Path):
@@ -23,14 +28,14 @@ def cells(run_dir: Path):
     scores = json.loads((run_dir / "attack" / "scores.json").read_text())
     config = summary["config"]
     capture = config["strategy"]["capture"]
-    setting = f"{config['model']['name']}/{config['partition']['name']}"
+    setting = f"{config['model']['name']}/{config['partition']['name']}/{config['simulation']['num_clients']}"
     local = ("FedSGD" if capture["update_mode"] == "fedsgd"
              else f"FedAvg (1 epoch, batches of {capture['batch_size']})")
     for round_number, rates in scores["rates_by_round"].items():
         captured = [c for c in scores["captures"] if str(c["round"]) == round_number]
         images = sum(c["num_inputs"] for c in captured)
         yield (setting, int(round_number), capture["examples"], local), {
-            "rates": rates, "captures": len(captured),
+            "seed": config["seed"], "rates": rates, "captures": len(captured),
             "labels_exact": sum(c["labels_exact"] for c in captured),
             "label_multiset": sum(c["label_count_accuracy"] * c["num_inputs"] for c in captured) / images,
             "seconds_per_image": sum(c["seconds"] for c in captured) / images}
@@ -41,9 +46,24 @@ def interval(stat: dict, digits: int = 1) -> str:
     return f"{stat['median']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def share(stat: dict) -> str:
-    low, high = stat["ci95"]
-    return f"{stat['share']:.2f} [{low:.2f}, {high:.2f}] (n={stat['n']})"
+def pooled_share(runs: list[dict]) -> str:
+    """Recognisable share over every image of the cell's runs, Wilson 95% CI, n; the per-seed shares'
+    mean ± 95% t CI when more than one seed ran it."""
+    stats = [run["rates"]["recognisable"] for run in runs]
+    hits, n = sum(round(s["share"] * s["n"]) for s in stats), sum(s["n"] for s in stats)
+    ci = binomtest(hits, n).proportion_ci(method="wilson")
+    text = f"{hits / n:.2f} [{ci.low:.2f}, {ci.high:.2f}] (n={n})"
+    if len(runs) > 1:
+        text += f"; seeds {mean_ci_cell([s['share'] for s in stats], '{:.2f}')}"
+    return text
+
+
+def per_seed(runs: list[dict], pick) -> str:
+    """One run's median [CI], or the runs' medians joined by ' / ' (seed order)."""
+    stats = [pick(run["rates"]) for run in runs]
+    if any(s is None for s in stats):
+        return "-"
+    return interval(stats[0]) if len(stats) == 1 else " / ".join(f"{s['median']:.1f}" for s in stats)
 
 
 def montage(run_dir: Path, round_number: int, out: Path) -> None:
@@ -66,28 +86,35 @@ def main() -> None:
         montage(args.dirs[0], int(args.montage[0]), Path(args.montage[1]))
         return
     runs = sorted({p.parent.parent for d in args.dirs for p in d.glob("**/attack/scores.json")})
-    table = dict(cell for run in runs for cell in cells(run))
-    print("| model/partition | round | examples | local training | recognisable [Wilson 95%] | median PSNR "
-          "dB [95%] | upper bound: best candidate by PSNR | blank / class-mean / same-class PSNR | labels "
-          "exact (captures) / multiset | s per image |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for (setting, round_number, examples, local), row in sorted(table.items()):
-        rates, base = row["rates"], row["rates"]["baselines"]
-        upper = rates.get("upper_bound_best_candidate_by_psnr")
-        print(f"| {setting} | {round_number} | {examples} | {local} | {share(rates['recognisable'])} | "
-              f"{interval(rates['reconstruction']['psnr'])} | {interval(upper) if upper else '-'} | "
-              f"{base['blank']['psnr']['median']:.1f} / {base['class_mean']['psnr']['median']:.1f} / "
-              f"{base['same_class_image']['psnr']['median']:.1f} | {row['labels_exact']}/{row['captures']} / "
-              f"{row['label_multiset']:.2f} | {row['seconds_per_image']:.1f} |")
+    table: dict[tuple, list[dict]] = {}
+    for key, row in (cell for run in runs for cell in cells(run)):
+        table.setdefault(key, []).append(row)
+    print("| model/partition/clients | round | examples | local training | seeds | recognisable [Wilson 95%] "
+          "| median PSNR dB (per seed) | upper bound: best candidate by PSNR | blank / class-mean / "
+          "same-class PSNR | labels exact (captures) / multiset | s per image |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for (setting, round_number, examples, local), cell in sorted(table.items()):
+        cell = sorted(cell, key=lambda run: run["seed"])
+        base = {name: sum(run["rates"]["baselines"][name]["psnr"]["median"] for run in cell) / len(cell)
+                for name in ("blank", "class_mean", "same_class_image")}
+        images = sum(run["rates"]["recognisable"]["n"] for run in cell)
+        multiset = sum(run["label_multiset"] * run["rates"]["recognisable"]["n"] for run in cell) / images
+        print(f"| {setting} | {round_number} | {examples} | {local} | "
+              f"{','.join(str(run['seed']) for run in cell)} | {pooled_share(cell)} | "
+              f"{per_seed(cell, lambda rates: rates['reconstruction']['psnr'])} | "
+              f"{per_seed(cell, lambda rates: rates.get('upper_bound_best_candidate_by_psnr'))} | "
+              f"{base['blank']:.1f} / {base['class_mean']:.1f} / {base['same_class_image']:.1f} | "
+              f"{sum(run['labels_exact'] for run in cell)}/{sum(run['captures'] for run in cell)} / "
+              f"{multiset:.2f} | "
+              f"{sum(run['seconds_per_image'] for run in cell) / len(cell):.1f} |")
     columns = sorted({examples for _, _, examples, _ in table})
     header = " | ".join(f"{b} examples" for b in columns)
-    print(f"\n| model/partition, local training, round | {header} |")
+    print(f"\n| model/partition/clients, local training, round | {header} |")
     print("|---|" + "---|" * len(columns))
     for setting, local, round_number in sorted({(s, lt, r) for s, r, _, lt in table}):
         entries = [table.get((setting, round_number, b, local)) for b in columns]
         print(f"| {setting}, {local}, round {round_number} | " + " | ".join(
-            share(e["rates"]["recognisable"]) if e else "not run" for e in entries) + " |")
-
+            pooled_share(e) if e else "not run" for e in entries) + " |")
 
 if __name__ == "__main__":
     main()
