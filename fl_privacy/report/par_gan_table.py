@@ -1,5 +1,6 @@
 """The PAR-GAN table (`fl-privacy par-gan-table MULTIRUN [MULTIRUN ...]`): one row per seed and k from the
-jobs' `par_gan_table.json`, then one row per k with the mean over seeds and its 95% Student-t interval."""
+jobs' `par_gan_table.json`, then one row per k with the mean over seeds and its 95% Student-t interval
+(a column a run did not measure, e.g. the Monte-Carlo attack with `monte_carlo_samples=0`, shows "-")."""
 
 from __future__ import annotations
 
@@ -40,10 +41,11 @@ def par_gan_table(*roots: Path) -> str:
         for row in read_json(job.path / TABLE):
             k = int(row["discriminators"])
             by_k.setdefault(k, []).append(row)
-            cells = [fmt.format(row[key]) for key, fmt in COLUMNS.values()]
+            cells = [fmt.format(row[key]) if key in row else "-" for key, fmt in COLUMNS.values()]
             first = [job.overrides.get(SEED, "?"), str(k), str(members // k)]
             lines.append("| " + " | ".join([*first, *cells]) + " |")
     for k, rows in sorted(by_k.items()):
-        cells = [mean_ci_cell([float(row[key]) for row in rows], fmt) for key, fmt in COLUMNS.values()]
+        cells = [mean_ci_cell([float(row[key]) for row in rows if key in row], fmt).replace("n/a", "-")
+                 for key, fmt in COLUMNS.values()]
         lines.append("| " + " | ".join([f"**mean ± 95% CI (n = {len(rows)})**", str(k), "", *cells]) + " |")
     return "\n".join(lines)
