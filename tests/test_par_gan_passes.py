@@ -59,7 +59,7 @@ def test_the_leaky_preset_keeps_the_authors_regime():
     assert error.value.key == "defense.par_gan.passes"
 
 
-def _job(root, number: int, seed: int, aucs: dict[int, float]) -> None:
+def _job(root, number: int, seed: int, aucs: dict[int, float], monte_carlo: bool = True) -> None:
     job = root / str(number)
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(f"- +experiment=par_gan_leaky\n- seed={seed}\n")
@@ -68,7 +68,8 @@ def _job(root, number: int, seed: int, aucs: dict[int, float]) -> None:
     keys = ("steps", "epochs_per_record", "white_box_max_auc", "white_box_mean_auc", "black_box_pixel_auc",
             "black_box_feature_auc", "monte_carlo_auc", "oracle_confidence", "not_data_share",
             "class_balance", "frechet_distance", "train_seconds")
-    rows = [{"discriminators": k, **{key: auc for key in keys}} for k, auc in aucs.items()]
+    rows = [{"discriminators": k, **{key: auc for key in keys if monte_carlo or key != "monte_carlo_auc"}}
+            for k, auc in aucs.items()]
     (job / "par_gan_table.json").write_text(json.dumps(rows))
 
 
@@ -84,3 +85,12 @@ def test_table_has_a_row_per_seed_and_k_and_the_mean_with_a_t_interval(tmp_path,
     assert "| 0.500 ± 0.000 |" in table[7]
     assert main(["par-gan-table", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     assert capsys.readouterr().out.strip() == "\n".join(table)
+
+
+def test_a_column_the_runs_did_not_measure_shows_a_dash(tmp_path):
+    _job(tmp_path, 0, 0, {1: 0.6}, monte_carlo=False)  # monte_carlo_samples=0: no Monte-Carlo AUC
+    row, mean = par_gan_table(tmp_path).splitlines()[2:]
+    columns = par_gan_table(tmp_path).splitlines()[0].split(" | ")
+    where = columns.index("generator-only Monte-Carlo AUC")
+    assert row.split(" | ")[where] == "-" and mean.split(" | ")[where] == "-"
+    assert row.split(" | ")[where - 1] == "0.600"  # the measured neighbour is still there
