@@ -109,12 +109,17 @@ def main() -> None:
               f"{sum(run['seconds_per_image'] for run in cell) / len(cell):.1f} |")
     columns = sorted({examples for _, _, examples, _ in table})
     header = " | ".join(f"{b} examples" for b in columns)
-    print(f"\n| model/partition/clients, local training, round | {header} |")
+    print(f"\n| model/partition, local training, round | {header} |")
     print("|---|" + "---|" * len(columns))
-    for setting, local, round_number in sorted({(s, lt, r) for s, r, _, lt in table}):
-        entries = [table.get((setting, round_number, b, local)) for b in columns]
-        print(f"| {setting}, {local}, round {round_number} | " + " | ".join(
-            pooled_share(e) if e else "not run" for e in entries) + " |")
+    # one matrix row per model/partition, whatever federation size each column's cells came from
+    by_model = {(setting.rsplit("/", 1)[0], r, b, lt): (setting.rsplit("/", 1)[1], runs)
+                for (setting, r, b, lt), runs in table.items()}
+    for model, local, round_number in sorted({(m, lt, r) for m, r, _, lt in by_model}):
+        entries = [by_model.get((model, round_number, b, local)) for b in columns]
+        print(f"| {model}, {local}, round {round_number} | " + " | ".join(
+            f"{pooled_share(runs)} [{clients} clients]" if runs else "not run"
+            for clients, runs in (e or (None, None) for e in entries)) + " |")
+
 
 if __name__ == "__main__":
     main()
