@@ -28,12 +28,13 @@ run gan_attack_faces +experiment=gan_attack_faces $C $GAN strategy.num_rounds=2 
 run idlg +experiment=idlg $GI simulation.num_clients=2
 run inverting_fedavg +experiment=inverting_fedavg $GI "strategy.capture.partitions=[0]"
 run label_restoration +experiment=label_restoration strategy.num_rounds=1 "strategy.capture.rounds=[1]"
-for p in realism realism_iid realism_anchor; do
+for p in realism realism_b1 realism_iid realism_anchor; do
   run $p +experiment=$p $GI attack.gradient_inversion.best_dlg_iterations=1 strategy.num_rounds=1 "strategy.capture.rounds=[1]" strategy.warmup.epochs=1 attack.gradient_inversion.max_images_per_round=4
 done
 run mia +experiment=mia $MIA strategy.num_rounds=1 "strategy.capture.rounds=[1]" strategy.warmup.epochs=1
 run mia_dp +experiment=mia_dp $MIA strategy.num_rounds=1 "strategy.capture.rounds=[1]" strategy.warmup.epochs=1
 run par_gan +experiment=par_gan $C defense.par_gan.members=60 defense.par_gan.steps=3 defense.par_gan.samples=64
+run par_gan_memorise +experiment=par_gan_memorise $C defense.par_gan.passes=2 defense.par_gan.samples=64 defense.par_gan.monte_carlo_samples=256
 run pruning_vs_dlg +experiment=pruning_vs_dlg $GI simulation.num_clients=2
 run representation_inversion +experiment=representation_inversion $C strategy.num_rounds=1 strategy.warmup.epochs=1 attack.representation_inversion.iterations=5 attack.representation_inversion.images=2
 run secagg_vs_inversion +experiment=secagg_vs_inversion $GI simulation.num_clients=2
