@@ -26,6 +26,7 @@ run gan_attack +experiment=gan_attack $C $GAN strategy.num_rounds=2 strategy.war
 run gan_attack_control +experiment=gan_attack_control $C $GAN strategy.num_rounds=2 strategy.warmup.epochs=1
 run gan_attack_faces +experiment=gan_attack_faces $C $GAN strategy.num_rounds=2 strategy.warmup.epochs=1
 run idlg +experiment=idlg $GI simulation.num_clients=2
+run imprint +experiment=imprint
 run inverting_fedavg +experiment=inverting_fedavg $GI "strategy.capture.partitions=[0]"
 run label_restoration +experiment=label_restoration strategy.num_rounds=1 "strategy.capture.rounds=[1]"
 for p in realism realism_b1 realism_iid realism_anchor; do
