@@ -28,13 +28,14 @@ def cells(run_dir: Path):
     scores = json.loads((run_dir / "attack" / "scores.json").read_text())
     config = summary["config"]
     capture = config["strategy"]["capture"]
-    setting = f"{config['model']['name']}/{config['partition']['name']}/{config['simulation']['num_clients']}"
+    setting = f"{config['model']['name']}/{config['partition']['name']}"
+    clients = config["simulation"]["num_clients"]
     local = ("FedSGD" if capture["update_mode"] == "fedsgd"
              else f"FedAvg (1 epoch, batches of {capture['batch_size']})")
     for round_number, rates in scores["rates_by_round"].items():
         captured = [c for c in scores["captures"] if str(c["round"]) == round_number]
         images = sum(c["num_inputs"] for c in captured)
-        yield (setting, int(round_number), capture["examples"], local), {
+        yield (setting, clients, int(round_number), capture["examples"], local), {
             "seed": config["seed"], "rates": rates, "captures": len(captured),
             "labels_exact": sum(c["labels_exact"] for c in captured),
             "label_multiset": sum(c["label_count_accuracy"] * c["num_inputs"] for c in captured) / images,
@@ -93,13 +94,13 @@ def main() -> None:
           "| median PSNR dB (per seed) | upper bound: best candidate by PSNR | blank / class-mean / "
           "same-class PSNR | labels exact (captures) / multiset | s per image |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for (setting, round_number, examples, local), cell in sorted(table.items()):
+    for (setting, clients, round_number, examples, local), cell in sorted(table.items()):
         cell = sorted(cell, key=lambda run: run["seed"])
         base = {name: sum(run["rates"]["baselines"][name]["psnr"]["median"] for run in cell) / len(cell)
                 for name in ("blank", "class_mean", "same_class_image")}
         images = sum(run["rates"]["recognisable"]["n"] for run in cell)
         multiset = sum(run["label_multiset"] * run["rates"]["recognisable"]["n"] for run in cell) / images
-        print(f"| {setting} | {round_number} | {examples} | {local} | "
+        print(f"| {setting}/{clients} | {round_number} | {examples} | {local} | "
               f"{','.join(str(run['seed']) for run in cell)} | {pooled_share(cell)} | "
               f"{per_seed(cell, lambda rates: rates['reconstruction']['psnr'])} | "
               f"{per_seed(cell, lambda rates: rates.get('upper_bound_best_candidate_by_psnr'))} | "
@@ -107,16 +108,16 @@ def main() -> None:
               f"{sum(run['labels_exact'] for run in cell)}/{sum(run['captures'] for run in cell)} / "
               f"{multiset:.2f} | "
               f"{sum(run['seconds_per_image'] for run in cell) / len(cell):.1f} |")
-    columns = sorted({examples for _, _, examples, _ in table})
+    columns = sorted({examples for _, _, _, examples, _ in table})
     header = " | ".join(f"{b} examples" for b in columns)
     print(f"\n| model/partition, local training, round | {header} |")
     print("|---|" + "---|" * len(columns))
     # one matrix row per model/partition, whatever federation size each column's cells came from
-    by_model = {(setting.rsplit("/", 1)[0], r, b, lt): (setting.rsplit("/", 1)[1], runs)
-                for (setting, r, b, lt), runs in table.items()}
-    for model, local, round_number in sorted({(m, lt, r) for m, r, _, lt in by_model}):
-        entries = [by_model.get((model, round_number, b, local)) for b in columns]
-        print(f"| {model}, {local}, round {round_number} | " + " | ".join(
+    by_setting = {(setting, r, b, lt): (clients, runs)
+                  for (setting, clients, r, b, lt), runs in table.items()}
+    for setting, local, round_number in sorted({(s, lt, r) for s, r, _, lt in by_setting}):
+        entries = [by_setting.get((setting, round_number, b, local)) for b in columns]
+        print(f"| {setting}, {local}, round {round_number} | " + " | ".join(
             f"{pooled_share(runs)} [{clients} clients]" if runs else "not run"
             for clients, runs in (e or (None, None) for e in entries)) + " |")
 

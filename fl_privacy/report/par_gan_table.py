@@ -45,7 +45,7 @@ def par_gan_table(*roots: Path) -> str:
             first = [job.overrides.get(SEED, "?"), str(k), str(members // k)]
             lines.append("| " + " | ".join([*first, *cells]) + " |")
     for k, rows in sorted(by_k.items()):
-        cells = [mean_ci_cell([float(row[key]) for row in rows if key in row], fmt).replace("n/a", "-")
-                 for key, fmt in COLUMNS.values()]
+        measured = {key: [float(row[key]) for row in rows if key in row] for key, _ in COLUMNS.values()}
+        cells = [mean_ci_cell(measured[key], fmt) if measured[key] else "-" for key, fmt in COLUMNS.values()]
         lines.append("| " + " | ".join([f"**mean ± 95% CI (n = {len(rows)})**", str(k), "", *cells]) + " |")
     return "\n".join(lines)
