@@ -1,0 +1,107 @@
+"""The one owner of a run directory's layout: every file and folder name a run (or a command over a finished
+run) writes, once. Writers and readers both take their paths from here, so adding an output is one line
+here plus its writer, and every reader finds it. A leaf: it imports nothing from the package.
+
+Names are paths relative to the run directory (`run_dir / SUMMARY`); the report globs them over a sweep
+(`root.rglob(str(ATTACK_SCORES))`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# --- what every run writes -------------------------------------------------------------------------------
+SUMMARY = Path("summary.json")  # config, versions, status, final metrics, privacy, wall time
+METRICS = Path("metrics.jsonl")  # a line per round
+FINAL_MODEL = Path("final_model.pt")
+RUN_LOG = Path("run.log")
+HYDRA_DIR = Path(".hydra")  # Hydra's own record of the composed config
+ACCURACY_FIGURE = Path("accuracy.png")
+# What Hydra writes into a run directory before the job starts (never an earlier run's result).
+HYDRA_FILES = (HYDRA_DIR, RUN_LOG)
+
+# --- checkpoints and the lab's side channels ------------------------------------------------------------
+CHECKPOINT = Path("checkpoint")
+CHECKPOINT_SERVER = CHECKPOINT / "server.pt"
+CHECKPOINT_NODES = CHECKPOINT / "nodes"
+LAB_ARTIFACTS = Path("lab")  # what clients hand the lab (e.g. the GAN adversary's generator)
+NODE_STATES = LAB_ARTIFACTS / "nodes"  # each node's latest persistent state, copied into checkpoints
+
+# --- the curious server's view and the truth behind it ---------------------------------------------------
+CAPTURES = Path("captures")  # what the server saw: round_XXX/partition_YY.pt
+TRUTH = Path("truth")  # which examples a captured update used: round_XXX/partition_YY.json (scoring only)
+
+# --- gradient inversion (`attack.gradient_inversion`) ----------------------------------------------------
+ATTACK_DIR = Path("attack")
+RECONSTRUCTIONS = ATTACK_DIR / "reconstructions"
+ATTACK_SCORES = ATTACK_DIR / "scores.json"
+ATTACK_GRID = ATTACK_DIR / "grid.png"
+ATTACK_GRIDS = ATTACK_DIR / "grids"  # one truth | reconstruction grid per capture
+
+# --- membership audits -----------------------------------------------------------------------------------
+MIA_DIR = Path("mia")
+MIA_SCORES = MIA_DIR / "scores.json"
+MIA_ATTACK_SCORES = MIA_DIR / "attack_scores.json"  # the attacker's raw scores, before evaluation
+MIA_ROC = MIA_DIR / "roc.png"
+MIA_UPDATES = MIA_DIR / "updates.json"  # the server's per-round attack on updates
+MIA_UPDATES_FIGURE = MIA_DIR / "updates_auc.png"
+
+# --- DP audit ----------------------------------------------------------------------------------------------
+DP_AUDIT_DIR = Path("dp_audit")
+DP_AUDIT_SCORES = DP_AUDIT_DIR / "scores.json"
+DP_AUDIT_ATTACK_SCORES = DP_AUDIT_DIR / "attack_scores.json"
+DP_AUDIT_ROC = DP_AUDIT_DIR / "roc.png"
+
+# --- the GAN attack ----------------------------------------------------------------------------------------
+GAN_DIR = Path("gan")
+GAN_GENERATORS = GAN_DIR / "generators"  # the insider's generator per round: round_XXX.pt
+GAN_PROGRESSION = GAN_DIR / "progression.png"
+GAN_EVALUATION = GAN_DIR / "evaluation.json"  # written by `fl-privacy gan-eval` after the run
+
+# --- representation inversion and PAR-GAN ----------------------------------------------------------------
+REPRESENTATION_DIR = Path("representation_inversion")
+REPRESENTATION_TABLE = REPRESENTATION_DIR / "table.json"
+REPRESENTATION_TABLE_CSV = REPRESENTATION_DIR / "table.csv"
+REPRESENTATION_GRID = REPRESENTATION_DIR / "grid.png"
+REPRESENTATION_SUMMARY = REPRESENTATION_DIR / "summary.json"
+PAR_GAN_TABLE = Path("par_gan_table.json")
+PAR_GAN_TABLE_CSV = Path("par_gan_table.csv")
+
+# --- the report over finished runs (in its own output folder) ----------------------------------------------
+REPORT_PAGE = Path("report.html")
+REPORT_JOBS = Path("jobs.csv")
+REPORT_SEEDS = Path("seeds.csv")
+
+# Images the report shows per job, as globs under a run directory.
+JOB_IMAGE_PATTERNS = (str(GAN_PROGRESSION), str(ATTACK_DIR / "*.png"))
+
+
+def round_file(run_dir: Path, folder: Path, server_round: int, partition_id: int, suffix: str) -> Path:
+    """`run_dir/folder/round_XXX/partition_YY.suffix`: per-round, per-client attack files."""
+    return Path(run_dir) / folder / f"round_{server_round:03d}" / f"partition_{partition_id:02d}{suffix}"
+
+
+def round_files(run_dir: Path, folder: Path, suffix: str, partition_id: int | None = None) -> list[Path]:
+    """The per-round, per-client files under `run_dir/folder`, sorted by round then partition (all
+    partitions, or one)."""
+    partition = "*" if partition_id is None else f"{partition_id:02d}"
+    return sorted((Path(run_dir) / folder).glob(f"round_*/partition_{partition}{suffix}"))
+
+
+def generator_file(run_dir: Path, server_round: int) -> Path:
+    """The GAN adversary's generator after `server_round`."""
+    return Path(run_dir) / GAN_GENERATORS / f"round_{server_round:03d}.pt"
+
+
+def gan_samples_file(run_dir: Path, server_round: int) -> Path:
+    return Path(run_dir) / GAN_DIR / f"samples_round_{server_round:03d}.png"
+
+
+def node_state_file(partition_id: int) -> str:
+    """A node's saved state's file name (under NODE_STATES and CHECKPOINT_NODES)."""
+    return f"partition_{partition_id:02d}.pt"
+
+
+def lab_artifact(run_dir: Path, name: str) -> Path:
+    """An artifact a client hands the lab through its side channel."""
+    return Path(run_dir) / LAB_ARTIFACTS / f"{name}.pt"
