@@ -21,7 +21,7 @@ from fl_privacy.config import compose_settings
 from fl_privacy.data.membership_split import random_split
 from fl_privacy.defenses.par_gan import train_par_gan
 from fl_privacy.evaluation.membership_metrics import logan_metrics
-from fl_privacy.lab.par_gan_experiment import par_gan_data, settings_for
+from fl_privacy.lab.pipelines.par_gan_experiment import par_gan_data, settings_for
 from fl_privacy.seeding import Stream, derive_seed, stream_rng
 
 
@@ -38,7 +38,7 @@ def main() -> None:
                                  *args.overrides])
     par_gan, seed = settings.defense.par_gan, settings.seed
     torch.set_num_threads(par_gan.torch_threads)
-    # the experiment's draw and seeds (fl_privacy/lab/par_gan_experiment.py)
+    # the experiment's draw and seeds (fl_privacy/lab/pipelines/par_gan_experiment.py)
     split = random_split(par_gan_data(settings).train, par_gan.members, stream_rng(seed, Stream.PAR_GAN, 0))
     gan_settings = settings_for(par_gan, args.k)
     views = par_gan.discriminator_steps * gan_settings.partition_batch * args.k / par_gan.members

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 # Loggers whose INFO lines the terminal shows: the entry point and the lab's round recorder.
-TERMINAL_LOGGERS = frozenset({"fl_privacy", "fl_privacy.lab.rounds"})
+TERMINAL_LOGGERS = frozenset({"fl_privacy", "fl_privacy.lab.channels.rounds"})
 # Warnings about what the lab's configuration does on purpose (run.log keeps them): the lab evaluates the
 # global model centrally, so Flower's federated evaluation is often off.
 EXPECTED_WARNINGS = ("Federated evaluation will be skipped",)

@@ -17,8 +17,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from fl_privacy.config import load_settings
 from fl_privacy.config.sweeps import sweep_overrides
 from fl_privacy.errors import ConfigError, DataNotFoundError
-from fl_privacy.lab import ray_runtime
-from fl_privacy.lab.telemetry import configure_telemetry
+from fl_privacy.lab.runtime import ray_runtime
+from fl_privacy.lab.runtime.telemetry import configure_telemetry
 from fl_privacy.results import COMPLETED
 
 

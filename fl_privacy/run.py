@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from fl_privacy.config import CONF_DIR, load_settings, register_schema
 from fl_privacy.console import show_everything
 from fl_privacy.errors import ConfigError, DataNotFoundError
-from fl_privacy.lab.telemetry import configure_telemetry
+from fl_privacy.lab.runtime.telemetry import configure_telemetry
 
 log = logging.getLogger("fl_privacy")
 
@@ -64,7 +64,7 @@ def main(cfg: DictConfig) -> None:
 
 def _expected(error: Exception) -> bool:
     """Failures the lab names itself (one line is enough): Ray did not start, a round failed."""
-    from fl_privacy.lab.ray_runtime import RayStartError
+    from fl_privacy.lab.runtime.ray_runtime import RayStartError
     from strategies.fedavg_warmup import RoundFailed
 
     return isinstance(error, RayStartError | RoundFailed)

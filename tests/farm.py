@@ -112,7 +112,7 @@ def start_farm(root: Path, names: list[str]) -> subprocess.Popen:
 
 def main(root: Path, names: list[str]) -> None:
     """Each simulation through the entry point's Hydra main, on the Ray the previous one left."""
-    from fl_privacy.lab import ray_runtime
+    from fl_privacy.lab.runtime import ray_runtime
     from fl_privacy.run import main as lab_main
 
     ray_runtime.begin_sweep()

@@ -18,7 +18,7 @@ from fl_privacy.config import compose_settings
 from fl_privacy.data.images import ImageDataset
 from fl_privacy.evaluation.reconstruction import psnr
 from fl_privacy.evaluation.success_rates import Cell, best_candidate_psnr
-from fl_privacy.lab.inversion_pipeline import per_round_budget
+from fl_privacy.lab.pipelines.inversion_pipeline import per_round_budget
 from fl_privacy.results import save_torch
 from fl_privacy.training import TrainSettings, shuffled_batches, train
 from strategies.gradient_capture import CaptureSchedule

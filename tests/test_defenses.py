@@ -36,8 +36,8 @@ from fl_privacy.defenses.update_defenses import (
     suppression_hook,
 )
 from fl_privacy.errors import ConfigError
+from fl_privacy.lab.channels.side_channels import truth_indices
 from fl_privacy.lab.preflight import check_settings
-from fl_privacy.lab.side_channels import truth_indices
 from fl_privacy.models import SeedCNN
 from fl_privacy.results import read_metrics
 from fl_privacy.training import TrainSettings

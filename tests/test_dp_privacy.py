@@ -30,7 +30,7 @@ from fl_privacy.data.images import ImageDataset
 from fl_privacy.defenses.accounting import epsilon
 from fl_privacy.defenses.dp_sgd import DpSettings, PrivacyLedger, private_train, sample_rate
 from fl_privacy.evaluation.dp_audit import audit_epsilon, epsilon_lower_bound, p_value
-from fl_privacy.lab.dp_audit_pipeline import audited_privacy
+from fl_privacy.lab.pipelines.dp_audit_pipeline import audited_privacy
 from fl_privacy.models import SeedCNN, build_model
 from fl_privacy.protocol import (
     ARRAYS,

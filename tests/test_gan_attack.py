@@ -20,7 +20,7 @@ from fl_privacy.config.schema import OracleSettings
 from fl_privacy.data.federation import Federation, build_federation
 from fl_privacy.data.images import DataSplits, ImageDataset
 from fl_privacy.evaluation.oracle import frechet_distance, load_or_train_oracle, oracle_training_data
-from fl_privacy.lab.side_channels import RunHooks
+from fl_privacy.lab.channels.side_channels import RunHooks
 from fl_privacy.models import DCGANGenerator, build_model
 from fl_privacy.protocol import ANNOUNCED_ACCURACY, ARRAYS, CONFIG, METRICS, SERVER_ROUND
 from fl_privacy.results import read_metrics

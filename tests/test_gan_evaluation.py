@@ -40,7 +40,7 @@ def test_seed_aggregation_groups_jobs_that_differ_only_in_seed(tmp_path):
 @pytest.mark.usefixtures("one_torch_thread")
 def test_gan_eval_scores_every_kept_generator_against_members_and_nonmembers(cfg_factory, tmp_path):
     from fl_privacy.cli.commands import run_settings
-    from fl_privacy.lab.gan_evaluation import evaluate_generators
+    from fl_privacy.lab.pipelines.gan_evaluation import evaluate_generators
 
     cfg = cfg_factory("+experiment=gan_attribution", "evaluation.oracle.epochs=1",
                       "evaluation.oracle.components=4", "evaluation.oracle.samples_per_round=40",

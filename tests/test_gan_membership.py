@@ -35,8 +35,8 @@ from fl_privacy.errors import ConfigError
 from fl_privacy.evaluation.membership_metrics import logan_metrics, top_k_accuracy
 from fl_privacy.evaluation.reconstruction import mse
 from fl_privacy.lab.experiment import run_experiment
+from fl_privacy.lab.pipelines.representation_pipeline import run_representation_inversion
 from fl_privacy.lab.preflight import check_settings
-from fl_privacy.lab.representation_pipeline import run_representation_inversion
 from fl_privacy.models import SeedCNN
 from fl_privacy.seeding import Stream, derive_seed
 

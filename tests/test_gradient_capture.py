@@ -14,8 +14,8 @@ import torch
 
 from fl_privacy.cli import commands
 from fl_privacy.data.federation import cached_federation
-from fl_privacy.lab import inversion_pipeline
-from fl_privacy.lab.inversion_pipeline import load_capture
+from fl_privacy.lab.pipelines import inversion_pipeline
+from fl_privacy.lab.pipelines.inversion_pipeline import load_capture
 from fl_privacy.models import model_factory
 from fl_privacy.report.tables import attack_table
 from fl_privacy.results import CAPTURES, TRUTH, round_file

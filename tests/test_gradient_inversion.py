@@ -45,7 +45,7 @@ from fl_privacy.evaluation import (
     score_reconstruction,
     ssim,
 )
-from fl_privacy.lab import inversion_pipeline
+from fl_privacy.lab.pipelines import inversion_pipeline
 from fl_privacy.models import SeedCNN, SigmoidLeNet
 from fl_privacy.training import TrainSettings, train
 
@@ -325,7 +325,8 @@ def test_attack_step_imports_neither_data_nor_evaluation():
                 used.append((name, origin))
     assert "load_capture" in checked and ("run_attack", "fl_privacy.attacks.dispatch") in used
     bad = [(name, origin) for name, origin in used
-           if origin.startswith(("fl_privacy.data", "fl_privacy.evaluation", "fl_privacy.lab.side_channels"))]
+           if origin.startswith(("fl_privacy.data", "fl_privacy.evaluation",
+                                 "fl_privacy.lab.channels.side_channels"))]
     assert not bad, f"the reconstruction step uses {bad}"
     # ... while the scoring step is the lab's: it reads the truth
     assert "load_splits" in _globals_used(module.score_reconstructions)

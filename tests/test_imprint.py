@@ -160,7 +160,7 @@ def test_wilson_handles_all_or_nothing(hits):
 @pytest.mark.parametrize("perfect", [True, False])
 def test_scores_json_carries_rates_and_baselines(tmp_path, settings_factory, perfect):
     from fl_privacy.data.datasets import load_splits
-    from fl_privacy.lab.inversion_pipeline import score_reconstructions
+    from fl_privacy.lab.pipelines.inversion_pipeline import score_reconstructions
     from fl_privacy.results import RECONSTRUCTIONS, TRUTH, round_file, save_torch, write_json
 
     settings = settings_factory("+experiment=dlg")

@@ -28,7 +28,7 @@ from fl_privacy.data.images import ImageDataset
 from fl_privacy.data.membership_split import audit_split
 from fl_privacy.errors import ConfigError
 from fl_privacy.evaluation.membership_metrics import membership_metrics
-from fl_privacy.lab import audit_pipeline, reference_training
+from fl_privacy.lab.pipelines import audit_pipeline, reference_training
 from fl_privacy.report.tables import membership_table
 from fl_privacy.results import write_json
 from fl_privacy.training import TrainSettings, train

@@ -10,7 +10,7 @@ from scipy import stats
 from fl_privacy.cli.commands import main
 from fl_privacy.config import compose_settings
 from fl_privacy.errors import ConfigError
-from fl_privacy.lab.par_gan_experiment import settings_for, steps_for
+from fl_privacy.lab.pipelines.par_gan_experiment import settings_for, steps_for
 from fl_privacy.report.par_gan_table import par_gan_table
 
 

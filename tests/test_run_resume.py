@@ -60,7 +60,7 @@ def test_a_nodes_state_survives_the_checkpoint_files_exactly(tmp_path):
     import torch
     from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
-    from fl_privacy.lab.side_channels import RunHooks
+    from fl_privacy.lab.channels.side_channels import RunHooks
 
     history = torch.tensor([[0.7, 0.004, 25.0]], dtype=torch.float64)
     state = RecordDict({"dp.history": ArrayRecord({"tensor": history}),

@@ -5,7 +5,7 @@ import pytest
 from fl_privacy.config import load_settings
 from fl_privacy.devices import client_gpu_share
 from fl_privacy.errors import ConfigError
-from fl_privacy.lab.ray_runtime import backend_config
+from fl_privacy.lab.runtime.ray_runtime import backend_config
 
 
 def test_local_ray_by_default(settings_factory):

@@ -35,13 +35,13 @@ def run_settings(run_dir: Path, node: str, overrides: Sequence[str]) -> Settings
 
 
 def _attack(run_dir: Path, settings: Settings) -> None:
-    from fl_privacy.lab.inversion_pipeline import invert_and_score
+    from fl_privacy.lab.pipelines.inversion_pipeline import invert_and_score
 
     log.info("scores: %s", json.dumps(invert_and_score(run_dir, settings)))
 
 
 def _audit(run_dir: Path, settings: Settings) -> None:
-    from fl_privacy.lab.audit_pipeline import audit_run
+    from fl_privacy.lab.pipelines.audit_pipeline import audit_run
 
     result = audit_run(run_dir, settings)
     log.info("membership AUC: %s",
@@ -49,7 +49,7 @@ def _audit(run_dir: Path, settings: Settings) -> None:
 
 
 def _audit_updates(run_dir: Path, settings: Settings) -> None:
-    from fl_privacy.lab.update_audit import audit_updates
+    from fl_privacy.lab.pipelines.update_audit import audit_updates
 
     result = audit_updates(run_dir, settings)
     per_round = {r["round"]: {name: round(m["auc"], 4) for name, m in r["attacks"].items()}
@@ -58,8 +58,8 @@ def _audit_updates(run_dir: Path, settings: Settings) -> None:
 
 
 def _invert(run_dir: Path, settings: Settings) -> None:
+    from fl_privacy.lab.pipelines.representation_pipeline import run_representation_inversion
     from fl_privacy.lab.preflight import check_representation_layers
-    from fl_privacy.lab.representation_pipeline import run_representation_inversion
 
     check_representation_layers(settings)
     log.info("%s", json.dumps(run_representation_inversion(run_dir, settings)["layers"]))
@@ -68,7 +68,7 @@ def _invert(run_dir: Path, settings: Settings) -> None:
 def _gan_eval(run_dir: Path, settings: Settings) -> None:
     import torch
 
-    from fl_privacy.lab.gan_evaluation import evaluate_generators
+    from fl_privacy.lab.pipelines.gan_evaluation import evaluate_generators
 
     torch.set_num_threads(1)  # small matrices: one thread is fastest, and a shared CPU stays usable
     final = evaluate_generators(run_dir, settings)["final"]

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import Federation, build_federation
+from fl_privacy.lab.channels.side_channels import RunHooks
 from fl_privacy.lab.checkpoints import Checkpoint, Checkpointer, load_checkpoint
 from fl_privacy.lab.preflight import check_before_run
 from fl_privacy.lab.run_dir import check_run_dir, clear_earlier_run
-from fl_privacy.lab.side_channels import RunHooks
 from fl_privacy.lab.summary import (
     SummaryFile,
     divergence_round,
@@ -41,7 +41,7 @@ def run_experiment(settings: Settings, run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     check_run_dir(run_dir, settings)
     if settings.kind == "par_gan":  # in-process GAN training, no Flower simulation (docs/attacks.md: PAR-GAN)
-        from fl_privacy.lab.par_gan_experiment import par_gan_data, run_par_gan
+        from fl_privacy.lab.pipelines.par_gan_experiment import par_gan_data, run_par_gan
 
         splits = par_gan_data(settings)  # the data and the checks that need it, before anything is written
         with _fresh_summary(run_dir, settings) as summary:
@@ -64,7 +64,7 @@ def _fresh_summary(run_dir: Path, settings: Settings) -> Iterator[SummaryFile]:
 
 def run_federated(settings: Settings, federation: Federation, run_dir: Path, summary: SummaryFile) -> None:
     """The Flower simulation with the lab's hooks, monitors and checkpoints, then the post-run pipelines."""
-    from fl_privacy.lab.simulation import simulate
+    from fl_privacy.lab.runtime.simulation import simulate
     from fl_privacy.progress import round_progress
 
     started = time.monotonic()
@@ -81,8 +81,8 @@ def prepare_run(settings: Settings, federation: Federation, run_dir: Path, resum
     """The lab's hooks into the clients, its round recorder (with the GAN monitor when an adversary
     runs), and what each monitor adds to the summary at the end; a resumed run's recorder starts from
     the checkpoint (its metrics.jsonl lines and monitors' state up to that round)."""
-    from fl_privacy.lab.gan_monitoring import gan_monitor
-    from fl_privacy.lab.rounds import RoundRecorder
+    from fl_privacy.lab.channels.gan_monitoring import gan_monitor
+    from fl_privacy.lab.channels.rounds import RoundRecorder
 
     log.info("data %s: %d train (%d warm-up, clients %s), %d test", settings.data.name,
              len(federation.splits.train), len(federation.warmup_indices),

@@ -22,8 +22,8 @@ from fl_privacy.apps.client_app import client_app_from
 from fl_privacy.apps.server_app import run_server
 from fl_privacy.config import Settings, compose_settings
 from fl_privacy.errors import ConfigError
-from fl_privacy.lab.side_channels import RunHooks
-from fl_privacy.lab.telemetry import configure_telemetry
+from fl_privacy.lab.channels.side_channels import RunHooks
+from fl_privacy.lab.runtime.telemetry import configure_telemetry
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from fl_privacy.config.schema import Settings
-from fl_privacy.lab.telemetry import telemetry_environment
+from fl_privacy.lab.runtime.telemetry import telemetry_environment
 from fl_privacy.results import COMPLETED, FAILED, INTERRUPTED, RUNNING, SUMMARY, write_json
 
 VERSIONED_PACKAGES = ("fl-privacy", "flwr", "ray", "torch", "torchvision", "opacus", "hydra-core", "numpy",

@@ -10,7 +10,7 @@ from fl_privacy.report.jobs import find_jobs
 from fl_privacy.report.seeds import SEED, mean_ci_cell
 from fl_privacy.results import COMPLETED, read_json
 
-TABLE = "par_gan_table.json"  # written by fl_privacy/lab/par_gan_experiment.py
+TABLE = "par_gan_table.json"  # written by fl_privacy/lab/pipelines/par_gan_experiment.py
 # column -> (key of a par_gan_table.json row, format)
 COLUMNS: dict[str, tuple[str, str]] = {
     "generator steps": ("steps", "{:.0f}"),

@@ -23,8 +23,8 @@ from fl_privacy.data.images import DataSplits
 from fl_privacy.evaluation.inversion_scores import score_capture, summarise
 from fl_privacy.evaluation.reconstruction import save_comparison_grid
 from fl_privacy.evaluation.success_rates import Cell, baseline_scores, best_candidate_psnr
-from fl_privacy.lab.side_channels import truth_indices
-from fl_privacy.lab.torch_threads import restores_torch_threads
+from fl_privacy.lab.channels.side_channels import truth_indices
+from fl_privacy.lab.runtime.torch_threads import restores_torch_threads
 from fl_privacy.models import build_model
 from fl_privacy.progress import in_terminal, progress
 from fl_privacy.results import (

@@ -29,9 +29,9 @@ from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import build_federation
 from fl_privacy.data.membership_split import audit_split
 from fl_privacy.evaluation.membership_metrics import membership_metrics
-from fl_privacy.lab.audit_pipeline import MIA_DIR
-from fl_privacy.lab.inversion_pipeline import load_capture
-from fl_privacy.lab.torch_threads import restores_torch_threads
+from fl_privacy.lab.pipelines.audit_pipeline import MIA_DIR
+from fl_privacy.lab.pipelines.inversion_pipeline import load_capture
+from fl_privacy.lab.runtime.torch_threads import restores_torch_threads
 from fl_privacy.models import model_factory
 from fl_privacy.report.figures import plot_auc_per_round
 from fl_privacy.results import CAPTURES, FINAL_MODEL, RunFileError, load_tensors, write_json

@@ -25,7 +25,7 @@ from fl_privacy.data.datasets import load_splits
 from fl_privacy.data.images import ImageDataset, image_shape_of
 from fl_privacy.evaluation.oracle import Oracle, load_or_train_oracle
 from fl_privacy.evaluation.reconstruction import psnr, ssim
-from fl_privacy.lab.torch_threads import restores_torch_threads
+from fl_privacy.lab.runtime.torch_threads import restores_torch_threads
 from fl_privacy.models import build_model
 from fl_privacy.report.figures import plot_image_rows
 from fl_privacy.results import FINAL_MODEL, load_tensors, staged_folder, write_csv, write_json

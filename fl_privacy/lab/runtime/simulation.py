@@ -13,8 +13,8 @@ from fl_privacy.apps.client_app import build_client_app
 from fl_privacy.apps.server_app import ResumePoint, RoundCheckpoints, RoundListener, build_server_app
 from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import Federation
-from fl_privacy.lab import ray_runtime
-from fl_privacy.lab.side_channels import RunHooks
+from fl_privacy.lab.channels.side_channels import RunHooks
+from fl_privacy.lab.runtime import ray_runtime
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from fl_privacy.errors import ConfigError
 from fl_privacy.evaluation.membership_metrics import logan_metrics
 from fl_privacy.evaluation.oracle import FeatureSpace, frechet_distance, load_or_train_oracle
 from fl_privacy.evaluation.sample_quality import sample_quality
+from fl_privacy.lab.runtime.torch_threads import restores_torch_threads
 from fl_privacy.lab.summary import SummaryFile
-from fl_privacy.lab.torch_threads import restores_torch_threads
 from fl_privacy.results import save_image_grid, write_csv, write_json
 from fl_privacy.seeding import Stream, derive_seed, stream_rng
 

@@ -25,8 +25,8 @@ from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import build_federation
 from fl_privacy.data.membership_split import audit_split
 from fl_privacy.evaluation.membership_metrics import evaluate_scores
-from fl_privacy.lab.reference_training import reference_trainer
-from fl_privacy.lab.torch_threads import restores_torch_threads
+from fl_privacy.lab.pipelines.reference_training import reference_trainer
+from fl_privacy.lab.runtime.torch_threads import restores_torch_threads
 from fl_privacy.models import model_factory
 from fl_privacy.results import CAPTURES, FINAL_MODEL, RunFileError, load_tensors, write_json
 from fl_privacy.seeding import Stream, derive_seed

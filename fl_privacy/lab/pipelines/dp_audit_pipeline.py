@@ -23,7 +23,7 @@ from fl_privacy.attacks.views import AuditorView
 from fl_privacy.config.schema import MembershipSettings, Settings
 from fl_privacy.data.federation import build_federation
 from fl_privacy.evaluation.dp_audit import audit_epsilon
-from fl_privacy.lab.reference_training import reference_trainer
+from fl_privacy.lab.pipelines.reference_training import reference_trainer
 from fl_privacy.models import model_factory
 from fl_privacy.results import FINAL_MODEL, SUMMARY, load_tensors, write_json
 

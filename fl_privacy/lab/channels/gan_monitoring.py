@@ -11,7 +11,7 @@ from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import Federation
 from fl_privacy.evaluation.gan_monitor import GanAttackMonitor
 from fl_privacy.evaluation.oracle import FeatureSpace, load_or_train_oracle
-from fl_privacy.lab.side_channels import RunHooks
+from fl_privacy.lab.channels.side_channels import RunHooks
 from fl_privacy.seeding import Stream, derive_seed
 
 log = logging.getLogger(__name__)

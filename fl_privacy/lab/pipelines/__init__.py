@@ -12,31 +12,31 @@ Pipeline = Callable[[Path, Settings], dict]
 
 
 def _gradient_inversion(run_dir: Path, settings: Settings) -> dict:
-    from fl_privacy.lab.inversion_pipeline import invert_and_score
+    from fl_privacy.lab.pipelines.inversion_pipeline import invert_and_score
 
     return invert_and_score(run_dir, settings)
 
 
 def _representation_inversion(run_dir: Path, settings: Settings) -> dict:
-    from fl_privacy.lab.representation_pipeline import run_representation_inversion
+    from fl_privacy.lab.pipelines.representation_pipeline import run_representation_inversion
 
     return run_representation_inversion(run_dir, settings)
 
 
 def _membership_audit(run_dir: Path, settings: Settings) -> dict:
-    from fl_privacy.lab.audit_pipeline import audit_run
+    from fl_privacy.lab.pipelines.audit_pipeline import audit_run
 
     return audit_run(run_dir, settings)
 
 
 def _update_audit(run_dir: Path, settings: Settings) -> dict:
-    from fl_privacy.lab.update_audit import audit_updates
+    from fl_privacy.lab.pipelines.update_audit import audit_updates
 
     return audit_updates(run_dir, settings)
 
 
 def _dp_audit(run_dir: Path, settings: Settings) -> dict:
-    from fl_privacy.lab.dp_audit_pipeline import run_dp_audit
+    from fl_privacy.lab.pipelines.dp_audit_pipeline import run_dp_audit
 
     return run_dp_audit(run_dir, settings)
 
