@@ -56,6 +56,22 @@ def _within(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
+def _path_literals(node: ast.AST) -> list[str]:
+    """String literals used as paths: a file name with a suffix anywhere, a bare folder name only as an
+    operand of `/` or an argument of `Path(...)`, `glob`, `rglob` (a bare word elsewhere is a key)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and "." in node.value.lstrip("."):
+        return [node.value]
+    operands: list[ast.AST] = []
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        operands = [node.left, node.right]
+    elif isinstance(node, ast.Call):
+        callee = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        if callee in ("Path", "glob", "rglob"):
+            operands = list(node.args)
+    return [o.value for o in operands
+            if isinstance(o, ast.Constant) and isinstance(o.value, str) and "." not in o.value.lstrip(".")]
+
+
 def _layer(name: str) -> int | None:
     return next((rank for rank, layer in enumerate(LAYERS) if _within(name, layer)), None)
 
@@ -79,8 +95,8 @@ def counts(root: Path) -> dict:
             continue
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and NAME.match(node.value):
-                spelled[name] += 1
+            if found := sum(1 for literal in _path_literals(node) if NAME.match(literal)):
+                spelled[name] += found
             if (isinstance(node, ast.FunctionDef) and not node.name.startswith("_")
                     and not _within(name, SETTINGS_ALLOWED)):
                 for arg in node.args.args:

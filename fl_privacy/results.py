@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fl_privacy.run_layout import SUMMARY
+
 if TYPE_CHECKING:  # torch is imported where it is used, so reading results (e.g. the report) stays light
     import torch
 
@@ -106,7 +108,6 @@ class RunFileError(ValueError):
     """A run's file is missing or cannot be read; the message names it."""
 
 
-SUMMARY, METRICS, FINAL_MODEL = "summary.json", "metrics.jsonl", "final_model.pt"
 # summary.json's `status`: `running` from the start until the run ends one of the other three ways.
 RUNNING, COMPLETED, FAILED, INTERRUPTED = "running", "completed", "failed", "interrupted"
 
@@ -144,15 +145,6 @@ def load_tensors(path: Path) -> Any:
     except (RuntimeError, EOFError, ValueError, OSError) as error:
         raise RunFileError(f"{path} cannot be read ({str(error).splitlines()[0]})") from None
 
-
-# Attack files in a run directory: what the server captured, the evaluation side channel the clients write
-# (which examples a captured update used), and the attacker's reconstructions.
-CAPTURES, TRUTH, RECONSTRUCTIONS = "captures", "truth", "attack/reconstructions"
-
-
-def round_file(run_dir: Path, folder: str, server_round: int, partition_id: int, suffix: str) -> Path:
-    """`run_dir/folder/round_XXX/partition_YY.suffix`: per-round, per-client attack files."""
-    return Path(run_dir) / folder / f"round_{server_round:03d}" / f"partition_{partition_id:02d}{suffix}"
 
 
 class MetricsLog:

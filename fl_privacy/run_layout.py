@@ -50,7 +50,6 @@ MIA_UPDATES_FIGURE = MIA_DIR / "updates_auc.png"
 DP_AUDIT_DIR = Path("dp_audit")
 DP_AUDIT_SCORES = DP_AUDIT_DIR / "scores.json"
 DP_AUDIT_ATTACK_SCORES = DP_AUDIT_DIR / "attack_scores.json"
-DP_AUDIT_ROC = DP_AUDIT_DIR / "roc.png"
 
 # --- the GAN attack ----------------------------------------------------------------------------------------
 GAN_DIR = Path("gan")
@@ -67,10 +66,19 @@ REPRESENTATION_SUMMARY = REPRESENTATION_DIR / "summary.json"
 PAR_GAN_TABLE = Path("par_gan_table.json")
 PAR_GAN_TABLE_CSV = Path("par_gan_table.csv")
 
-# --- the report over finished runs (in its own output folder) ----------------------------------------------
+# --- the report over finished runs: a folder of its own beside (or inside) the runs ------------------------
+REPORT_DIR = Path("report")
 REPORT_PAGE = Path("report.html")
 REPORT_JOBS = Path("jobs.csv")
 REPORT_SEEDS = Path("seeds.csv")
+REPORT_ACCURACY = Path("accuracy_rounds.png")
+REPORT_ATTACK_ROUNDS = Path("attack_rounds.png")
+REPORT_FRONTIER = Path("frontier.png")
+REPORT_SWEEP = Path("sweep.png")
+REPORT_SEED_BANDS = Path("seed_bands.png")
+# What marks a folder as a run (or a sweep of runs).
+HYDRA_OVERRIDES = HYDRA_DIR / "overrides.yaml"
+SWEEP_FILE = Path("multirun.yaml")
 
 # Images the report shows per job, as globs under a run directory.
 JOB_IMAGE_PATTERNS = (str(GAN_PROGRESSION), str(ATTACK_DIR / "*.png"))
@@ -105,3 +113,8 @@ def node_state_file(partition_id: int) -> str:
 def lab_artifact(run_dir: Path, name: str) -> Path:
     """An artifact a client hands the lab through its side channel."""
     return Path(run_dir) / LAB_ARTIFACTS / f"{name}.pt"
+
+
+def par_gan_samples_file(run_dir: Path, discriminators: int) -> Path:
+    """PAR-GAN's sample grid for k discriminators."""
+    return Path(run_dir) / f"samples_k{discriminators}.png"

@@ -31,7 +31,8 @@ from fl_privacy.protocol import (
     NUM_EXAMPLES,
     UPDATE_MODE,
 )
-from fl_privacy.results import CAPTURES, round_file, save_torch
+from fl_privacy.results import save_torch
+from fl_privacy.run_layout import CAPTURES, round_file
 from strategies.fedavg_warmup import FedAvgWithWarmup
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from fl_privacy.lab.pipelines import inversion_pipeline
 from fl_privacy.lab.pipelines.inversion_pipeline import load_capture
 from fl_privacy.models import model_factory
 from fl_privacy.report.tables import attack_table
-from fl_privacy.results import CAPTURES, TRUTH, round_file
+from fl_privacy.run_layout import CAPTURES, TRUTH, round_file
 from fl_privacy.seeding import Stream, derive_seed
 from fl_privacy.training import TrainSettings, batch_gradient, train
 

@@ -161,7 +161,8 @@ def test_wilson_handles_all_or_nothing(hits):
 def test_scores_json_carries_rates_and_baselines(tmp_path, settings_factory, perfect):
     from fl_privacy.data.datasets import load_splits
     from fl_privacy.lab.pipelines.inversion_pipeline import score_reconstructions
-    from fl_privacy.results import RECONSTRUCTIONS, TRUTH, round_file, save_torch, write_json
+    from fl_privacy.results import save_torch, write_json
+    from fl_privacy.run_layout import RECONSTRUCTIONS, TRUTH, round_file
 
     settings = settings_factory("+experiment=dlg")
     indices = [0, 1, 2, 3]

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fl_privacy.figures import plt
 from fl_privacy.report import build_report
-from fl_privacy.report.figures import plt
 from fl_privacy.report.jobs import expected_jobs, find_jobs, flatten_numbers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,7 +127,7 @@ def test_single_run_directory_and_cli(sweep, tmp_path):
 
 
 def test_sweep_curve_needs_two_finished_jobs_with_numbers(tmp_path):
-    from fl_privacy.report.figures import plot_sweep_curve
+    from fl_privacy.figures import plot_sweep_curve
 
     rows = [{"status": "completed", "noise": "0", "psnr": "89", "accuracy": "0.1"},
             {"status": "completed", "noise": "0.01", "psnr": "3.5", "accuracy": "0.1"},

@@ -22,7 +22,8 @@ from fl_privacy.defenses.accounting import History, epsilon
 from fl_privacy.devices import torch_device
 from fl_privacy.models import model_factory
 from fl_privacy.protocol import UNIT_WEIGHT, sample_size
-from fl_privacy.results import FINAL_MODEL, save_torch
+from fl_privacy.results import save_torch
+from fl_privacy.run_layout import FINAL_MODEL
 from fl_privacy.seeding import restore_rng_state, rng_state
 from fl_privacy.training import TrainSettings, evaluate
 from strategies import (

@@ -32,9 +32,10 @@ from fl_privacy.evaluation.oracle import (
     mean_pairwise_distance,
     rejection_rates,
 )
+from fl_privacy.figures import plot_image_rows
 from fl_privacy.models import DCGANGenerator
-from fl_privacy.report.figures import plot_image_rows
 from fl_privacy.results import save_image_grid, save_torch
+from fl_privacy.run_layout import GAN_PROGRESSION, gan_samples_file, generator_file
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,6 @@ GRID_SAMPLES = 64
 PROGRESSION_COLUMNS = 10
 PROGRESSION_ROWS = 8
 REJECTION_SAMPLES = 300  # noise images per held-out family for the oracle's rejection rate
-GENERATORS = "gan/generators"
-
-
-def generator_file(run_dir: Path, server_round: int) -> Path:
-    """Where the generator of one attack round is kept (`evaluation.oracle.save_generators`)."""
-    return Path(run_dir) / GENERATORS / f"round_{server_round:03d}.pt"
 
 
 def _class_images(splits: DataSplits, classes: list[int], count: int, seed: int) -> torch.Tensor:
@@ -125,7 +120,7 @@ class GanAttackMonitor:
                         "against diverged?); not scored", server_round)
             return {}
         metrics = self.score(samples)
-        save_image_grid(self.run_dir / "gan" / f"samples_round_{server_round:03d}.png",
+        save_image_grid(gan_samples_file(self.run_dir, server_round),
                         samples[:GRID_SAMPLES])
         self.rounds.append(AttackRound(server_round, samples[:PROGRESSION_COLUMNS], metrics))
         log.info("round %d: GAN attack: oracle victim share %.3f, Fréchet %.0f (other classes %.0f), "
@@ -149,7 +144,7 @@ class GanAttackMonitor:
             chosen = [self.rounds[i] for i in picks]
             plot_image_rows([r.samples for r in chosen] + [self.real_victim[:PROGRESSION_COLUMNS]],
                             [f"round {r.round}" for r in chosen] + ["real victim"],
-                            self.run_dir / "gan" / "progression.png",
+                            self.run_dir / GAN_PROGRESSION,
                             f"GAN attack on class {self.victim_class}: generated samples by round")
         last = self.rounds[-1] if self.rounds else None
         return {"baseline": self.baseline, "attack_rounds": len(self.rounds),

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import auc, roc_auc_score, roc_curve
 
-from fl_privacy.report.figures import plot_roc_curves
+from fl_privacy.figures import plot_roc_curves
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +93,10 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def evaluate_scores(scores: dict[str, np.ndarray], is_member: np.ndarray, out_dir: Path,
-                    title: str = "", resamples: int = 0, figure: str = "roc.png") -> dict[str, dict]:
+def evaluate_scores(scores: dict[str, np.ndarray], is_member: np.ndarray, figure: Path,
+                    title: str = "", resamples: int = 0) -> dict[str, dict]:
     """Metrics per attack (CIs from `resamples` bootstrap draws), and the ROC curves of all attacks on
-    log-log axes in `out_dir/figure`."""
+    log-log axes in the PNG `figure`."""
     results, curves = {}, {}
     for name, values in scores.items():
         results[name] = membership_metrics(values, is_member, resamples)
@@ -105,7 +105,7 @@ def evaluate_scores(scores: dict[str, np.ndarray], is_member: np.ndarray, out_di
         log.info("membership %s: AUC %.3f, balanced acc. %.3f, TPR@1%%FPR %s, TPR@0.1%%FPR %s",
                  name, results[name]["auc"], results[name]["balanced_accuracy"],
                  _fmt(results[name]["tpr_at_1pct_fpr"]), _fmt(results[name]["tpr_at_0.1pct_fpr"]))
-    plot_roc_curves(curves, Path(out_dir) / figure, 1 / int((~np.asarray(is_member)).sum()), title)
+    plot_roc_curves(curves, Path(figure), 1 / int((~np.asarray(is_member)).sum()), title)
     return results
 
 

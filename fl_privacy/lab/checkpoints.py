@@ -21,10 +21,7 @@ from typing import Any
 import torch
 
 from fl_privacy.results import load_tensors, save_torch, staged_folder
-
-CHECKPOINT = "checkpoint"
-SERVER_FILE = "server.pt"
-NODE_STATES = Path("lab") / "nodes"
+from fl_privacy.run_layout import CHECKPOINT, CHECKPOINT_NODES, CHECKPOINT_SERVER, NODE_STATES
 
 
 @dataclass(frozen=True)
@@ -37,25 +34,20 @@ class Checkpoint:
     monitors: dict[str, Any]
 
 
-def node_file_name(partition_id: int) -> str:
-    return f"partition_{partition_id:02d}.pt"
-
-
 def checkpoint_round(run_dir: Path) -> int | None:
     """The round of `run_dir`'s checkpoint (None when it has none)."""
-    path = Path(run_dir) / CHECKPOINT / SERVER_FILE
+    path = Path(run_dir) / CHECKPOINT_SERVER
     return int(load_tensors(path)["round"]) if path.exists() else None
 
 
 def load_checkpoint(run_dir: Path) -> Checkpoint:
     """The run's checkpoint; the nodes' saved states go back to theirs (a node sampled after the checkpoint
     in the stopped run saved a later one)."""
-    folder = Path(run_dir) / CHECKPOINT
-    saved = load_tensors(folder / SERVER_FILE)
+    saved = load_tensors(Path(run_dir) / CHECKPOINT_SERVER)
     nodes = Path(run_dir) / NODE_STATES
     shutil.rmtree(nodes, ignore_errors=True)
-    if (folder / "nodes").exists():
-        shutil.copytree(folder / "nodes", nodes)
+    if (saved_nodes := Path(run_dir) / CHECKPOINT_NODES).exists():
+        shutil.copytree(saved_nodes, nodes)
     return Checkpoint(int(saved["round"]), saved["arrays"], saved["server"], saved["monitors"])
 
 
@@ -73,7 +65,8 @@ class Checkpointer:
 
     def save(self, server_round: int, arrays: dict[str, torch.Tensor], server: dict[str, Any]) -> None:
         with staged_folder(self.run_dir / CHECKPOINT) as staging:
-            save_torch(staging / SERVER_FILE, {"round": server_round, "arrays": arrays, "server": server,
-                                               "monitors": self.monitors_state()})
+            save_torch(staging / CHECKPOINT_SERVER.relative_to(CHECKPOINT),
+                       {"round": server_round, "arrays": arrays, "server": server,
+                        "monitors": self.monitors_state()})
             if (nodes := self.run_dir / NODE_STATES).exists():
-                shutil.copytree(nodes, staging / "nodes")
+                shutil.copytree(nodes, staging / CHECKPOINT_NODES.relative_to(CHECKPOINT))

@@ -28,7 +28,8 @@ from fl_privacy.lab.summary import (
     privacy_summary,
     recorded_status,
 )
-from fl_privacy.results import METRICS, MetricsLog
+from fl_privacy.results import MetricsLog
+from fl_privacy.run_layout import ACCURACY_FIGURE, METRICS
 
 log = logging.getLogger("fl_privacy")
 
@@ -102,8 +103,8 @@ def finish_run(settings: Settings, run_dir: Path, summary: SummaryFile, records:
                started: float) -> None:
     """After the rounds: the summary's sections, then each configured post-run pipeline, then the accuracy
     figure."""
+    from fl_privacy.figures import plot_accuracy
     from fl_privacy.lab.pipelines import run_after_run_pipelines
-    from fl_privacy.report.figures import plot_accuracy
 
     if (diverged := divergence_round(records)) is not None:
         log.warning("the federation diverged: central loss not finite from round %d on; the rounds after it "
@@ -114,7 +115,7 @@ def finish_run(settings: Settings, run_dir: Path, summary: SummaryFile, records:
                    wall_seconds=time.monotonic() - started)
     for name, result in run_after_run_pipelines(settings, run_dir):
         summary.update(**{name: result})
-    plot_accuracy(records, run_dir / "accuracy.png",
+    plot_accuracy(records, run_dir / ACCURACY_FIGURE,
                   f"{settings.data.name}, {settings.partition.name}, "
                   f"{settings.simulation.num_clients} clients")
     log.info("wrote %s", run_dir)

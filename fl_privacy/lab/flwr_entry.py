@@ -24,6 +24,7 @@ from fl_privacy.config import Settings, compose_settings
 from fl_privacy.errors import ConfigError
 from fl_privacy.lab.channels.side_channels import RunHooks
 from fl_privacy.lab.runtime.telemetry import configure_telemetry
+from fl_privacy.run_layout import RUN_LOG
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def log_to_run_dir(run_dir: Path) -> None:
     """Outside Hydra nothing configures logging: send the package's INFO lines to Flower's console handler
     (streamed by `flwr run --stream`) and to `run_dir/run.log`."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    file_handler = logging.FileHandler(run_dir / "run.log")
+    file_handler = logging.FileHandler(run_dir / RUN_LOG)
     file_handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     for name in ("fl_privacy", "strategies"):
         logger = logging.getLogger(name)

@@ -8,10 +8,9 @@ from pathlib import Path
 
 from fl_privacy.config.schema import Settings
 from fl_privacy.errors import ConfigError
-from fl_privacy.results import COMPLETED, SUMMARY, RunFileError, read_json
+from fl_privacy.results import COMPLETED, RunFileError, read_json
+from fl_privacy.run_layout import HYDRA_FILES, SUMMARY
 
-# What Hydra writes into a run directory before the job starts (never an earlier run's result).
-HYDRA_FILES = (".hydra", "run.log")
 # Keys that may differ between a run and its resumption.
 RESUME_KEYS = ("resume", "overwrite")
 
@@ -24,7 +23,7 @@ def earlier_status(run_dir: Path) -> str | None:
             return str(read_json(run_dir / SUMMARY).get("status", COMPLETED))
         except RunFileError:
             return "corrupt"
-    if any(run_dir.glob("*")) and not all(p.name in HYDRA_FILES for p in run_dir.iterdir()):
+    if any(run_dir.glob("*")) and not all(Path(p.name) in HYDRA_FILES for p in run_dir.iterdir()):
         return "unknown"
     return None
 
@@ -70,6 +69,6 @@ def _dotted(tree: dict, prefix: str = "") -> dict:
 def clear_earlier_run(run_dir: Path) -> None:
     """Remove an earlier run's files (`overwrite=true`), keeping what Hydra wrote for this run."""
     for path in Path(run_dir).iterdir():
-        if path.name not in HYDRA_FILES:
+        if Path(path.name) not in HYDRA_FILES:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 

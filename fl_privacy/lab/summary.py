@@ -12,7 +12,8 @@ from pathlib import Path
 
 from fl_privacy.config.schema import Settings
 from fl_privacy.lab.runtime.telemetry import telemetry_environment
-from fl_privacy.results import COMPLETED, FAILED, INTERRUPTED, RUNNING, SUMMARY, write_json
+from fl_privacy.results import COMPLETED, FAILED, INTERRUPTED, RUNNING, write_json
+from fl_privacy.run_layout import SUMMARY
 
 VERSIONED_PACKAGES = ("fl-privacy", "flwr", "ray", "torch", "torchvision", "opacus", "hydra-core", "numpy",
                       "pydantic")

@@ -6,16 +6,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from fl_privacy.report.figures import (
-    plot_accuracy_rounds,
-    plot_attack_rounds,
-    plot_frontier,
-    plot_sweep_curve,
-)
+from fl_privacy.figures import plot_frontier, plot_sweep_curve
+from fl_privacy.report.job_plots import plot_accuracy_rounds, plot_attack_rounds
 from fl_privacy.report.jobs import (
     ATTACK_METRICS,
     COLOR_KEYS,
-    REPORT_DIR,
     Job,
     find_jobs,
     first_match,
@@ -24,6 +19,17 @@ from fl_privacy.report.jobs import (
 from fl_privacy.report.page import csv_text, html_page, table_rows
 from fl_privacy.report.seeds import plot_seed_bands, seed_groups, seed_rows
 from fl_privacy.results import staged_folder
+from fl_privacy.run_layout import (
+    REPORT_ACCURACY,
+    REPORT_ATTACK_ROUNDS,
+    REPORT_DIR,
+    REPORT_FRONTIER,
+    REPORT_JOBS,
+    REPORT_PAGE,
+    REPORT_SEED_BANDS,
+    REPORT_SEEDS,
+    REPORT_SWEEP,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +47,11 @@ class Report:
 
     @property
     def html(self) -> Path:
-        return self.out / "report.html"
+        return self.out / REPORT_PAGE
 
     @property
     def csv(self) -> Path:
-        return self.out / "jobs.csv"
+        return self.out / REPORT_JOBS
 
 
 def build_report(root: Path, out: Path | None = None, metric: str | None = None,
@@ -72,30 +78,31 @@ def build_report(root: Path, out: Path | None = None, metric: str | None = None,
                      + " ".join(f"{key}={jobs[0].overrides.get(key)}" for key in common))
     shown = [c for c in columns if c not in common] if len(jobs) > 1 else columns
     with staged_folder(out) as staging:
-        (staging / "jobs.csv").write_text(csv_text(columns, rows))
+        (staging / REPORT_JOBS).write_text(csv_text(columns, rows))
         plots = []
-        if plot_accuracy_rounds(jobs, swept, staging / "accuracy_rounds.png"):
-            plots.append((staging / "accuracy_rounds.png", "central test accuracy per round"))
-        measures = plot_attack_rounds(jobs, swept, staging / "attack_rounds.png")
+        if plot_accuracy_rounds(jobs, swept, staging / REPORT_ACCURACY):
+            plots.append((staging / REPORT_ACCURACY, "central test accuracy per round"))
+        measures = plot_attack_rounds(jobs, swept, staging / REPORT_ATTACK_ROUNDS)
         if measures:
-            plots.append((staging / "attack_rounds.png",
+            plots.append((staging / REPORT_ATTACK_ROUNDS,
                           "attack and privacy measures per round: " + ", ".join(measures)))
-        if metric and plot_frontier(rows, metric, color, staging / "frontier.png"):
-            plots.append((staging / "frontier.png", f"{metric} vs accuracy, colour: {color}"))
+        if metric and plot_frontier(rows, metric, color, staging / REPORT_FRONTIER):
+            plots.append((staging / REPORT_FRONTIER, f"{metric} vs accuracy, colour: {color}"))
         elif len(jobs) > 1:
             notes.append(f"No frontier plot: needs an attack measure ({metric or 'none found'}) "
                          "in at least two finished jobs.")
-        if metric and swept and plot_sweep_curve(rows, swept[0], metric, staging / "sweep.png"):
-            plots.append((staging / "sweep.png", f"{metric} and accuracy vs {swept[0]}"))
+        if metric and swept and plot_sweep_curve(rows, swept[0], metric, staging / REPORT_SWEEP):
+            plots.append((staging / REPORT_SWEEP, f"{metric} and accuracy vs {swept[0]}"))
         aggregated = seed_rows(jobs)
         if aggregated and any(len(group) > 1 for group in seed_groups(jobs).values()):
-            (staging / "seeds.csv").write_text(csv_text(list(aggregated[0]), aggregated))
+            (staging / REPORT_SEEDS).write_text(csv_text(list(aggregated[0]), aggregated))
             notes.append("seeds.csv: per group of jobs that differ only in seed, every number's mean, "
                          "95% t interval and n")
-            if measures and plot_seed_bands(jobs, measures, staging / "seed_bands.png"):
-                plots.append((staging / "seed_bands.png", "per-round measures over seeds: mean and 95% band"))
+            if measures and plot_seed_bands(jobs, measures, staging / REPORT_SEED_BANDS):
+                plots.append((staging / REPORT_SEED_BANDS,
+                              "per-round measures over seeds: mean and 95% band"))
         page = html_page(f"fl-privacy report: {root.name}", jobs, shown, rows, plots, notes)
-        (staging / "report.html").write_text(page)
+        (staging / REPORT_PAGE).write_text(page)
     log.info("report of %d jobs (%s) in %s", len(jobs),
              ", ".join(f"{job.name}: {job.status}" for job in jobs), out)
     return Report(out, jobs, columns, rows, metric, color)

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fl_privacy.report.jobs import GAN_EVALUATION, find_jobs
+from fl_privacy.report.jobs import find_jobs
 from fl_privacy.report.seeds import group_label, mean_ci_cell, seed_groups
 from fl_privacy.results import COMPLETED, read_json
+from fl_privacy.run_layout import GAN_EVALUATION
 
 # column -> (path into the final round of gan/evaluation.json or its baseline, format)
 COLUMNS: dict[str, tuple[str, str]] = {

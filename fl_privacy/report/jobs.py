@@ -17,18 +17,24 @@ from pathlib import Path
 from omegaconf import ListConfig, OmegaConf
 
 from fl_privacy.config.sweeps import sweep_overrides
-from fl_privacy.results import COMPLETED, FAILED, SUMMARY, RunFileError, read_json, read_metrics
+from fl_privacy.results import COMPLETED, FAILED, RunFileError, read_json, read_metrics
+from fl_privacy.run_layout import (
+    GAN_EVALUATION,
+    HYDRA_DIR,
+    HYDRA_OVERRIDES,
+    JOB_IMAGE_PATTERNS,
+    METRICS,
+    REPORT_DIR,
+    SUMMARY,
+    SWEEP_FILE,
+)
 
 log = logging.getLogger(__name__)
 
-REPORT_DIR = "report"
-GAN_EVALUATION = "gan/evaluation.json"  # written by `fl-privacy gan-eval` after the run
 # summary.json sections that describe the run rather than measure it.
 NOT_MEASURED = ("config", "versions", "telemetry_environment")
 # metrics.jsonl sections that every run has; anything else per round (e.g. `gan_attack`) is an attack probe.
 ROUND_SECTIONS = ("round", "central", "train", "evaluate", "seconds")
-# Figures a run already drew, embedded in the report (relative to the job folder).
-IMAGE_PATTERNS = ("gan/progression.png", "attack/*.png")
 # Attack success measures, first found wins when --metric is not given (fnmatch patterns over columns).
 ATTACK_METRICS = ("attack.median_psnr", "attack.psnr_median", "attacks.gan_attack.final.victim_share",
                   "mia.*auc*", "attacks.*.auc", "attack.label_accuracy")
@@ -103,9 +109,9 @@ def read_job(name: str, path: Path, expected: dict[str, str] | None = None) -> J
     path = Path(path)
     if not path.is_dir():
         return Job(name, path, "missing", dict(expected or {}))
-    overrides_file = path / ".hydra" / "overrides.yaml"
+    overrides_file = path / HYDRA_OVERRIDES
     overrides = _overrides(overrides_file) if overrides_file.exists() else dict(expected or {})
-    records = read_metrics(path / "metrics.jsonl") if (path / "metrics.jsonl").exists() else []
+    records = read_metrics(path / METRICS) if (path / METRICS).exists() else []
     summary_file = path / SUMMARY
     summary = read_json(summary_file) if summary_file.exists() else {}
     status = str(summary.get("status", COMPLETED)) if summary else FAILED
@@ -118,7 +124,7 @@ def read_job(name: str, path: Path, expected: dict[str, str] | None = None) -> J
         values = {"accuracy": last["central"].get("accuracy"), "loss": last["central"].get("loss"),
                   "rounds": last["round"]}
         values = {k: v for k, v in values.items() if v is not None}
-    images = sorted({image for pattern in IMAGE_PATTERNS for image in path.glob(pattern)})
+    images = sorted({image for pattern in JOB_IMAGE_PATTERNS for image in path.glob(pattern)})
     return Job(name, path, status, overrides, values, records, images)
 
 
@@ -136,21 +142,21 @@ def find_jobs(root: Path) -> list[Job]:
     root = Path(root)
     if not root.is_dir():
         raise RunFileError(f"{root} is not a directory")
-    if (root / "multirun.yaml").exists():
+    if (root / SWEEP_FILE).exists():
         numbered = {int(p.name): p for p in root.iterdir() if p.is_dir() and p.name.isdigit()}
         try:
-            expected = expected_jobs(root / "multirun.yaml")
+            expected = expected_jobs(root / SWEEP_FILE)
         except Exception as error:  # an unusual sweeper: report the folders that exist
             log.warning("could not expand the sweep in %s (%s); reporting existing jobs only",
-                        root / "multirun.yaml", error)
+                        root / SWEEP_FILE, error)
             expected = []
         numbers = sorted(set(numbered) | set(range(len(expected))))
         return [read_job(str(n), numbered.get(n, root / str(n)),
                          expected[n] if n < len(expected) else None) for n in numbers]
-    if any((root / marker).exists() for marker in ("summary.json", "metrics.jsonl", ".hydra")):
+    if any((root / marker).exists() for marker in (SUMMARY, METRICS, HYDRA_DIR)):
         return [read_job(root.name, root)]
-    runs = sorted((p for p in root.iterdir() if p.is_dir() and p.name != REPORT_DIR
-                   and ((p / ".hydra").exists() or (p / "summary.json").exists())), key=lambda p: p.name)
+    runs = sorted((p for p in root.iterdir() if p.is_dir() and Path(p.name) != REPORT_DIR
+                   and ((p / HYDRA_DIR).exists() or (p / SUMMARY).exists())), key=lambda p: p.name)
     if not runs:
         raise RunFileError(f"{root} holds no runs (no summary.json, metrics.jsonl, .hydra/ or multirun.yaml "
                            "in it or in its subfolders)")

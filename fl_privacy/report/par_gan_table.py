@@ -9,8 +9,8 @@ from pathlib import Path
 from fl_privacy.report.jobs import find_jobs
 from fl_privacy.report.seeds import SEED, mean_ci_cell
 from fl_privacy.results import COMPLETED, read_json
+from fl_privacy.run_layout import PAR_GAN_TABLE, SUMMARY
 
-TABLE = "par_gan_table.json"  # written by fl_privacy/lab/pipelines/par_gan_experiment.py
 # column -> (key of a par_gan_table.json row, format)
 COLUMNS: dict[str, tuple[str, str]] = {
     "generator steps": ("steps", "{:.0f}"),
@@ -35,10 +35,10 @@ def par_gan_table(*roots: Path) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     by_k: dict[int, list[dict]] = {}
     for job in (job for root in roots for job in find_jobs(root)):
-        if job.status != COMPLETED or not (job.path / TABLE).exists():
+        if job.status != COMPLETED or not (job.path / PAR_GAN_TABLE).exists():
             continue
-        members = read_json(job.path / "summary.json")["config"]["defense"]["par_gan"]["members"]
-        for row in read_json(job.path / TABLE):
+        members = read_json(job.path / SUMMARY)["config"]["defense"]["par_gan"]["members"]
+        for row in read_json(job.path / PAR_GAN_TABLE):
             k = int(row["discriminators"])
             by_k.setdefault(k, []).append(row)
             cells = [fmt.format(row[key]) if key in row else "-" for key, fmt in COLUMNS.values()]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from fl_privacy.report.figures import plot_bands
+from fl_privacy.figures import plot_bands
 from fl_privacy.report.jobs import Job, round_values
 from fl_privacy.results import COMPLETED
 

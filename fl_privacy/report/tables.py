@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 
 from fl_privacy.report.seeds import mean_ci_cell
 from fl_privacy.results import read_json, read_summary
+from fl_privacy.run_layout import ATTACK_SCORES, DP_AUDIT_SCORES, HYDRA_OVERRIDES, MIA_SCORES, MIA_UPDATES
 
 ATTACK_COLUMNS = ("images", "median PSNR (dB)", "median SSIM", "median MSE 0-255", "label acc.",
            "exact label counts", "label-count acc.", "s / capture")
@@ -48,7 +49,7 @@ def attack_table(root: Path, by: Sequence[str] = (), per_round: bool = False) ->
     """The Markdown table of every `attack/scores.json` under `root`."""
     header = [*by, *(["capture round"] if per_round else []), *ATTACK_COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for scores_file in sorted(Path(root).rglob("attack/scores.json"), key=lambda p: str(p)):
+    for scores_file in sorted(Path(root).rglob(str(ATTACK_SCORES)), key=lambda p: str(p)):
         run_dir = scores_file.parent.parent
         cfg = OmegaConf.create(read_summary(run_dir)["config"])
         labels = [str(OmegaConf.select(cfg, key)) for key in by]
@@ -87,7 +88,7 @@ def success_table(root: Path, by: Sequence[str] = ()) -> str:
     are left out)."""
     header = [*by, *SUCCESS_COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for scores_file in sorted(Path(root).rglob("attack/scores.json"), key=lambda p: str(p)):
+    for scores_file in sorted(Path(root).rglob(str(ATTACK_SCORES)), key=lambda p: str(p)):
         rates = read_json(scores_file).get("rates")
         if rates is None:
             continue
@@ -111,7 +112,7 @@ def _epsilon(summary: dict) -> str:
 def _label(run_dir: Path, cfg, key: str) -> str:
     """The value of `key` as the job's command line set it (summary.json writes inf as null), else the
     config's; `attack.membership.*` keys always from the audit's own settings (merged into `cfg`)."""
-    overrides = run_dir / ".hydra" / "overrides.yaml"
+    overrides = run_dir / HYDRA_OVERRIDES
     if overrides.exists() and not key.startswith("attack.membership."):
         for override in OmegaConf.load(overrides):
             if str(override).lstrip("+").startswith(f"{key}="):
@@ -130,7 +131,7 @@ def _with_ci(metrics: dict, key: str) -> str:
 
 def _membership_rows(root: Path, by: Sequence[str]):
     """(labels, attack, metrics, audit scores, summary) of every attack of every `mia/scores.json`."""
-    for scores_file in sorted(Path(root).rglob("mia/scores.json"), key=str):
+    for scores_file in sorted(Path(root).rglob(str(MIA_SCORES)), key=str):
         summary = read_summary(scores_file.parent.parent)
         scores = read_json(scores_file)
         # the audit's own settings (the membership command may have overridden the run's mia keys)
@@ -168,7 +169,7 @@ def membership_table(root: Path, by: Sequence[str] = (), over_runs: bool = False
 
 def update_table(root: Path) -> str:
     """The per-round update attack of every `mia/updates.json` under `root`, averaged over the runs."""
-    runs = [read_json(path) for path in sorted(Path(root).rglob("mia/updates.json"), key=str)]
+    runs = [read_json(path) for path in sorted(Path(root).rglob(str(MIA_UPDATES)), key=str)]
     if not runs:
         return "no mia/updates.json under " + str(root)
     names = list(runs[0]["rounds"][0]["attacks"])
@@ -201,7 +202,7 @@ def dp_audit_table(root: Path, by: Sequence[str] = ()) -> str:
     """The Markdown table of every `dp_audit/scores.json` under `root`, one row per value of the `by`
     keys, aggregated over the runs (seeds) that share it."""
     groups: dict[tuple[str, ...], list[tuple[dict, dict]]] = {}
-    for scores_file in sorted(Path(root).rglob("dp_audit/scores.json"), key=str):
+    for scores_file in sorted(Path(root).rglob(str(DP_AUDIT_SCORES)), key=str):
         run_dir = scores_file.parent.parent
         summary = read_summary(run_dir)
         cfg = OmegaConf.create(summary["config"])

@@ -23,11 +23,9 @@ from flwr.app import RecordDict
 from fl_privacy.apps.node_state import plain_to_state, state_to_plain
 from fl_privacy.apps.server_app import capture_schedule
 from fl_privacy.config.schema import Settings
-from fl_privacy.lab.checkpoints import NODE_STATES, node_file_name
-from fl_privacy.results import TRUTH, RunFileError, load_tensors, round_file, save_torch, write_json
+from fl_privacy.results import RunFileError, load_tensors, save_torch, write_json
+from fl_privacy.run_layout import NODE_STATES, TRUTH, lab_artifact, node_state_file, round_file
 from strategies import CaptureSchedule
-
-ARTIFACTS = "lab"
 
 
 @dataclass(frozen=True)
@@ -53,11 +51,11 @@ class RunHooks:
                        {"indices": [int(i) for i in indices]})
 
     def publish(self, name: str, server_round: int, payload: dict[str, Any]) -> None:
-        save_torch(self.run_dir / ARTIFACTS / f"{name}.pt", {"round": server_round, **payload})
+        save_torch(lab_artifact(self.run_dir, name), {"round": server_round, **payload})
 
     def save_node_state(self, partition_id: int, server_round: int, state: RecordDict) -> None:
         if len(state):
-            save_torch(self.run_dir / NODE_STATES / node_file_name(partition_id),
+            save_torch(self.run_dir / NODE_STATES / node_state_file(partition_id),
                        {"round": server_round, "state": state_to_plain(state)})
 
     def restore_node_state(self, partition_id: int, state: RecordDict) -> None:
@@ -65,13 +63,13 @@ class RunHooks:
         saved states to the checkpoint's before the run went on)."""
         if not self.resumed or len(state):
             return
-        path = self.run_dir / NODE_STATES / node_file_name(partition_id)
+        path = self.run_dir / NODE_STATES / node_state_file(partition_id)
         if path.exists():
             plain_to_state(load_tensors(path)["state"], state)
 
     def artifact(self, name: str, server_round: int) -> dict | None:
         """The artifact `name` published in `server_round` (None when none was published that round)."""
-        path = self.run_dir / ARTIFACTS / f"{name}.pt"
+        path = lab_artifact(self.run_dir, name)
         if not path.exists():
             return None
         saved = load_tensors(path)

@@ -28,18 +28,18 @@ from fl_privacy.evaluation.membership_metrics import evaluate_scores
 from fl_privacy.lab.pipelines.reference_training import reference_trainer
 from fl_privacy.lab.runtime.torch_threads import restores_torch_threads
 from fl_privacy.models import model_factory
-from fl_privacy.results import CAPTURES, FINAL_MODEL, RunFileError, load_tensors, write_json
+from fl_privacy.results import RunFileError, load_tensors, write_json
+from fl_privacy.run_layout import CAPTURES, FINAL_MODEL, MIA_ATTACK_SCORES, MIA_ROC, MIA_SCORES, round_files
 from fl_privacy.seeding import Stream, derive_seed
 from fl_privacy.training import evaluate
 
 log = logging.getLogger(__name__)
 
-MIA_DIR = "mia"
 
 
 def last_client_update(run_dir: Path, partition: int) -> dict[str, torch.Tensor]:
     """The weights `partition` sent in the last captured round (what the server received)."""
-    files = sorted(Path(run_dir, CAPTURES).glob(f"round_*/partition_{partition:02d}.pt"))
+    files = round_files(run_dir, CAPTURES, ".pt", partition)
     if not files:
         raise RunFileError(f"no capture of partition {partition} under {Path(run_dir, CAPTURES)}: "
                            f"run with strategy=gradient_capture strategy.capture.partitions=[{partition}] "
@@ -85,7 +85,7 @@ def audit_run(run_dir: Path, settings: Settings) -> dict:
     view = AuditorView(model, split.candidates, split.population, fresh_model, reference_trainer(settings))
     attack_started = time.monotonic()
     scores = membership_scores(view, mia)
-    write_json(run_dir / MIA_DIR / "attack_scores.json", {"seconds": time.monotonic() - attack_started,
+    write_json(run_dir / MIA_ATTACK_SCORES, {"seconds": time.monotonic() - attack_started,
                                                         "scores": {k: v.tolist() for k, v in scores.items()}})
     # the evaluation's step
     classes = splits.num_classes
@@ -97,8 +97,8 @@ def audit_run(run_dir: Path, settings: Settings) -> dict:
     result = {"target": mia.target, "target_partition": partition, "target_model": mia.target_model,
               **accuracy, "num_members": int(split.is_member.sum()),
               "num_non_members": int((~split.is_member).sum()), "num_population": len(split.population),
-              "attacks": evaluate_scores(scores, split.is_member, run_dir / MIA_DIR, title,
+              "attacks": evaluate_scores(scores, split.is_member, run_dir / MIA_ROC, title,
                                          mia.bootstrap),
               "seconds": time.monotonic() - started, "settings": mia.model_dump(mode="json")}
-    write_json(run_dir / MIA_DIR / "scores.json", result)
+    write_json(run_dir / MIA_SCORES, result)
     return result

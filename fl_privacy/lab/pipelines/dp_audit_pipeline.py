@@ -25,11 +25,11 @@ from fl_privacy.data.federation import build_federation
 from fl_privacy.evaluation.dp_audit import audit_epsilon
 from fl_privacy.lab.pipelines.reference_training import reference_trainer
 from fl_privacy.models import model_factory
-from fl_privacy.results import FINAL_MODEL, SUMMARY, load_tensors, write_json
+from fl_privacy.results import load_tensors, write_json
+from fl_privacy.run_layout import DP_AUDIT_ATTACK_SCORES, DP_AUDIT_SCORES, FINAL_MODEL, SUMMARY
 
 log = logging.getLogger(__name__)
 
-DP_AUDIT_DIR = "dp_audit"
 
 
 def _epsilon(value: float | None) -> float:
@@ -66,7 +66,7 @@ def run_dp_audit(run_dir: Path, settings: Settings) -> dict:
     view = AuditorView(model.eval(), canaries, canaries.subset([]), fresh_model,
                        reference_trainer(settings))
     scores = membership_scores(view, MembershipSettings(attacks=[audit.attack]))[audit.attack]
-    write_json(run_dir / DP_AUDIT_DIR / "attack_scores.json",
+    write_json(run_dir / DP_AUDIT_ATTACK_SCORES,
                {"attack": audit.attack, "scores": scores.tolist()})
     # the evaluation's step
     accounted, delta, accountant = audited_privacy(settings, run_dir)
@@ -77,5 +77,5 @@ def run_dp_audit(run_dir: Path, settings: Settings) -> dict:
     log.info("DP audit: empirical ε ≥ %.3f (%.0f%% confidence, %d canaries, AUC %.3f), accounted ε %.3f",
              result["epsilon_lower_bound"], 100 * audit.confidence, result["num_canaries"],
              result["canary_auc"], accounted)
-    write_json(run_dir / DP_AUDIT_DIR / "scores.json", result)
+    write_json(run_dir / DP_AUDIT_SCORES, result)
     return result

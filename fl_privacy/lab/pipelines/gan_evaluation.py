@@ -21,7 +21,6 @@ import torch
 from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import build_federation
 from fl_privacy.data.images import image_shape_of
-from fl_privacy.evaluation.gan_monitor import GENERATORS
 from fl_privacy.evaluation.gan_records import kid, record_test, set_distance_test
 from fl_privacy.evaluation.oracle import (
     HELDOUT_NOISE,
@@ -33,11 +32,11 @@ from fl_privacy.evaluation.oracle import (
 )
 from fl_privacy.models import DCGANGenerator
 from fl_privacy.results import RunFileError, load_tensors, write_json
+from fl_privacy.run_layout import GAN_EVALUATION, GAN_GENERATORS
 from fl_privacy.seeding import Stream, derive_seed
 
 log = logging.getLogger(__name__)
 
-EVALUATION_FILE = "gan/evaluation.json"
 
 
 def _pixels(images: torch.Tensor) -> np.ndarray:
@@ -47,10 +46,10 @@ def _pixels(images: torch.Tensor) -> np.ndarray:
 def evaluate_generators(run_dir: Path, settings: Settings) -> dict:
     """Score every kept generator of the run; write and return `gan/evaluation.json`'s content."""
     chosen = settings.evaluation.oracle.evaluate_rounds
-    files = [path for path in sorted((Path(run_dir) / GENERATORS).glob("round_*.pt"))
+    files = [path for path in sorted((Path(run_dir) / GAN_GENERATORS).glob("round_*.pt"))
              if chosen is None or int(path.stem.split("_")[1]) in chosen]
     if not files:
-        raise RunFileError(f"{Path(run_dir) / GENERATORS}: no generators kept (of the rounds in "
+        raise RunFileError(f"{Path(run_dir) / GAN_GENERATORS}: no generators kept (of the rounds in "
                            "evaluation.oracle.evaluate_rounds); run with "
                            "evaluation.oracle.save_generators=true")
     federation = build_federation(settings)
@@ -111,5 +110,5 @@ def evaluate_generators(run_dir: Path, settings: Settings) -> dict:
                  last["records_features"]["nearest_is_member"], last["records_features"]["p_value"])
     result = {"baseline": baseline, "samples": settings.evaluation.oracle.samples_per_round,
               "rounds": rounds, "final": rounds[-1]}
-    write_json(Path(run_dir) / EVALUATION_FILE, result)
+    write_json(Path(run_dir) / GAN_EVALUATION, result)
     return result

@@ -27,19 +27,18 @@ from fl_privacy.lab.channels.side_channels import truth_indices
 from fl_privacy.lab.runtime.torch_threads import restores_torch_threads
 from fl_privacy.models import build_model
 from fl_privacy.progress import in_terminal, progress
-from fl_privacy.results import (
+from fl_privacy.results import RunFileError, load_tensors, save_torch, staged_folder, write_json
+from fl_privacy.run_layout import (
+    ATTACK_GRID,
+    ATTACK_GRIDS,
+    ATTACK_SCORES,
     CAPTURES,
     RECONSTRUCTIONS,
-    RunFileError,
-    load_tensors,
-    save_torch,
-    staged_folder,
-    write_json,
+    round_files,
 )
 
 log = logging.getLogger(__name__)
 
-ATTACK_DIR = "attack"
 GRID_IMAGES = 16
 
 
@@ -62,7 +61,7 @@ def reconstruct_captures(run_dir: Path, settings: Settings) -> list[Path]:
     """Run `attack.gradient_inversion` on every capture under `run_dir/captures`; returns the files
     written."""
     run_dir, attack = Path(run_dir), settings.attack.gradient_inversion
-    captures = sorted((run_dir / CAPTURES).glob("round_*/partition_*.pt"))[:attack.max_captures]
+    captures = round_files(run_dir, CAPTURES, ".pt")[:attack.max_captures]
     if attack.max_images_per_round is not None:
         captures = per_round_budget(captures, attack.max_images_per_round)
     if not captures:
@@ -109,7 +108,7 @@ def score_reconstructions(run_dir: Path, settings: Settings) -> dict:
     """Score every reconstruction of `run_dir` against the truth; writes and returns `attack/scores.json`."""
     run_dir = Path(run_dir)
     splits = load_splits(settings.data, settings.seed)
-    with staged_folder(run_dir / ATTACK_DIR / "grids") as grids:
+    with staged_folder(run_dir / ATTACK_GRIDS) as grids:
         return _score_into(run_dir, splits, grids)
 
 
@@ -117,7 +116,7 @@ def _score_into(run_dir: Path, splits: DataSplits, grids: Path) -> dict:
     captures, truth_images, reconstructed = [], [], []
     # every image's scores and its baselines' (drawn from the test split, never the truth), per round
     cells: dict[int, Cell] = {}
-    for path in sorted((run_dir / RECONSTRUCTIONS).glob("round_*/partition_*.pt")):
+    for path in round_files(run_dir, RECONSTRUCTIONS, ".pt"):
         reconstruction = load_tensors(path)
         meta = reconstruction["metadata"]
         truth = splits.train.subset(truth_indices(run_dir, meta))
@@ -135,14 +134,14 @@ def _score_into(run_dir: Path, splits: DataSplits, grids: Path) -> dict:
         raise RunFileError(f"no reconstructions under {run_dir / RECONSTRUCTIONS}")
     if truth_images:
         save_comparison_grid(torch.cat(truth_images)[:GRID_IMAGES], torch.cat(reconstructed)[:GRID_IMAGES],
-                             run_dir / ATTACK_DIR / "grid.png")
+                             run_dir / ATTACK_GRID)
     result = {"summary": summarise(captures), "captures": captures}
     if truth_images:
         result["rates"] = sum(cells.values(), Cell()).rates()
         result["rates_by_round"] = {str(number): cell.rates() for number, cell in sorted(cells.items())}
         result["timing"] = {"seconds_per_image": sum(c["seconds"] for c in captures)
                             / sum(c["num_inputs"] for c in captures), "images": len(torch.cat(truth_images))}
-    write_json(run_dir / ATTACK_DIR / "scores.json", result)
+    write_json(run_dir / ATTACK_SCORES, result)
     log.info("attack scores: %s", result["summary"])
     return result
 

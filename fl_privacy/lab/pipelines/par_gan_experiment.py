@@ -32,6 +32,7 @@ from fl_privacy.evaluation.sample_quality import sample_quality
 from fl_privacy.lab.runtime.torch_threads import restores_torch_threads
 from fl_privacy.lab.summary import SummaryFile
 from fl_privacy.results import save_image_grid, write_csv, write_json
+from fl_privacy.run_layout import PAR_GAN_TABLE, PAR_GAN_TABLE_CSV, par_gan_samples_file
 from fl_privacy.seeding import Stream, derive_seed, stream_rng
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def run_par_gan(settings: Settings, splits: DataSplits, run_dir: Path, summary: 
         gan_settings = settings_for(par_gan, k)
         gan = train_par_gan(members, gan_settings, seed=derive_seed(seed, Stream.PAR_GAN, 1))
         samples = gan.generator.sample(par_gan.samples, seed=derive_seed(seed, Stream.PAR_GAN, 2))
-        save_image_grid(run_dir / f"samples_k{k}.png", samples[:100], nrow=10)
+        save_image_grid(par_gan_samples_file(run_dir, k), samples[:100], nrow=10)
         # the attacker's side: candidates and what each attacker sees, never `is_member`
         white = white_box_scores(gan.discriminators, candidates)
         pixel = nearest_sample_scores(candidates, samples, par_gan.neighbours)
@@ -111,8 +112,8 @@ def run_par_gan(settings: Settings, splits: DataSplits, run_dir: Path, summary: 
         row["train_seconds"] = gan.seconds
         rows.append(row)
         log.info("PAR-GAN k=%d: %s", k, {key: round(value, 3) for key, value in row.items()})
-    write_json(run_dir / "par_gan_table.json", rows)
-    write_csv(run_dir / "par_gan_table.csv", rows)
+    write_json(run_dir / PAR_GAN_TABLE, rows)
+    write_csv(run_dir / PAR_GAN_TABLE_CSV, rows)
     summary.update(par_gan=rows, baseline={"frechet_members_vs_non_members": baseline,
                                            "oracle_heldout_accuracy": oracle.heldout_accuracy},
                    wall_seconds=time.monotonic() - started)

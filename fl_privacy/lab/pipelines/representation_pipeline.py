@@ -25,15 +25,22 @@ from fl_privacy.data.datasets import load_splits
 from fl_privacy.data.images import ImageDataset, image_shape_of
 from fl_privacy.evaluation.oracle import Oracle, load_or_train_oracle
 from fl_privacy.evaluation.reconstruction import psnr, ssim
+from fl_privacy.figures import plot_image_rows
 from fl_privacy.lab.runtime.torch_threads import restores_torch_threads
 from fl_privacy.models import build_model
-from fl_privacy.report.figures import plot_image_rows
-from fl_privacy.results import FINAL_MODEL, load_tensors, staged_folder, write_csv, write_json
+from fl_privacy.results import load_tensors, staged_folder, write_csv, write_json
+from fl_privacy.run_layout import (
+    FINAL_MODEL,
+    REPRESENTATION_DIR,
+    REPRESENTATION_GRID,
+    REPRESENTATION_SUMMARY,
+    REPRESENTATION_TABLE,
+    REPRESENTATION_TABLE_CSV,
+)
 from fl_privacy.seeding import Stream, derive_seed
 
 log = logging.getLogger(__name__)
 
-OUTPUT = "representation_inversion"
 
 
 def score_layer(model: nn.Module, layer: str, truth: ImageDataset, settings: RepresentationInversionSettings,
@@ -78,10 +85,10 @@ def run_representation_inversion(run_dir: Path, settings: Settings) -> dict:
                  row["oracle_true_label_confidence"], row["seconds"])
     summary = {"layers": rows, "oracle_true_label_confidence_of_truth": float(reference.mean()),
                "images": node.images, "split": node.split}
-    with staged_folder(Path(run_dir) / OUTPUT) as out:
-        write_json(out / "table.json", rows)
-        write_csv(out / "table.csv", rows)
-        plot_image_rows(rows_of_images, ["truth", *node.layers], out / "grid.png",
+    with staged_folder(Path(run_dir) / REPRESENTATION_DIR) as out:
+        write_json(out / REPRESENTATION_TABLE.name, rows)
+        write_csv(out / REPRESENTATION_TABLE_CSV.name, rows)
+        plot_image_rows(rows_of_images, ["truth", *node.layers], out / REPRESENTATION_GRID.name,
                         f"inversion from representations ({node.split} images)")
-        write_json(out / "summary.json", summary)
+        write_json(out / REPRESENTATION_SUMMARY.name, summary)
     return summary

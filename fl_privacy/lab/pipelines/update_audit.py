@@ -29,17 +29,16 @@ from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import build_federation
 from fl_privacy.data.membership_split import audit_split
 from fl_privacy.evaluation.membership_metrics import membership_metrics
-from fl_privacy.lab.pipelines.audit_pipeline import MIA_DIR
+from fl_privacy.figures import plot_auc_per_round
 from fl_privacy.lab.pipelines.inversion_pipeline import load_capture
 from fl_privacy.lab.runtime.torch_threads import restores_torch_threads
 from fl_privacy.models import model_factory
-from fl_privacy.report.figures import plot_auc_per_round
-from fl_privacy.results import CAPTURES, FINAL_MODEL, RunFileError, load_tensors, write_json
+from fl_privacy.results import RunFileError, load_tensors, write_json
+from fl_privacy.run_layout import CAPTURES, FINAL_MODEL, MIA_UPDATES, MIA_UPDATES_FIGURE, round_files
 from fl_privacy.seeding import Stream, derive_seed
 
 log = logging.getLogger(__name__)
 
-UPDATES = "updates.json"
 
 
 @restores_torch_threads
@@ -48,7 +47,7 @@ def audit_updates(run_dir: Path, settings: Settings) -> dict:
     mia, run_dir = settings.attack.membership, Path(run_dir)
     torch.set_num_threads(mia.torch_threads)
     started, partition = time.monotonic(), mia.target_partition
-    captures = sorted((run_dir / CAPTURES).glob(f"round_*/partition_{partition:02d}.pt"))
+    captures = round_files(run_dir, CAPTURES, ".pt", partition)
     if not captures:
         raise RunFileError(f"no capture of partition {partition} under {run_dir / CAPTURES}: run with "
                            f"strategy=gradient_capture strategy.capture.partitions=[{partition}]")
@@ -79,12 +78,12 @@ def audit_updates(run_dir: Path, settings: Settings) -> dict:
     result: dict = {"target_partition": partition, "num_members": int(split.is_member.sum()),
               "num_non_members": int((~split.is_member).sum()), "rounds": rounds,
               "final_model_loss": baseline, "best_round": best, "seconds": time.monotonic() - started}
-    write_json(run_dir / MIA_DIR / UPDATES, result)
+    write_json(run_dir / MIA_UPDATES, result)
     numbers = [r["round"] for r in rounds]
     series = {name: ([r["attacks"][name]["auc"] for r in rounds],
                      *np.array([r["attacks"][name].get("auc_ci", [np.nan] * 2) for r in rounds]).T.tolist())
               for name in rounds[0]["attacks"]}
-    plot_auc_per_round(numbers, series, baseline["auc"], run_dir / MIA_DIR / "updates_auc.png",
+    plot_auc_per_round(numbers, series, baseline["auc"], run_dir / MIA_UPDATES_FIGURE,
                        f"server's attack on client {partition}'s updates "
                        f"({result['num_members']} members, {result['num_non_members']} non-members)")
     return result
