@@ -11,3 +11,8 @@ class ConfigError(ValueError):
 
 class DataNotFoundError(FileNotFoundError):
     """A data set is not on disk and downloading was not allowed."""
+
+
+class RoundFailed(RuntimeError):
+    """A training round cannot go on: fewer successful replies than `min_train_replies`, or a client's
+    process died (Ray does not bring the worker back, and the clients queued on it fail with it)."""

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fl_privacy.config.schema import ModelSettings
+from fl_privacy.config.schema import ClientSettings, ModelSettings
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -182,3 +182,14 @@ def model_factory(settings: ModelSettings, image_shape: Sequence[int], num_class
             return build_model(settings, image_shape, num_classes).to(device)
 
     return make
+
+
+# Roles whose model has the artificial "fake" output of the GAN attack (Hitaj et al.: then every
+# participant's model has it).
+FAKE_CLASS_ROLES = frozenset({"gan_adversary"})
+
+
+def model_outputs(client: ClientSettings, num_classes: int) -> int:
+    """The data set's classes, plus the artificial "fake" class when any node runs the GAN attack."""
+    roles = {client.role, *client.roles.values()}
+    return num_classes + int(bool(roles & FAKE_CLASS_ROLES))

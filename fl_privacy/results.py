@@ -134,6 +134,16 @@ def read_summary(run_dir: Path) -> dict:
     return summary
 
 
+def find_run_files(root: Path, name: Path) -> list[Path]:
+    """Every `name` (a run_layout path) under `root`, sorted; `RunFileError` when there is none, so a command
+    over finished runs that finds nothing to read says so instead of printing an empty table."""
+    files = sorted(Path(root).rglob(str(name)), key=str)
+    if not files:
+        raise RunFileError(f"{root}: no {name} in it or below it (is this the right folder, and did the runs "
+                           "get that far?)")
+    return files
+
+
 def load_tensors(path: Path) -> Any:
     """A torch file of tensors and plain values (`weights_only`), or `RunFileError` naming it."""
     import torch

@@ -64,8 +64,8 @@ def main(cfg: DictConfig) -> None:
 
 def _expected(error: Exception) -> bool:
     """Failures the lab names itself (one line is enough): Ray did not start, a round failed."""
+    from fl_privacy.errors import RoundFailed
     from fl_privacy.lab.runtime.ray_runtime import RayStartError
-    from strategies.fedavg_warmup import RoundFailed
 
     return isinstance(error, RayStartError | RoundFailed)
 

@@ -16,6 +16,7 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 from torch import nn
 
 from fl_privacy.data.images import ImageDataset
+from fl_privacy.errors import RoundFailed
 from fl_privacy.protocol import (
     ANNOUNCED_ACCURACY,
     NUM_CLIENTS,
@@ -48,11 +49,6 @@ def aggregate_with_counts(records: list[RecordDict], weighting_key: str) -> Metr
         metrics[key] = sum(int(cast(int, next(iter(r.metric_records.values()))[key])) for r in records)
     metrics[NUM_CLIENTS] = len(records)
     return metrics
-
-
-class RoundFailed(RuntimeError):
-    """A training round cannot go on: fewer successful replies than `min_train_replies`, or a client's
-    process died (Ray does not bring the worker back, and the clients queued on it fail with it)."""
 
 
 RAISED = ErrorCode.CLIENT_APP_RAISED_EXCEPTION  # the ClientApp's own exception (not a lost process)

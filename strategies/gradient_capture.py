@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -23,13 +22,12 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from fl_privacy.protocol import (
     ARRAYS,
     BATCH_SIZE,
-    EXAMPLES,
     FEDSGD,
     LEARNING_RATE,
     LOCAL_STEPS,
     METRICS,
     NUM_EXAMPLES,
-    UPDATE_MODE,
+    CaptureSchedule,
 )
 from fl_privacy.results import save_torch
 from fl_privacy.run_layout import CAPTURES, round_file
@@ -39,28 +37,6 @@ log = logging.getLogger(__name__)
 
 # The pseudo partition id of a secure-aggregation capture (the aggregate of every covered client).
 AGGREGATE = -1
-
-
-@dataclass(frozen=True)
-class CaptureSchedule:
-    """Which rounds and partition ids to capture (`partitions=None`: every sampled client)."""
-
-    rounds: tuple[int, ...]
-    partitions: tuple[int, ...] | None = None
-    # Asked of every client in captured rounds (None: the clients' own client.update_mode / batch_size).
-    update_mode: str | None = None
-    batch_size: int | None = None
-    examples: int | None = None
-
-    def request(self, server_round: int) -> dict[str, str | int]:
-        """Train-config entries for `server_round`: a FedSGD probe in captured rounds when configured."""
-        if server_round not in self.rounds:
-            return {}
-        asked = {UPDATE_MODE: self.update_mode, BATCH_SIZE: self.batch_size, EXAMPLES: self.examples}
-        return {key: value for key, value in asked.items() if value is not None}
-
-    def covers(self, server_round: int, partition_id: int) -> bool:
-        return server_round in self.rounds and (self.partitions is None or partition_id in self.partitions)
 
 
 class GradientCapture(FedAvgWithWarmup):

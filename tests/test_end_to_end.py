@@ -121,7 +121,7 @@ def test_a_finished_run_is_never_overwritten_silently(sweep):
 def test_report_of_the_real_sweep(sweep):
     """The report command over the real multirun: one CSV row per job, the accuracy curves, one page."""
     root = sweep[0].parent
-    result = subprocess.run([sys.executable, "-m", "fl_privacy.report", str(root)], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "fl_privacy.cli", "report", str(root)], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = (root / "report" / "jobs.csv").read_text().splitlines()

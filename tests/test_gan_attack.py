@@ -13,7 +13,7 @@ from torch import nn
 
 from fl_privacy.apps import client_app, node_state
 from fl_privacy.apps import gan_adversary as gan_adversary_role
-from fl_privacy.apps.roles import model_outputs, role_of
+from fl_privacy.apps.roles import role_of
 from fl_privacy.attacks.gan import GeneratorTraining, attack_is_on, train_generator, update_fake_pool
 from fl_privacy.attacks.views import InsiderView
 from fl_privacy.config.schema import OracleSettings
@@ -21,7 +21,7 @@ from fl_privacy.data.federation import Federation, build_federation
 from fl_privacy.data.images import DataSplits, ImageDataset
 from fl_privacy.evaluation.oracle import frechet_distance, load_or_train_oracle, oracle_training_data
 from fl_privacy.lab.channels.side_channels import RunHooks
-from fl_privacy.models import DCGANGenerator, build_model
+from fl_privacy.models import DCGANGenerator, build_model, model_outputs
 from fl_privacy.protocol import ANNOUNCED_ACCURACY, ARRAYS, CONFIG, METRICS, SERVER_ROUND
 from fl_privacy.results import read_metrics
 
@@ -186,7 +186,8 @@ def test_gan_attack_round_sees_only_the_adversarys_own_partition(settings_factor
 
     monkeypatch.setitem(client_app.ROLES, "gan_adversary", spy_role)
     splits = federation.splits
-    model = build_model(settings.model, splits.image_shape, model_outputs(settings, splits.num_classes))
+    model = build_model(settings.model, splits.image_shape,
+                        model_outputs(settings.client, splits.num_classes))
     for identity in ("_task_id", "_run_id", "_node_id"):  # what Flower's server process would have set
         monkeypatch.setattr(TaskIdentity, identity, 1)
     message = Message(RecordDict({ARRAYS: ArrayRecord(model.state_dict()),

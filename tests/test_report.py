@@ -118,8 +118,9 @@ def test_rerun_is_byte_identical_and_never_reads_its_own_outputs(sweep):
 
 def test_single_run_directory_and_cli(sweep, tmp_path):
     out = tmp_path / "single_report"
-    result = subprocess.run([sys.executable, "-m", "fl_privacy.report", str(sweep / "0"), "--out", str(out),
-                             "--metric", "privacy.max_epsilon"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "fl_privacy.cli", "report", str(sweep / "0"),
+                             "--out", str(out), "--metric", "privacy.max_epsilon"], cwd=ROOT,
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader((out / "jobs.csv").open()))
     assert [(r["job"], r["status"]) for r in rows] == [("0", "completed")]

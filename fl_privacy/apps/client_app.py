@@ -12,12 +12,12 @@ from flwr.clientapp import ClientApp
 from fl_privacy.allocator import keep_freed_memory
 from fl_privacy.apps.dp_client import dp_client
 from fl_privacy.apps.gan_adversary import gan_adversary
-from fl_privacy.apps.roles import DEFENDED_ROLES, ClientJob, LabHooks, Role, honest, model_outputs, role_of
+from fl_privacy.apps.roles import DEFENDED_ROLES, ClientJob, LabHooks, Role, honest, role_of
 from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import cached_federation
 from fl_privacy.defenses.update_defenses import prune_update
 from fl_privacy.devices import torch_device
-from fl_privacy.models import build_model
+from fl_privacy.models import build_model, model_outputs
 from fl_privacy.protocol import (
     ARRAYS,
     BATCH_SIZE,
@@ -46,7 +46,8 @@ def _partition_id(context: Context) -> int:
 
 def _received_model(settings: Settings, msg: Message) -> torch.nn.Module:
     splits = cached_federation(settings).splits
-    model = build_model(settings.model, splits.image_shape, model_outputs(settings, splits.num_classes))
+    model = build_model(settings.model, splits.image_shape,
+                        model_outputs(settings.client, splits.num_classes))
     model.load_state_dict(msg.content.array_records[ARRAYS].to_torch_state_dict())
     return model.to(torch_device(settings.device))
 

@@ -31,9 +31,6 @@ from fl_privacy.protocol import (
 from fl_privacy.seeding import Stream, derive_seed
 from fl_privacy.training import StepHook, TrainSettings, TrainStats, batch_gradient, train
 
-# Roles whose model has the artificial "fake" output of the GAN attack (Hitaj et al.: then every
-# participant's model has it).
-FAKE_CLASS_ROLES = frozenset({"gan_adversary"})
 # Roles that apply the client-side update defenses (defense.pruning); an adversary would not.
 DEFENDED_ROLES = frozenset({"honest", "dp"})
 
@@ -56,12 +53,6 @@ class LabHooks(Protocol):
 def role_of(settings: Settings, partition_id: int) -> str:
     """The role assigned to `partition_id` in `client.roles`, else the default `client.role`."""
     return settings.client.roles.get(partition_id, settings.client.role)
-
-
-def model_outputs(settings: Settings, num_classes: int) -> int:
-    """The data set's classes, plus the artificial "fake" class when any node runs the GAN attack."""
-    roles = {settings.client.role, *settings.client.roles.values()}
-    return num_classes + int(bool(roles & FAKE_CLASS_ROLES))
 
 
 @dataclass

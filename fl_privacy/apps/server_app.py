@@ -15,12 +15,11 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 
-from fl_privacy.apps.roles import model_outputs
-from fl_privacy.config.schema import CaptureSettings, Settings
+from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import Federation
 from fl_privacy.defenses.accounting import History, epsilon
 from fl_privacy.devices import torch_device
-from fl_privacy.models import model_factory
+from fl_privacy.models import model_factory, model_outputs
 from fl_privacy.protocol import UNIT_WEIGHT, sample_size
 from fl_privacy.results import save_torch
 from fl_privacy.run_layout import FINAL_MODEL
@@ -38,13 +37,6 @@ log = logging.getLogger(__name__)
 
 # (round, record) -> None: whoever records rounds (round 0 = after warm-up)
 RoundListener = Callable[[int, dict], None]
-
-
-def capture_schedule(capture: CaptureSettings) -> CaptureSchedule:
-    """The capturing server's schedule from `strategy.capture`."""
-    return CaptureSchedule(tuple(capture.rounds),
-                           None if capture.partitions is None else tuple(capture.partitions),
-                           capture.update_mode, capture.batch_size, capture.examples)
 
 
 def central_evaluator(model_fn: Callable[[], torch.nn.Module], federation: Federation
@@ -66,14 +58,14 @@ def build_strategy(settings: Settings, federation: Federation, run_dir: Path) ->
     splits, strategy = federation.splits, settings.strategy
     options: dict = {"weighted_by_key": UNIT_WEIGHT} if settings.defense.central_dp.enabled else {}
     if settings.strategy.name == "gradient_capture":
-        options |= {"run_dir": run_dir, "schedule": capture_schedule(settings.strategy.capture),
+        options |= {"run_dir": run_dir, "schedule": CaptureSchedule.from_settings(settings.strategy.capture),
                     "input_shape": splits.image_shape, "num_classes": splits.num_classes,
                     "aggregate_view": settings.defense.secure_aggregation}
     # a model with an imprint block is what a malicious capturing server sends (rules.py checks the pair)
     strategy_class = ImprintCapture if settings.model.imprint_bins else STRATEGIES[settings.strategy.name]
     return strategy_class(
         model_fn=model_factory(settings.model, splits.image_shape,
-                               model_outputs(settings, splits.num_classes), settings.seed,
+                               model_outputs(settings.client, splits.num_classes), settings.seed,
                                torch_device(settings.device)),
         num_nodes=settings.simulation.num_clients, seed=settings.seed, warmup_data=federation.warmup,
         warmup=TrainSettings.of(strategy.warmup), min_train_replies=strategy.min_train_replies,

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 
-from fl_privacy.apps.roles import FAKE_CLASS_ROLES, model_outputs, role_of
+from fl_privacy.apps.roles import role_of
 from fl_privacy.config.rules import roles_in_use
 from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import Federation
 from fl_privacy.devices import check_device
 from fl_privacy.errors import ConfigError
-from fl_privacy.models import build_model
+from fl_privacy.models import FAKE_CLASS_ROLES, build_model, model_outputs
 
 # Ray's dashboard imports these (they come with `ray[default]`); without them it hangs.
 DASHBOARD_MODULES = ("aiohttp", "aiohttp_cors", "opencensus", "prometheus_client")
@@ -60,7 +60,7 @@ def check_before_run(settings: Settings, federation: Federation) -> None:
     """Checks that need the data: the model has an output per class (and the GAN attack's "fake" class),
     and the GAN attack's victim class exists and is not the adversary's."""
     splits = federation.splits
-    needed = model_outputs(settings, splits.num_classes)
+    needed = model_outputs(settings.client, splits.num_classes)
     if settings.model.num_outputs is not None and settings.model.num_outputs < needed:
         raise ConfigError("model.num_outputs", settings.model.num_outputs,
                           f"{splits.name} has {splits.num_classes} classes"

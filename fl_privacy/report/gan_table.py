@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fl_privacy.report.jobs import find_jobs
 from fl_privacy.report.seeds import group_label, mean_ci_cell, seed_groups
-from fl_privacy.results import COMPLETED, read_json
+from fl_privacy.results import COMPLETED, RunFileError, read_json
 from fl_privacy.run_layout import GAN_EVALUATION
 
 # column -> (path into the final round of gan/evaluation.json or its baseline, format)
@@ -45,6 +45,8 @@ def gan_table(root: Path) -> str:
               "p: NN test feat., pixels; Fréchet gap, per seed"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     jobs = find_jobs(root)
+    if not any((job.path / GAN_EVALUATION).exists() for job in jobs):
+        raise RunFileError(f"{root}: no job has {GAN_EVALUATION} (run `fl-privacy gan-eval JOB` first)")
     for label, group in seed_groups(jobs).items():
         evaluated = [job for job in group if (job.path / GAN_EVALUATION).exists()]
         if not evaluated:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fl_privacy.report.jobs import find_jobs
 from fl_privacy.report.seeds import SEED, mean_ci_cell
-from fl_privacy.results import COMPLETED, read_json
+from fl_privacy.results import COMPLETED, RunFileError, read_json
 from fl_privacy.run_layout import PAR_GAN_TABLE, SUMMARY
 
 # column -> (key of a par_gan_table.json row, format)
@@ -44,6 +44,8 @@ def par_gan_table(*roots: Path) -> str:
             cells = [fmt.format(row[key]) if key in row else "-" for key, fmt in COLUMNS.values()]
             first = [job.overrides.get(SEED, "?"), str(k), str(members // k)]
             lines.append("| " + " | ".join([*first, *cells]) + " |")
+    if not by_k:
+        raise RunFileError(f"{', '.join(map(str, roots))}: no finished job with {PAR_GAN_TABLE}")
     for k, rows in sorted(by_k.items()):
         measured = {key: [float(row[key]) for row in rows if key in row] for key, _ in COLUMNS.values()}
         cells = [mean_ci_cell(measured[key], fmt) if measured[key] else "-" for key, fmt in COLUMNS.values()]

@@ -21,7 +21,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from fl_privacy.report.seeds import mean_ci_cell
-from fl_privacy.results import read_json, read_summary
+from fl_privacy.results import find_run_files, read_json, read_summary
 from fl_privacy.run_layout import ATTACK_SCORES, DP_AUDIT_SCORES, HYDRA_OVERRIDES, MIA_SCORES, MIA_UPDATES
 
 ATTACK_COLUMNS = ("images", "median PSNR (dB)", "median SSIM", "median MSE 0-255", "label acc.",
@@ -49,7 +49,7 @@ def attack_table(root: Path, by: Sequence[str] = (), per_round: bool = False) ->
     """The Markdown table of every `attack/scores.json` under `root`."""
     header = [*by, *(["capture round"] if per_round else []), *ATTACK_COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for scores_file in sorted(Path(root).rglob(str(ATTACK_SCORES)), key=lambda p: str(p)):
+    for scores_file in find_run_files(root, ATTACK_SCORES):
         run_dir = scores_file.parent.parent
         cfg = OmegaConf.create(read_summary(run_dir)["config"])
         labels = [str(OmegaConf.select(cfg, key)) for key in by]
@@ -88,7 +88,7 @@ def success_table(root: Path, by: Sequence[str] = ()) -> str:
     are left out)."""
     header = [*by, *SUCCESS_COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for scores_file in sorted(Path(root).rglob(str(ATTACK_SCORES)), key=lambda p: str(p)):
+    for scores_file in find_run_files(root, ATTACK_SCORES):
         rates = read_json(scores_file).get("rates")
         if rates is None:
             continue
@@ -131,7 +131,7 @@ def _with_ci(metrics: dict, key: str) -> str:
 
 def _membership_rows(root: Path, by: Sequence[str]):
     """(labels, attack, metrics, audit scores, summary) of every attack of every `mia/scores.json`."""
-    for scores_file in sorted(Path(root).rglob(str(MIA_SCORES)), key=str):
+    for scores_file in find_run_files(root, MIA_SCORES):
         summary = read_summary(scores_file.parent.parent)
         scores = read_json(scores_file)
         # the audit's own settings (the membership command may have overridden the run's mia keys)
@@ -169,9 +169,7 @@ def membership_table(root: Path, by: Sequence[str] = (), over_runs: bool = False
 
 def update_table(root: Path) -> str:
     """The per-round update attack of every `mia/updates.json` under `root`, averaged over the runs."""
-    runs = [read_json(path) for path in sorted(Path(root).rglob(str(MIA_UPDATES)), key=str)]
-    if not runs:
-        return "no mia/updates.json under " + str(root)
+    runs = [read_json(path) for path in find_run_files(root, MIA_UPDATES)]
     names = list(runs[0]["rounds"][0]["attacks"])
     header = ["round", "runs", *[f"{name} AUC" for name in names], *[f"{name} TPR@1% FPR" for name in names]]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
@@ -202,7 +200,7 @@ def dp_audit_table(root: Path, by: Sequence[str] = ()) -> str:
     """The Markdown table of every `dp_audit/scores.json` under `root`, one row per value of the `by`
     keys, aggregated over the runs (seeds) that share it."""
     groups: dict[tuple[str, ...], list[tuple[dict, dict]]] = {}
-    for scores_file in sorted(Path(root).rglob(str(DP_AUDIT_SCORES)), key=str):
+    for scores_file in find_run_files(root, DP_AUDIT_SCORES):
         run_dir = scores_file.parent.parent
         summary = read_summary(run_dir)
         cfg = OmegaConf.create(summary["config"])

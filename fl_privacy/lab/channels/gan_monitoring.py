@@ -6,12 +6,12 @@ import logging
 from pathlib import Path
 
 from fl_privacy.apps.gan_adversary import GENERATOR_ARTIFACT
-from fl_privacy.apps.roles import model_outputs
 from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import Federation
 from fl_privacy.evaluation.gan_monitor import GanAttackMonitor
 from fl_privacy.evaluation.oracle import FeatureSpace, load_or_train_oracle
 from fl_privacy.lab.channels.side_channels import RunHooks
+from fl_privacy.models import model_outputs
 from fl_privacy.seeding import Stream, derive_seed
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def gan_monitor(settings: Settings, federation: Federation, run_dir: Path, hooks
                 ) -> PublishedGeneratorMonitor | None:
     """The monitor for a run with a GAN adversary (trains or loads the oracle), else None."""
     splits = federation.splits
-    if not model_outputs(settings, splits.num_classes) > splits.num_classes:
+    if not model_outputs(settings.client, splits.num_classes) > splits.num_classes:
         return None
     oracle_settings = settings.evaluation.oracle
     oracle = load_or_train_oracle(splits, oracle_settings, settings.seed)

@@ -21,7 +21,6 @@ import numpy as np
 from flwr.app import RecordDict
 
 from fl_privacy.apps.node_state import plain_to_state, state_to_plain
-from fl_privacy.apps.server_app import capture_schedule
 from fl_privacy.config.schema import Settings
 from fl_privacy.results import RunFileError, load_tensors, save_torch, write_json
 from fl_privacy.run_layout import NODE_STATES, TRUTH, lab_artifact, node_state_file, round_file
@@ -43,7 +42,7 @@ class RunHooks:
         """The hooks of a run: truth is kept only where a capturing server captures."""
         capture = settings.strategy.capture
         capturing = settings.strategy.name == "gradient_capture"
-        return cls(run_dir, capture_schedule(capture) if capturing else None, settings.resume)
+        return cls(run_dir, CaptureSchedule.from_settings(capture) if capturing else None, settings.resume)
 
     def record_truth(self, server_round: int, partition_id: int, indices: np.ndarray) -> None:
         if self.schedule is not None and self.schedule.covers(server_round, partition_id):

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-from fl_privacy.apps.roles import model_outputs
 from fl_privacy.attacks.membership_inference import membership_scores
 from fl_privacy.attacks.views import AuditorView
 from fl_privacy.config.schema import Settings
@@ -27,7 +26,7 @@ from fl_privacy.data.membership_split import audit_split
 from fl_privacy.evaluation.membership_metrics import evaluate_scores
 from fl_privacy.lab.pipelines.reference_training import reference_trainer
 from fl_privacy.lab.runtime.torch_threads import restores_torch_threads
-from fl_privacy.models import model_factory
+from fl_privacy.models import model_factory, model_outputs
 from fl_privacy.results import RunFileError, load_tensors, write_json
 from fl_privacy.run_layout import CAPTURES, FINAL_MODEL, MIA_ATTACK_SCORES, MIA_ROC, MIA_SCORES, round_files
 from fl_privacy.seeding import Stream, derive_seed
@@ -73,7 +72,7 @@ def audit_run(run_dir: Path, settings: Settings) -> dict:
     partition = mia.target_partition if mia.target == "client" else None
     seed = derive_seed(settings.seed, Stream.MEMBERSHIP_AUDIT)
     split = audit_split(federation, mia.target, partition, seed, mia.non_members, mia.population_size)
-    num_outputs = model_outputs(settings, splits.num_classes)
+    num_outputs = model_outputs(settings.client, splits.num_classes)
     model = target_model(run_dir, settings, splits.image_shape, num_outputs)
     log.info("membership audit of the %s model: %d candidates, %d population records", mia.target_model,
              len(split.candidates), len(split.population))

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import torch
 
-from fl_privacy.apps.roles import model_outputs
 from fl_privacy.attacks.membership_inference import membership_scores
 from fl_privacy.attacks.views import AuditorView
 from fl_privacy.config.schema import MembershipSettings, Settings
 from fl_privacy.data.federation import build_federation
 from fl_privacy.evaluation.dp_audit import audit_epsilon
 from fl_privacy.lab.pipelines.reference_training import reference_trainer
-from fl_privacy.models import model_factory
+from fl_privacy.models import model_factory, model_outputs
 from fl_privacy.results import load_tensors, write_json
 from fl_privacy.run_layout import DP_AUDIT_ATTACK_SCORES, DP_AUDIT_SCORES, FINAL_MODEL, SUMMARY
 
@@ -54,7 +53,7 @@ def run_dp_audit(run_dir: Path, settings: Settings) -> dict:
     audit, run_dir = settings.attack.dp_audit, Path(run_dir)
     federation = build_federation(settings)
     splits = federation.splits
-    num_outputs = model_outputs(settings, splits.num_classes)
+    num_outputs = model_outputs(settings.client, splits.num_classes)
     model = model_factory(settings.model, splits.image_shape, num_outputs, settings.seed)()
     model.load_state_dict(load_tensors(run_dir / FINAL_MODEL))
     canaries = splits.train.subset(federation.canary_indices)

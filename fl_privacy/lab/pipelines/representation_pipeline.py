@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from fl_privacy.apps.roles import model_outputs
 from fl_privacy.attacks.representation_inversion import invert_representation, layer_extractor
 from fl_privacy.config.schema import RepresentationInversionSettings, Settings
 from fl_privacy.data.datasets import load_splits
@@ -27,7 +26,7 @@ from fl_privacy.evaluation.oracle import Oracle, load_or_train_oracle
 from fl_privacy.evaluation.reconstruction import psnr, ssim
 from fl_privacy.figures import plot_image_rows
 from fl_privacy.lab.runtime.torch_threads import restores_torch_threads
-from fl_privacy.models import build_model
+from fl_privacy.models import build_model, model_outputs
 from fl_privacy.results import load_tensors, staged_folder, write_csv, write_json
 from fl_privacy.run_layout import (
     FINAL_MODEL,
@@ -70,7 +69,8 @@ def run_representation_inversion(run_dir: Path, settings: Settings) -> dict:
     pool = splits.test if node.split == "test" else splits.train
     chosen = np.random.default_rng(derive_seed(seed, Stream.REPRESENTATION_INVERSION)).permutation(len(pool))
     truth = pool.subset(chosen[:node.images])
-    model = build_model(settings.model, splits.image_shape, model_outputs(settings, splits.num_classes))
+    model = build_model(settings.model, splits.image_shape,
+                        model_outputs(settings.client, splits.num_classes))
     model.load_state_dict(load_tensors(Path(run_dir) / FINAL_MODEL))
     model.eval()
     oracle = load_or_train_oracle(splits, settings.evaluation.oracle, seed)

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fl_privacy.apps.roles import model_outputs
 from fl_privacy.attacks.membership_inference import loss_score, model_logits
 from fl_privacy.attacks.update_membership import update_membership_scores
 from fl_privacy.attacks.views import UpdateAuditorView
@@ -32,7 +31,7 @@ from fl_privacy.evaluation.membership_metrics import membership_metrics
 from fl_privacy.figures import plot_auc_per_round
 from fl_privacy.lab.pipelines.inversion_pipeline import load_capture
 from fl_privacy.lab.runtime.torch_threads import restores_torch_threads
-from fl_privacy.models import model_factory
+from fl_privacy.models import model_factory, model_outputs
 from fl_privacy.results import RunFileError, load_tensors, write_json
 from fl_privacy.run_layout import CAPTURES, FINAL_MODEL, MIA_UPDATES, MIA_UPDATES_FIGURE, round_files
 from fl_privacy.seeding import Stream, derive_seed
@@ -55,7 +54,7 @@ def audit_updates(run_dir: Path, settings: Settings) -> dict:
     splits = federation.splits
     split = audit_split(federation, "client", partition, derive_seed(settings.seed, Stream.MEMBERSHIP_AUDIT),
                         mia.update_attack.non_members)
-    num_outputs = model_outputs(settings, splits.num_classes)
+    num_outputs = model_outputs(settings.client, splits.num_classes)
 
     def fresh_model(seed: int) -> torch.nn.Module:
         return model_factory(settings.model, splits.image_shape, num_outputs, seed)()
