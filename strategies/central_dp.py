@@ -28,6 +28,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping
 
+from fl_privacy.privacy_record import CentralPrivacy
 from strategies.fedavg_warmup import FedAvgWithWarmup
 
 # ε at the run's δ of a history of (σ, sampling rate, releases)
@@ -118,9 +119,6 @@ class AccountedServerSideClipping(DifferentialPrivacyServerSideFixedClipping):
     def round_record(self) -> dict:
         """Central DP's state after a round: cumulative ε, the accountant, its parameters, the sensitivity
         it assumes, and the round the budget stopped training (when it did)."""
-        record = {"epsilon": self.epsilon(), "delta": self.delta, "accountant": self.accountant_name,
-                  "releases": self.releases, "noise_multiplier": self.noise_multiplier,
-                  "clipping_norm": self.clipping_norm, "sensitivity": self.sensitivity}
-        if self.stopped_at_round is not None:
-            record["budget_stopped_at_round"] = self.stopped_at_round
-        return record
+        return CentralPrivacy(self.epsilon(), self.delta, self.accountant_name, self.releases,
+                              self.noise_multiplier, self.clipping_norm, self.sensitivity,
+                              self.stopped_at_round).to_json()

@@ -17,6 +17,7 @@ from torch import nn
 
 from fl_privacy.data.images import ImageDataset
 from fl_privacy.errors import RoundFailed
+from fl_privacy.privacy_record import CLIENTS_SECTION, ClientPrivacy, ClientsPrivacy
 from fl_privacy.protocol import (
     ANNOUNCED_ACCURACY,
     NUM_CLIENTS,
@@ -220,10 +221,10 @@ class FedAvgWithWarmup(FedAvg):
                 continue
             if PRIVACY_RECORD in reply.content.config_records:
                 partition = self.partition_of.get(reply.metadata.src_node_id, -1)
-                privacy = reply.content.config_records[PRIVACY_RECORD]
-                self.client_epsilons[partition] = float(cast(float, privacy["epsilon"]))
-                self.client_accountant = str(privacy.get("accountant", "rdp"))
-                if privacy.get("budget_exhausted"):
+                privacy = ClientPrivacy.from_record(reply.content.config_records[PRIVACY_RECORD])
+                self.client_epsilons[partition] = privacy.epsilon
+                self.client_accountant = privacy.accountant
+                if privacy.budget_exhausted:
                     self.client_stops.setdefault(partition, server_round)
 
     def privacy_record(self) -> dict:
@@ -231,11 +232,8 @@ class FedAvgWithWarmup(FedAvg):
         each client stopped at its budget (empty without DP clients)."""
         if not self.client_epsilons:
             return {}
-        record = {"per_client": {str(p): e for p, e in sorted(self.client_epsilons.items())},
-                  "max_epsilon": max(self.client_epsilons.values()), "accountant": self.client_accountant}
-        if self.client_stops:
-            record["budget_stopped_at_round"] = {str(p): r for p, r in sorted(self.client_stops.items())}
-        return record
+        return ClientsPrivacy(dict(self.client_epsilons), self.client_accountant,
+                              dict(self.client_stops)).to_json()
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
                            ) -> MetricRecord | None:
@@ -267,5 +265,5 @@ class FedAvgWithWarmup(FedAvg):
         taken = {section: self._round_metrics.pop(section, {})
                  for section in ("train", "evaluate", "failures")}
         if privacy := self.privacy_record():
-            taken["privacy"] = privacy
+            taken[CLIENTS_SECTION] = privacy
         return taken

@@ -83,7 +83,7 @@ def handle_train(settings: Settings, hooks: LabHooks, msg: Message, context: Con
         reply = prune_update(sent, reply, prune, job.gradient is not None)
     content = RecordDict({ARRAYS: ArrayRecord(reply), METRICS: MetricRecord(dict(metrics))})
     if job.privacy is not None:
-        content[PRIVACY_RECORD] = ConfigRecord(dict(job.privacy))
+        content[PRIVACY_RECORD] = ConfigRecord(dict(job.privacy.to_record()))
     return Message(content=content, reply_to=msg)
 
 

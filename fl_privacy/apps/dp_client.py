@@ -34,6 +34,7 @@ from fl_privacy.defenses.dp_sgd import (
     sample_rate,
     start_ledger,
 )
+from fl_privacy.privacy_record import ClientPrivacy
 from fl_privacy.training import TrainStats
 
 HISTORY_KEY, LEDGER_KEY = "dp.accountant_history", "dp.ledger"
@@ -90,10 +91,8 @@ def dp_client(job: ClientJob, model: nn.Module) -> dict[str, float]:
                               job.settings.strategy.num_rounds * steps, after_step=job.suppression(model))
     save_ledger(job.context, ledger)
     assert ledger.initial_sigma is not None and ledger.clip_bound is not None  # the round started the ledger
-    job.privacy = {"epsilon": ledger.epsilon(dp.delta, dp.accountant), "delta": dp.delta,
-                   "accountant": dp.accountant, "budget_exhausted": int(exhausted),
-                   "noise_multiplier": ledger.initial_sigma, "clip_bound": ledger.clip_bound,
-                   "dp_steps": ledger.steps}
+    job.privacy = ClientPrivacy(ledger.epsilon(dp.delta, dp.accountant), dp.delta, dp.accountant,
+                                ledger.initial_sigma, ledger.clip_bound, ledger.steps, exhausted)
     if job.settings.defense.dp.report_train_metrics:
         return update_metrics(stats)
     # Flower's FedAvg needs the same metric keys from every client: NaN = not reported

@@ -19,6 +19,7 @@ from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import LocalData
 from fl_privacy.data.images import ImageDataset
 from fl_privacy.defenses.update_defenses import SuppressSchedule, suppression_hook
+from fl_privacy.privacy_record import ClientPrivacy
 from fl_privacy.protocol import (
     BATCH_SIZE,
     EXAMPLES,
@@ -73,7 +74,7 @@ class ClientJob:
     # Indices into the training split this round's update used (for the lab's truth hook).
     used_indices: np.ndarray | None = None
     # Set by a DP role: its privacy spent so far, sent in the reply's privacy record.
-    privacy: dict[str, float | str] | None = None
+    privacy: ClientPrivacy | None = None
 
     @property
     def seed(self) -> int:

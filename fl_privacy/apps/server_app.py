@@ -20,6 +20,7 @@ from fl_privacy.data.federation import Federation
 from fl_privacy.defenses.accounting import History, epsilon
 from fl_privacy.devices import torch_device
 from fl_privacy.models import model_factory, model_outputs
+from fl_privacy.privacy_record import CENTRAL_SECTION
 from fl_privacy.protocol import UNIT_WEIGHT, sample_size
 from fl_privacy.results import save_torch
 from fl_privacy.run_layout import FINAL_MODEL
@@ -132,7 +133,7 @@ def run_server(grid: Grid, settings: Settings, federation: Federation, run_dir: 
         server_round = strategy.rounds_done + flower_round
         record = {"round": server_round, "central": dict(central), **strategy.take_round_metrics()}
         if central_dp is not None:
-            record["central_dp"] = central_dp.round_record()
+            record[CENTRAL_SECTION] = central_dp.round_record()
         on_round(server_round, record)
         strategy.announce(float(cast(float, central["accuracy"])))  # a scalar, see `central_evaluator`
         if checkpoints is not None and checkpoints.due(server_round):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fl_privacy.config.schema import Settings
 from fl_privacy.lab.runtime.telemetry import telemetry_environment
+from fl_privacy.privacy_record import PrivacySummary
 from fl_privacy.results import COMPLETED, FAILED, INTERRUPTED, RUNNING, write_json
 from fl_privacy.run_layout import SUMMARY
 
@@ -62,14 +63,7 @@ def divergence_round(records: list[dict]) -> int | None:
 def privacy_summary(settings: Settings, records: list[dict]) -> dict:
     """The privacy spent by the end of the run: each DP client's cumulative ε and the maximum at
     `defense.dp.delta`, and central DP's client-level ε (its own delta); empty without DP."""
-    last = records[-1] if records else {}
-    summary: dict = {}
-    if "privacy" in last:
-        summary = {"delta": settings.defense.dp.delta, **last["privacy"]}
-    if "central_dp" in last:
-        summary["central"] = last["central_dp"]
-        summary.setdefault("max_epsilon", last["central_dp"]["epsilon"])
-    return summary
+    return PrivacySummary.from_round(records[-1] if records else {}, settings.defense.dp.delta).to_json()
 
 
 def run_header(settings: Settings) -> dict:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from fl_privacy.privacy_record import PrivacySummary
 from fl_privacy.report.seeds import mean_ci_cell
 from fl_privacy.results import find_run_files, read_json, read_summary
 from fl_privacy.run_layout import ATTACK_SCORES, DP_AUDIT_SCORES, HYDRA_OVERRIDES, MIA_SCORES, MIA_UPDATES
@@ -105,8 +106,8 @@ MEAN_COLUMNS = ("attack", "runs", "AUC mean ± 95% CI", "TPR@1% FPR mean ± 95% 
 
 
 def _epsilon(summary: dict) -> str:
-    epsilon = (summary.get("privacy") or {}).get("max_epsilon")
-    return "∞" if epsilon is None else f"{epsilon:.2f}"
+    epsilon = PrivacySummary.from_json(summary.get("privacy")).max_epsilon
+    return "∞" if epsilon is None or math.isinf(epsilon) else f"{epsilon:.2f}"
 
 
 def _label(run_dir: Path, cfg, key: str) -> str:

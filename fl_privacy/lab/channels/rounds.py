@@ -4,10 +4,12 @@ logs one line and advances the progress bar."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from fl_privacy.privacy_record import PrivacySummary
 from fl_privacy.progress import RoundBar
 from fl_privacy.results import MetricsLog
 
@@ -39,8 +41,8 @@ class RoundRecorder:
         the privacy spent, and how many client replies failed."""
         parts = [f"{name} {key} {value:.3f}" for name in self.monitors if record.get(name)
                  for key, value in list(record[name].items())[:1]]
-        if privacy := record.get("privacy") or record.get("central_dp"):
-            parts.append(f"ε {privacy.get('max_epsilon', privacy.get('epsilon')):.2f}")
+        if (epsilon := PrivacySummary.from_round(record, math.nan).max_epsilon) is not None:
+            parts.append(f"ε {epsilon:.2f}")
         if failed := sum(len(f) for f in record.get("failures", {}).values()):
             parts.append(f"{failed} failed replies")
         return parts

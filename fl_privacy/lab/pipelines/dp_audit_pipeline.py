@@ -10,9 +10,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from pathlib import Path
 
 import torch
@@ -24,28 +22,19 @@ from fl_privacy.data.federation import build_federation
 from fl_privacy.evaluation.dp_audit import audit_epsilon
 from fl_privacy.lab.pipelines.reference_training import reference_trainer
 from fl_privacy.models import model_factory, model_outputs
-from fl_privacy.results import load_tensors, write_json
-from fl_privacy.run_layout import DP_AUDIT_ATTACK_SCORES, DP_AUDIT_SCORES, FINAL_MODEL, SUMMARY
+from fl_privacy.privacy_record import PrivacySummary
+from fl_privacy.results import load_tensors, read_summary, write_json
+from fl_privacy.run_layout import DP_AUDIT_ATTACK_SCORES, DP_AUDIT_SCORES, FINAL_MODEL
 
 log = logging.getLogger(__name__)
 
 
 
-def _epsilon(value: float | None) -> float:
-    return math.inf if value is None else float(value)  # summary.json writes ∞ as null
-
-
 def audited_privacy(settings: Settings, run_dir: Path) -> tuple[float, float, str]:
     """(accounted ε, δ, accountant) the audit is compared with: the canary client's ε under local DP,
     else central DP's, else ∞ (no DP) at `defense.dp.delta`."""
-    privacy = json.loads((run_dir / SUMMARY).read_text()).get("privacy", {})
-    target = str(settings.data.canaries.partition)
-    if target in privacy.get("per_client", {}):
-        return _epsilon(privacy["per_client"][target]), float(privacy["delta"]), str(privacy["accountant"])
-    if "central" in privacy:
-        central = privacy["central"]
-        return _epsilon(central["epsilon"]), float(central["delta"]), str(central["accountant"])
-    return math.inf, settings.defense.dp.delta, "none"
+    privacy = PrivacySummary.from_json(read_summary(run_dir).get("privacy"))
+    return privacy.accounted(settings.data.canaries.partition, settings.defense.dp.delta)
 
 
 def run_dp_audit(run_dir: Path, settings: Settings) -> dict:
