@@ -47,7 +47,7 @@ def main() -> None:
     if not args.untuned:
         keep_freed_memory()
     cfg = compose_settings()
-    federation = build_federation(cfg)
+    federation = build_federation(cfg.federation)
     data = federation.client_data(0)
     make_model = model_factory(cfg.model, federation.splits.image_shape, federation.splits.num_classes, 0)
     dp = DpSettings(noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-5)

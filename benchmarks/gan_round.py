@@ -41,7 +41,7 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     torch.set_num_threads(1)
     settings = compose_settings(["+experiment=gan_attack", *overrides])
-    federation = build_federation(settings)
+    federation = build_federation(settings.federation)
     splits, gan = federation.splits, settings.attack.gan
     make = model_factory(settings.model, splits.image_shape, splits.num_classes + 1, settings.seed)
     own = federation.client_data(0)

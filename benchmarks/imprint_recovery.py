@@ -67,7 +67,7 @@ def main() -> None:
     torch.set_num_threads(1)
     settings = compose_settings(["+experiment=imprint", f"model.imprint_bins={args.bins}",
                                  "simulation.num_clients=8"])
-    federation = build_federation(settings)
+    federation = build_federation(settings.federation)
     for sigma in args.sigma:
         for clients in args.clients:
             for batch in args.batch:

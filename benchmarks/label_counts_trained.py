@@ -63,7 +63,7 @@ def main() -> None:
     rows = []
     torch.set_num_threads(1)
     settings = compose_settings(["+experiment=label_restoration"])
-    federation = build_federation(settings)
+    federation = build_federation(settings.federation)
     num_classes, size = federation.splits.num_classes, args.batch_size
     for epochs in args.epochs:
         exact: dict[str, list[bool]] = {name: [] for name in ESTIMATORS}

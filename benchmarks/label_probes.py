@@ -88,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     settings = compose_settings(["+experiment=label_restoration"])
-    federation = build_federation(settings)
+    federation = build_federation(settings.federation)
     num_classes = federation.splits.num_classes
     for epochs in args.epochs:
         model = model_factory(settings.model, federation.splits.image_shape, num_classes, args.seed)()

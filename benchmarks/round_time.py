@@ -63,7 +63,7 @@ def plain_round_times(rounds: int, overrides: list[str]) -> list[float]:
     """The same FedAvg rounds as a sequential loop in this process, with all cores for torch."""
     cfg = compose_settings(overrides)
     torch.set_num_threads(torch.get_num_threads())
-    federation = build_federation(cfg)
+    federation = build_federation(cfg.federation)
     splits = federation.splits
     make = model_factory(cfg.model, splits.image_shape, splits.num_classes, cfg.seed)
     global_model, settings = make(), TrainSettings.of(cfg.client)

@@ -122,7 +122,7 @@ def test_impossible_victim_class_fails_before_the_run(settings_factory, victim):
     settings = settings_factory("+experiment=gan_attack", f"attack.gan.victim_class={victim}")
     check_settings(settings)
     with pytest.raises(ConfigError) as caught:
-        check_before_run(settings, build_federation(settings))
+        check_before_run(settings, build_federation(settings.federation))
     assert caught.value.key == "attack.gan.victim_class"
 
 

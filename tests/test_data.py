@@ -21,7 +21,7 @@ def test_mnist_offline_is_real_stratified_and_seeded(settings_factory):
 
 
 def test_federation_warmup_and_clients_are_disjoint(settings_factory):
-    federation = build_federation(settings_factory())
+    federation = build_federation(settings_factory().federation)
     warmup = set(federation.warmup_indices.tolist())
     assert len(warmup) == 200  # 5% of 4000
     seen = set()
@@ -34,7 +34,7 @@ def test_federation_warmup_and_clients_are_disjoint(settings_factory):
 
 def test_excluded_classes_leave_clients_and_warmup(settings_factory):
     settings = settings_factory("data.exclude_classes=[3]", "simulation.num_clients=9")
-    federation = build_federation(settings)
+    federation = build_federation(settings.federation)
     labels = federation.splits.train.labels.numpy()
     assert 3 not in labels[federation.warmup_indices]
     assert all(3 not in labels[p] for p in federation.client_indices)
@@ -42,9 +42,9 @@ def test_excluded_classes_leave_clients_and_warmup(settings_factory):
 
 
 def test_same_seed_same_partitions_different_seed_different(settings_factory):
-    a = build_federation(settings_factory("partition=dirichlet"))
-    b = build_federation(settings_factory("partition=dirichlet"))
-    c = build_federation(settings_factory("partition=dirichlet", "seed=1"))
+    a = build_federation(settings_factory("partition=dirichlet").federation)
+    b = build_federation(settings_factory("partition=dirichlet").federation)
+    c = build_federation(settings_factory("partition=dirichlet", "seed=1").federation)
     assert all(np.array_equal(x, y) for x, y in zip(a.client_indices, b.client_indices,
                                                      strict=True))
     assert any(not np.array_equal(x, y) for x, y in zip(a.client_indices, c.client_indices,

@@ -71,7 +71,7 @@ class NoHooks:
 
 
 def train_message(settings, server_round: int) -> Message:
-    splits = build_federation(settings).splits
+    splits = build_federation(settings.federation).splits
     torch.manual_seed(0)
     model = build_model(settings.model, splits.image_shape, splits.num_classes)
     metadata = Metadata(run_id=1, message_id=f"m{server_round}", src_node_id=0, dst_node_id=1,
@@ -110,7 +110,7 @@ DP_CLIENT = ["client=dp", "simulation.num_clients=10", "client.examples_per_roun
 def test_a_dp_reply_holds_nothing_computed_on_private_data_unless_opted_in(settings_factory, monkeypatch,
                                                                            one_torch_thread, report):
     settings = settings_factory(*DP_CLIENT, f"defense.dp.report_train_metrics={str(report).lower()}")
-    federation = build_federation(settings)
+    federation = build_federation(settings.federation)
     first = dp_reply(settings, federation, monkeypatch)
     second = dp_reply(settings, other_private_data(federation), monkeypatch)
     # the privatised release differs with the data ...
@@ -131,7 +131,7 @@ def test_a_dp_reply_holds_nothing_computed_on_private_data_unless_opted_in(setti
 
 def test_a_dp_client_stops_at_its_budget_and_says_so(settings_factory, monkeypatch, one_torch_thread):
     probe = settings_factory(*DP_CLIENT)
-    federation = build_federation(probe)
+    federation = build_federation(probe.federation)
     context = node_context()
     for server_round in (1, 2):  # a client without budget: ε after two rounds
         two_rounds = dp_reply(probe, federation, monkeypatch, server_round, context)
@@ -302,8 +302,8 @@ def test_the_audit_has_power_and_no_false_positives():
 def test_canaries_are_drawn_out_of_the_pool_and_half_go_to_the_target(settings_factory):
     three = ("partition=iid", "simulation.num_clients=3")
     federation = build_federation(settings_factory(*three, "data.canaries.count=200",
-                                                   "data.canaries.partition=1"))
-    plain = build_federation(settings_factory(*three))
+                                                   "data.canaries.partition=1").federation)
+    plain = build_federation(settings_factory(*three).federation)
     canaries, included = federation.canary_indices, federation.canary_included
     assert len(canaries) == 200 and 60 < included.sum() < 140
     assert set(canaries[included]) <= set(federation.client_indices[1])
@@ -312,7 +312,8 @@ def test_canaries_are_drawn_out_of_the_pool_and_half_go_to_the_target(settings_f
     assert not set(canaries) & set(others) and not set(canaries[~included]) & set(clients[1])
     # mislabelled: every canary's label differs from the image's true label
     assert (federation.splits.train.labels[canaries] != plain.splits.train.labels[canaries]).all()
-    ood = build_federation(settings_factory(*three, "data.canaries.count=50", "data.canaries.kind=ood"))
+    ood = build_federation(settings_factory(*three, "data.canaries.count=50",
+                                            "data.canaries.kind=ood").federation)
     assert len(ood.splits.train) == len(plain.splits.train) + 50
 
 

@@ -121,7 +121,7 @@ def _row_keys(images: torch.Tensor) -> set[bytes]:
 
 
 def test_oracle_never_trains_on_federated_training_data(settings_factory, tmp_path):
-    federation = build_federation(settings_factory("+experiment=gan_attack"))
+    federation = build_federation(settings_factory("+experiment=gan_attack").federation)
     oracle_rows = _row_keys(oracle_training_data(federation.splits).images)
     federated = [federation.warmup] + [federation.client_data(p) for p in range(10)]
     for data in federated:
@@ -165,7 +165,7 @@ def test_gan_attack_round_sees_only_the_adversarys_own_partition(settings_factor
     settings = settings_factory("+experiment=gan_attack", "attack.gan.start_round=1",
                                 "attack.gan.start_accuracy=null", "attack.gan.generator_steps=2",
                                 "attack.gan.generator_batch_size=8", "attack.gan.num_fakes=8")
-    federation = build_federation(settings)
+    federation = build_federation(settings.federation)
     adversary = 0
     assert role_of(settings, adversary) == "gan_adversary"
     own = federation.client_data(adversary)

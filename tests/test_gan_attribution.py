@@ -31,8 +31,8 @@ ARMS = ["gan_attribution", "gan_attribution_no_warmup_leak", "gan_attribution_wa
 def federations():
     from conftest import make_settings
 
-    return {arm: (make_settings(f"+experiment={arm}"), build_federation(make_settings(f"+experiment={arm}")))
-            for arm in ARMS}
+    settings = {arm: make_settings(f"+experiment={arm}") for arm in ARMS}
+    return {arm: (settings[arm], build_federation(settings[arm].federation)) for arm in ARMS}
 
 
 def _holds(federation, indices, cls: int) -> bool:
@@ -157,7 +157,7 @@ def test_olivetti_loader_reads_the_file_under_data_root(settings_factory, tmp_pa
     assert splits.num_classes == 40 and splits.image_shape == (1, 64, 64)
     assert len(splits.train) == 320 and len(splits.test) == 80
     assert torch.bincount(splits.train.labels).tolist() == [8] * 40
-    federation = build_federation(settings)
+    federation = build_federation(settings.federation)
     assert [set(federation.client_classes(p)) for p in range(40)] == [{p} for p in range(40)]
 
 

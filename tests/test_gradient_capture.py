@@ -41,7 +41,7 @@ def run_settings(run_dir: Path):
 
 def replay(run_dir: Path, settings, global_state, server_round: int, partition: int):
     """Redo the client's local update from the truth it recorded, as the lab (not the attacker) can."""
-    federation = cached_federation(settings)
+    federation = cached_federation(settings.federation)
     indices = json.loads(round_file(run_dir, TRUTH, server_round, partition, ".json").read_text())["indices"]
     data = federation.splits.train.subset(indices)
     model = model_factory(settings.model, federation.splits.image_shape, federation.splits.num_classes, 0)()

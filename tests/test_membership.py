@@ -147,8 +147,8 @@ def test_reference_models_take_complementary_halves(overfit):
 # --- who plays which role --------------------------------------------------------------------------------
 
 def test_audit_records_roles(settings_factory):
-    federation = build_federation(settings_factory("+experiment=mia"))
-    plain = build_federation(settings_factory("+experiment=fedavg_noniid"))
+    federation = build_federation(settings_factory("+experiment=mia").federation)
+    plain = build_federation(settings_factory("+experiment=fedavg_noniid").federation)
     assert len(plain.holdout_indices) == 0  # without the audit the clients' data is unchanged
     assert sum(map(len, plain.client_indices)) == pytest.approx(2 * len(federation.holdout_indices), abs=10)
     trained = np.concatenate([federation.warmup_indices, *federation.client_indices])

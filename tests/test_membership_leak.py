@@ -124,7 +124,7 @@ LEAKY = ["+experiment=mia_leaky"]
 def test_leaky_split_has_500_non_members_and_a_disjoint_population(settings_factory):
     settings = settings_factory(*LEAKY)
     mia = settings.attack.membership
-    federation = build_federation(settings)
+    federation = build_federation(settings.federation)
     split = audit_split(federation, mia.target, None, seed=0, non_members=mia.non_members,
                         population_size=mia.population_size)
     assert (~split.is_member).sum() >= 500 and split.is_member.sum() >= 500

@@ -35,7 +35,7 @@ def test_model_factory_is_deterministic(settings_factory):
 def test_training_loop_learns_and_is_reproducible(settings_factory):
     from fl_privacy.data.federation import build_federation
 
-    federation = build_federation(settings_factory())
+    federation = build_federation(settings_factory().federation)
     make = model_factory(settings_factory().model, (1, 28, 28), 10, seed=0)
     settings = TrainSettings(epochs=2, batch_size=32, lr=1e-3)
     before = evaluate(make(), federation.splits.test, 10).accuracy

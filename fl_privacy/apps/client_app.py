@@ -45,7 +45,7 @@ def _partition_id(context: Context) -> int:
 
 
 def _received_model(settings: Settings, msg: Message) -> torch.nn.Module:
-    splits = cached_federation(settings).splits
+    splits = cached_federation(settings.federation).splits
     model = build_model(settings.model, splits.image_shape,
                         model_outputs(settings.client, splits.num_classes))
     model.load_state_dict(msg.content.array_records[ARRAYS].to_torch_state_dict())
@@ -67,7 +67,7 @@ def handle_train(settings: Settings, hooks: LabHooks, msg: Message, context: Con
     round_config = msg.content.config_records[CONFIG]
     server_round = int(cast(int, round_config[SERVER_ROUND]))  # Flower's strategies send an int
     hooks.restore_node_state(partition_id, context.state)
-    own_data = cached_federation(settings).local_data(partition_id)
+    own_data = cached_federation(settings.federation).local_data(partition_id)
     job = ClientJob(settings, own_data, partition_id, server_round, context, hooks,
                     round_config=dict(round_config))
     model = _received_model(settings, msg)
@@ -90,7 +90,7 @@ def handle_train(settings: Settings, hooks: LabHooks, msg: Message, context: Con
 def handle_evaluate(settings: Settings, msg: Message, context: Context) -> Message:
     """Evaluate the global model on the test examples of the classes this node holds."""
     torch.set_num_threads(settings.simulation.torch_threads_per_client)
-    federation = cached_federation(settings)
+    federation = cached_federation(settings.federation)
     test = federation.splits.test
     own = torch.isin(test.labels, torch.tensor(federation.client_classes(_partition_id(context))))
     local_test = test.subset(own.nonzero().squeeze(1))

@@ -461,6 +461,17 @@ class LogSettings(Section):
         "info", description="info: a line per round on the terminal, the detail in run.log; debug: all of it")
 
 
+class FederationSettings(Section):
+    """What decides who holds which records: the section `data.federation.build_federation` receives
+    (derived from `Settings`, not a config group)."""
+
+    seed: NonNegativeInt
+    data: DataSettings
+    partition: PartitionSettings
+    num_clients: Count
+    warmup_fraction: Share
+
+
 class Settings(Section):
     """A whole experiment."""
 
@@ -487,3 +498,10 @@ class Settings(Section):
     evaluation: EvaluationSettings = EvaluationSettings()
     simulation: SimulationSettings = SimulationSettings()
     log: LogSettings = LogSettings()
+
+    @property
+    def federation(self) -> FederationSettings:
+        """The federation's own section: data, partition, number of clients, warm-up share, seed."""
+        return FederationSettings(seed=self.seed, data=self.data, partition=self.partition,
+                                  num_clients=self.simulation.num_clients,
+                                  warmup_fraction=self.strategy.warmup.fraction)

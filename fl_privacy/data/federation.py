@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from fl_privacy.config.schema import Settings
+from fl_privacy.config.schema import FederationSettings
 from fl_privacy.data.canaries import draw_canaries
 from fl_privacy.data.datasets import load_splits
 from fl_privacy.data.images import DataSplits, ImageDataset
@@ -95,7 +95,7 @@ def _without(indices: np.ndarray, labels: np.ndarray, classes: list[int]) -> np.
     return indices[~np.isin(labels[indices], classes)]
 
 
-def _split_records(pool: np.ndarray, labels: np.ndarray, settings: Settings
+def _split_records(pool: np.ndarray, labels: np.ndarray, settings: FederationSettings
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(clients' pool, members, non-members) of `data.record_split`: a `fraction` of each split class's
     pool records is held out as non-members, drawn with the seed; the rest are the members."""
@@ -108,12 +108,12 @@ def _split_records(pool: np.ndarray, labels: np.ndarray, settings: Settings
     return np.setdiff1d(pool, nonmembers), np.sort(members), np.sort(nonmembers)
 
 
-def build_federation(settings: Settings) -> Federation:
+def build_federation(settings: FederationSettings) -> Federation:
     """Load the data and split it between the server's warm-up set, the clients and the auditor's holdout."""
     splits = load_splits(settings.data, settings.seed)
     labels = splits.train.labels.numpy()
     allowed = np.flatnonzero(~np.isin(labels, list(settings.data.exclude_classes)))
-    warmup_pos, pool_pos = _draw_warmup(labels[allowed], settings.strategy.warmup.fraction, settings.seed)
+    warmup_pos, pool_pos = _draw_warmup(labels[allowed], settings.warmup_fraction, settings.seed)
     pool, holdout = _draw_holdout(allowed[pool_pos], labels, settings.data.holdout_fraction, settings.seed)
     pool, members, nonmembers = _split_records(pool, labels, settings)
     pool = _without(pool, labels, settings.data.client_exclude_classes)
@@ -122,7 +122,7 @@ def build_federation(settings: Settings) -> Federation:
         if settings.data.canaries.count else None
     if canaries is not None:
         splits, pool = canaries.splits, canaries.pool
-    parts = partition_indices(labels[pool], settings.simulation.num_clients, settings.partition,
+    parts = partition_indices(labels[pool], settings.num_clients, settings.partition,
                               settings.seed)
     clients = [pool[p] for p in parts]
     if canaries is None:
@@ -136,10 +136,9 @@ def build_federation(settings: Settings) -> Federation:
 
 @functools.lru_cache(maxsize=2)
 def _cached(key: str) -> Federation:
-    return build_federation(Settings.model_validate_json(key))
+    return build_federation(FederationSettings.model_validate_json(key))
 
 
-def cached_federation(settings: Settings) -> Federation:
-    """`build_federation`, memoised per process on the keys that decide it: client actors reuse it."""
-    decisive = settings.model_dump(include={"seed", "data", "partition", "strategy", "simulation"})
-    return _cached(Settings.model_validate(decisive).model_dump_json())
+def cached_federation(settings: FederationSettings) -> Federation:
+    """`build_federation`, memoised per process on the settings that decide it: client actors reuse it."""
+    return _cached(settings.model_dump_json())

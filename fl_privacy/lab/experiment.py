@@ -48,7 +48,7 @@ def run_experiment(settings: Settings, run_dir: Path) -> dict:
         with _fresh_summary(run_dir, settings) as summary:
             run_par_gan(settings, splits, run_dir, summary)
     else:
-        federation = build_federation(settings)
+        federation = build_federation(settings.federation)
         check_before_run(settings, federation)
         with _fresh_summary(run_dir, settings) as summary:
             run_federated(settings, federation, run_dir, summary)

@@ -100,7 +100,7 @@ def main(grid: Grid, context: Context) -> None:
     check_settings(settings)
     check_run_dir(run_dir, settings, "output-dir")  # each flwr run has a new folder: nothing to resume
     with recorded_status(run_dir, settings) as summary:
-        federation = build_federation(settings)
+        federation = build_federation(settings.federation)
         check_before_run(settings, federation)
         _, recorder, finishers = prepare_run(settings, federation, run_dir)
         checkpoints = Checkpointer(run_dir, settings.checkpoint_every, recorder.monitors_state)

@@ -67,7 +67,7 @@ def audit_run(run_dir: Path, settings: Settings) -> dict:
     mia, run_dir = settings.attack.membership, Path(run_dir)
     torch.set_num_threads(mia.torch_threads)
     started = time.monotonic()
-    federation = build_federation(settings)
+    federation = build_federation(settings.federation)
     splits = federation.splits
     partition = mia.target_partition if mia.target == "client" else None
     seed = derive_seed(settings.seed, Stream.MEMBERSHIP_AUDIT)

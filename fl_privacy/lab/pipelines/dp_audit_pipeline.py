@@ -40,7 +40,7 @@ def audited_privacy(settings: Settings, run_dir: Path) -> tuple[float, float, st
 def run_dp_audit(run_dir: Path, settings: Settings) -> dict:
     """Both steps; returns (and writes as `dp_audit/scores.json`) the empirical and the accounted ε."""
     audit, run_dir = settings.attack.dp_audit, Path(run_dir)
-    federation = build_federation(settings)
+    federation = build_federation(settings.federation)
     splits = federation.splits
     num_outputs = model_outputs(settings.client, splits.num_classes)
     model = model_factory(settings.model, splits.image_shape, num_outputs, settings.seed)()

@@ -52,7 +52,7 @@ def evaluate_generators(run_dir: Path, settings: Settings) -> dict:
         raise RunFileError(f"{Path(run_dir) / GAN_GENERATORS}: no generators kept (of the rounds in "
                            "evaluation.oracle.evaluate_rounds); run with "
                            "evaluation.oracle.save_generators=true")
-    federation = build_federation(settings)
+    federation = build_federation(settings.federation)
     splits, victim = federation.splits, settings.attack.gan.victim_class
     if not len(federation.record_members):
         raise RunFileError(f"{run_dir}: the run has no record split; "

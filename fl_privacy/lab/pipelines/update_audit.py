@@ -50,7 +50,7 @@ def audit_updates(run_dir: Path, settings: Settings) -> dict:
     if not captures:
         raise RunFileError(f"no capture of partition {partition} under {run_dir / CAPTURES}: run with "
                            f"strategy=gradient_capture strategy.capture.partitions=[{partition}]")
-    federation = build_federation(settings)
+    federation = build_federation(settings.federation)
     splits = federation.splits
     split = audit_split(federation, "client", partition, derive_seed(settings.seed, Stream.MEMBERSHIP_AUDIT),
                         mia.update_attack.non_members)
