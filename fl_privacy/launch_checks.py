@@ -14,30 +14,47 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from fl_privacy.config import load_settings
+from fl_privacy.config import Settings, load_settings
 from fl_privacy.config.sweeps import sweep_overrides
 from fl_privacy.errors import ConfigError, DataNotFoundError
 from fl_privacy.lab.runtime import ray_runtime
 from fl_privacy.lab.runtime.telemetry import configure_telemetry
 from fl_privacy.results import COMPLETED
 
+# Each job's settings as validated here, by run directory: the job takes them (`validated_settings`)
+# instead of validating its config a second time.
+_VALIDATED: dict[Path, Settings] = {}
+
+
+def checked_settings(config: DictConfig) -> Settings:
+    """A job's config validated into settings, with the checks that need the code (model layers, Opacus)."""
+    settings = load_settings(OmegaConf.masked_copy(config, [str(k) for k in config if k != "hydra"]))
+    configure_telemetry(settings.telemetry)  # before the checks below import Flower
+    from fl_privacy.lab.preflight import check_settings
+
+    check_settings(settings)
+    return settings
+
 
 def job_problem(config: DictConfig, run_dir: Path, dir_key: str) -> str | None:
     """What is wrong with one job (None: nothing found before it runs)."""
     try:
-        settings = load_settings(OmegaConf.masked_copy(config, [str(k) for k in config if k != "hydra"]))
+        settings = checked_settings(config)
         from fl_privacy.lab.run_dir import check_run_dir
 
         check_run_dir(run_dir, settings, dir_key)
-        configure_telemetry(settings.telemetry)  # before the checks below import Flower
-        from fl_privacy.lab.preflight import check_settings
-
-        check_settings(settings)
     except (ConfigError, DataNotFoundError) as error:
         return str(error)
     except Exception as error:  # e.g. an interpolation that does not resolve: still this job's input
         return f"{type(error).__name__}: {error}"
+    _VALIDATED[Path(run_dir).resolve()] = settings
     return None
+
+
+def validated_settings(config: DictConfig, run_dir: Path) -> Settings:
+    """The job's settings as this callback validated them before launch (validated now when the callback
+    did not see this job)."""
+    return _VALIDATED.pop(Path(run_dir).resolve(), None) or checked_settings(config)
 
 
 def _exit_if(problems: list[str]) -> None:

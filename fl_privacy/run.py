@@ -18,10 +18,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from fl_privacy.config import CONF_DIR, load_settings, register_schema
+from fl_privacy.config import CONF_DIR, register_schema
 from fl_privacy.console import show_everything
 from fl_privacy.errors import ConfigError, DataNotFoundError
-from fl_privacy.lab.runtime.telemetry import configure_telemetry
+from fl_privacy.launch_checks import validated_settings
 
 log = logging.getLogger("fl_privacy")
 
@@ -38,16 +38,14 @@ def main(cfg: DictConfig) -> None:
     exit code 1 (in a multirun: after the other jobs)."""
     signal.signal(signal.SIGTERM, _interrupt)  # a terminated run ends `interrupted`, not silently
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        settings = load_settings(cfg)
+        settings = validated_settings(cfg, run_dir)  # validated once, by the launch check (telemetry set)
         if settings.log.level == "debug":
             show_everything()
-        configure_telemetry(settings.telemetry)  # before anything imports Flower
         from fl_privacy.lab.experiment import run_experiment
-        from fl_privacy.lab.preflight import check_settings
 
-        check_settings(settings)
-        run_experiment(settings, Path(HydraConfig.get().runtime.output_dir))
+        run_experiment(settings, run_dir)
     except (ConfigError, DataNotFoundError) as error:
         log.error("config error: %s", error)
         if not in_sweep:

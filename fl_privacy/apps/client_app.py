@@ -71,7 +71,7 @@ def handle_train(settings: Settings, hooks: LabHooks, msg: Message, context: Con
     job = ClientJob(settings, own_data, partition_id, server_round, context, hooks,
                     round_config=dict(round_config))
     model = _received_model(settings, msg)
-    role = role_of(settings, partition_id)
+    role = role_of(settings.client, partition_id)
     prune = settings.defense.pruning.fraction if role in DEFENDED_ROLES else 0.0
     sent = {name: value.clone() for name, value in model.state_dict().items()} if prune else {}
     metrics = ROLES[role](job, model) | announced(job)

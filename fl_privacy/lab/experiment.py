@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import Federation, build_federation
+from fl_privacy.lab.channels.rounds import RoundRecorder
 from fl_privacy.lab.channels.side_channels import RunHooks
 from fl_privacy.lab.checkpoints import Checkpoint, Checkpointer, load_checkpoint
 from fl_privacy.lab.preflight import check_before_run
@@ -28,30 +30,64 @@ from fl_privacy.lab.summary import (
     privacy_summary,
     recorded_status,
 )
+from fl_privacy.progress import round_progress
 from fl_privacy.results import MetricsLog
 from fl_privacy.run_layout import ACCURACY_FIGURE, METRICS
 
 log = logging.getLogger("fl_privacy")
 
-def run_experiment(settings: Settings, run_dir: Path) -> dict:
-    """Run one validated experiment and write its files into `run_dir`; returns the summary.
+@dataclass(frozen=True)
+class RoundsJob:
+    """What running the rounds needs: the settings, the data, where the files go, the lab's hooks into the
+    clients, its round recorder and checkpointer, and the checkpoint a resumed run continues from."""
+
+    settings: Settings
+    federation: Federation
+    run_dir: Path
+    hooks: RunHooks
+    recorder: RoundRecorder
+    checkpoints: Checkpointer
+    resume: Checkpoint | None
+
+
+def simulate_rounds(job: RoundsJob) -> None:
+    """The rounds in Flower's simulation engine on Ray, in this process (`python -m fl_privacy.run`)."""
+    from fl_privacy.lab.runtime.simulation import simulate
+
+    simulate(job.settings, job.federation, job.run_dir, job.hooks, job.recorder, job.checkpoints, job.resume)
+
+
+def run_experiment(settings: Settings, run_dir: Path,
+                   run_rounds: Callable[[RoundsJob], None] = simulate_rounds, dir_key: str = "hydra.run.dir"
+                   ) -> dict:
+    """The one run sequence, for `python -m fl_privacy.run` and `flwr run` alike: check the run directory,
+    build the data and check it against the settings, then, recording the status in summary.json, run the
+    rounds (`run_rounds`: in-process simulation, or the ServerApp's grid under `flwr run`) with the lab's
+    hooks, monitors and checkpoints, then the post-run pipelines. Returns the summary.
 
     An earlier run in `run_dir` is refused unless `resume=true` (continue it from its checkpoint) or
     `overwrite=true` (replace it); summary.json says `running` until the run completes, fails or is
     interrupted."""
     run_dir = Path(run_dir)
-    check_run_dir(run_dir, settings)
+    check_run_dir(run_dir, settings, dir_key)
     if settings.kind == "par_gan":  # in-process GAN training, no Flower simulation (docs/attacks.md: PAR-GAN)
         from fl_privacy.lab.pipelines.par_gan_experiment import par_gan_data, run_par_gan
 
         splits = par_gan_data(settings)  # the data and the checks that need it, before anything is written
         with _fresh_summary(run_dir, settings) as summary:
             run_par_gan(settings, splits, run_dir, summary)
-    else:
-        federation = build_federation(settings.federation)
-        check_before_run(settings, federation)
-        with _fresh_summary(run_dir, settings) as summary:
-            run_federated(settings, federation, run_dir, summary)
+        return summary.content
+    federation = build_federation(settings.federation)
+    check_before_run(settings, federation)
+    with _fresh_summary(run_dir, settings) as summary:
+        started = time.monotonic()
+        resume = load_checkpoint(run_dir) if settings.resume else None
+        hooks, recorder, finishers = prepare_run(settings, federation, run_dir, resume)
+        checkpoints = Checkpointer(run_dir, settings.checkpoint_every, recorder.monitors_state)
+        with round_progress(settings.strategy.num_rounds) as bar:
+            recorder.bar = bar
+            run_rounds(RoundsJob(settings, federation, run_dir, hooks, recorder, checkpoints, resume))
+        finish_run(settings, run_dir, summary, recorder.metrics_log.records, finishers, started)
     return summary.content
 
 
@@ -63,27 +99,11 @@ def _fresh_summary(run_dir: Path, settings: Settings) -> Iterator[SummaryFile]:
         yield summary
 
 
-def run_federated(settings: Settings, federation: Federation, run_dir: Path, summary: SummaryFile) -> None:
-    """The Flower simulation with the lab's hooks, monitors and checkpoints, then the post-run pipelines."""
-    from fl_privacy.lab.runtime.simulation import simulate
-    from fl_privacy.progress import round_progress
-
-    started = time.monotonic()
-    resume = load_checkpoint(run_dir) if settings.resume else None
-    hooks, recorder, finishers = prepare_run(settings, federation, run_dir, resume)
-    checkpoints = Checkpointer(run_dir, settings.checkpoint_every, recorder.monitors_state)
-    with round_progress(settings.strategy.num_rounds) as bar:
-        recorder.bar = bar
-        simulate(settings, federation, run_dir, hooks, recorder, checkpoints, resume)
-    finish_run(settings, run_dir, summary, recorder.metrics_log.records, finishers, started)
-
-
 def prepare_run(settings: Settings, federation: Federation, run_dir: Path, resume: Checkpoint | None = None):
     """The lab's hooks into the clients, its round recorder (with the GAN monitor when an adversary
     runs), and what each monitor adds to the summary at the end; a resumed run's recorder starts from
     the checkpoint (its metrics.jsonl lines and monitors' state up to that round)."""
     from fl_privacy.lab.channels.gan_monitoring import gan_monitor
-    from fl_privacy.lab.channels.rounds import RoundRecorder
 
     log.info("data %s: %d train (%d warm-up, clients %s), %d test", settings.data.name,
              len(federation.splits.train), len(federation.warmup_indices),

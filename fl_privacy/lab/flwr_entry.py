@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import logging
 import shlex
-import time
 from pathlib import Path
 
 from flwr.app import Context
@@ -82,27 +81,20 @@ client_app = client_app_from(_client_settings, _hooks)
 
 @server_app.main()
 def main(grid: Grid, context: Context) -> None:
-    """Compose the experiment, build the data and the lab's monitors, run the strategy, write the run's
-    files."""
-    from fl_privacy.data.federation import build_federation
-    from fl_privacy.lab.checkpoints import Checkpointer
-    from fl_privacy.lab.experiment import finish_run, prepare_run
-    from fl_privacy.lab.preflight import check_before_run, check_settings
-    from fl_privacy.lab.run_dir import check_run_dir
-    from fl_privacy.lab.summary import recorded_status
+    """The run sequence of `python -m fl_privacy.run` (`lab.experiment.run_experiment`), with the rounds run
+    by this ServerApp on Flower's grid instead of an in-process simulation."""
+    from fl_privacy.lab.experiment import RoundsJob, run_experiment
+    from fl_privacy.lab.preflight import check_settings
 
     settings = _settings(context)
     configure_telemetry(settings.telemetry)
     run_dir = run_dir_of(context)
     log_to_run_dir(run_dir)
     log.info("flwr run: %s -> %s", " ".join(hydra_overrides(dict(context.run_config))) or "defaults", run_dir)
-    started = time.monotonic()
     check_settings(settings)
-    check_run_dir(run_dir, settings, "output-dir")  # each flwr run has a new folder: nothing to resume
-    with recorded_status(run_dir, settings) as summary:
-        federation = build_federation(settings.federation)
-        check_before_run(settings, federation)
-        _, recorder, finishers = prepare_run(settings, federation, run_dir)
-        checkpoints = Checkpointer(run_dir, settings.checkpoint_every, recorder.monitors_state)
-        run_server(grid, settings, federation, run_dir, recorder, checkpoints)
-        finish_run(settings, run_dir, summary, recorder.metrics_log.records, finishers, started)
+
+    def rounds_on_the_grid(job: RoundsJob) -> None:
+        run_server(grid, job.settings, job.federation, job.run_dir, job.recorder, job.checkpoints, job.resume)
+
+    # each flwr run has a new folder: nothing to resume
+    run_experiment(settings, run_dir, rounds_on_the_grid, dir_key="output-dir")

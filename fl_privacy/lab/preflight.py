@@ -73,7 +73,7 @@ def check_before_run(settings: Settings, federation: Federation) -> None:
         raise ConfigError("attack.gan.victim_class", victim,
                           f"{splits.name} has classes 0..{splits.num_classes - 1}")
     for partition in range(len(federation.client_indices)):
-        if (role_of(settings, partition) in FAKE_CLASS_ROLES
+        if (role_of(settings.client, partition) in FAKE_CLASS_ROLES
                 and victim in federation.client_classes(partition)):
             raise ConfigError("attack.gan.victim_class", victim,
                               f"the adversary (partition {partition}) holds that "
