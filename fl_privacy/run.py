@@ -9,6 +9,7 @@ writes metrics.jsonl, summary.json and final_model.pt into Hydra's run directory
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -32,11 +33,26 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _exit_stopped() -> None:
+    """End a stopped run's process now (exit 130), its status already recorded: shut Ray down, flush the
+    logs, and exit without waiting for Flower's simulation threads, which a stop leaves running."""
+    from fl_privacy.lab.runtime import ray_runtime
+
+    try:
+        ray_runtime.shutdown()
+    finally:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     """Hydra entry: a config or data error ends the job with one line and exit code 2, a failed run with
     exit code 1 (in a multirun: after the other jobs)."""
     signal.signal(signal.SIGTERM, _interrupt)  # a terminated run ends `interrupted`, not silently
+    signal.signal(signal.SIGINT, _interrupt)  # Ctrl-C, also when a parent (e.g. a test) ignored SIGINT
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
@@ -50,9 +66,9 @@ def main(cfg: DictConfig) -> None:
         log.error("config error: %s", error)
         if not in_sweep:
             sys.exit(2)
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (Ray's driver turns it into SystemExit)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (to this process or its whole group)
         log.error("interrupted")
-        sys.exit(130)
+        _exit_stopped()
     except Exception as error:
         first_line = (str(error).splitlines() or [""])[0]
         log.error("run failed: %s: %s", type(error).__name__, first_line, exc_info=not _expected(error))

@@ -1,8 +1,9 @@
-"""A killed run resumes to the numbers of an uninterrupted one, and what a node keeps in its state survives
-the checkpoint files exactly."""
+"""A stopped run ends `interrupted` within seconds, whoever it was signalled by, and resumes to the numbers
+of an uninterrupted one; what a node keeps in its state survives the checkpoint files exactly."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -52,6 +53,44 @@ def test_a_killed_run_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path, f
     assert without_timings(read_metrics(stopped / "metrics.jsonl")) == expected
     assert summary_of(stopped)["status"] == "completed"
     assert summary_of(stopped)["privacy"] == summary_of(whole)["privacy"]
+
+
+def _living(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+@pytest.mark.simulation
+@pytest.mark.own_runs
+@pytest.mark.parametrize("stop,to_group",
+                         [(signal.SIGINT, True), (signal.SIGTERM, True), (signal.SIGINT, False)],
+                         ids=["ctrl-c-to-group", "sigterm-to-group", "sigint-to-main"])
+def test_a_stopped_run_ends_interrupted_within_10_s_and_leaves_no_ray_process(tmp_path, stop, to_group):
+    """As a terminal (Ctrl-C), `timeout`, SLURM or Kubernetes stop a run: the signal goes to the whole process
+    group, or to the main process alone. The run ends within 10 s with exit code 130 and status
+    `interrupted`, and none of the processes it started (Ray's GCS, raylet, client actors) outlives it by
+    10 s. (SIGTERM to the main process alone: the resume test above.)"""
+    import psutil
+
+    run = tmp_path / "run"
+    with (tmp_path / "run.log").open("w") as output:
+        victim = subprocess.Popen(lab_command(run, *DP_RUN), cwd=ROOT, env=intercepted(), stdout=output,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for_round(run / "metrics.jsonl", 1, victim, tmp_path / "run.log")
+        started = [child.pid for child in psutil.Process(victim.pid).children(recursive=True)]
+        stopped_at = time.monotonic()
+        os.killpg(victim.pid, stop) if to_group else victim.send_signal(stop)
+        assert victim.wait(timeout=10) == 130, (tmp_path / "run.log").read_text()[-3000:]
+    assert time.monotonic() - stopped_at < 10
+    assert summary_of(run)["status"] == "interrupted"
+    assert started, "the run had started Ray's processes"
+    while time.monotonic() - stopped_at < 10 and any(_living(pid) for pid in started):
+        time.sleep(0.2)
+    assert [pid for pid in started if _living(pid)] == []
 
 
 def test_a_nodes_state_survives_the_checkpoint_files_exactly(tmp_path):

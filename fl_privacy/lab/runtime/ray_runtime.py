@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import subprocess
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,6 +82,35 @@ def _check_reachable(address: str) -> None:
             from None
 
 
+class _OwnSessionPopen(subprocess.Popen):
+    """Ray's process launcher with every process in a session of its own."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "start_new_session": True})
+
+
+@contextmanager
+def _ray_processes_out_of_the_process_group() -> Iterator[None]:
+    """Start Ray's processes (GCS, raylet, and through the raylet the workers) outside the driver's process
+    group, and keep the driver's own SIGTERM handler (`ray.init` replaces it).
+
+    A terminal's Ctrl-C, `timeout`, SLURM and Kubernetes signal the whole process group. Inside the group,
+    Ray's processes die first (SIGTERM) or ignore it (SIGINT); the driver's core worker then aborts (SIGABRT)
+    before the lab can record the run as interrupted, and actors are left behind. Outside it, only the
+    driver hears the signal and shuts Ray down in order (`shutdown`); Ray's fate sharing still ends its
+    processes if the driver is killed outright. Ray has no option for this, so its launcher is patched for
+    the duration of `ray.init`, as `ray_for_job` patches Flower's backend."""
+    from ray._private import services
+
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        with mock.patch.object(services, "ConsolePopen", _OwnSessionPopen):
+            yield
+    finally:
+        if threading.current_thread() is threading.main_thread() and handler is not None:
+            signal.signal(signal.SIGTERM, handler)
+
+
 def start_ray(simulation: SimulationSettings, init_args: dict) -> None:
     """Start a local Ray or join `simulation.ray_address`, here in the main thread: inside Flower's engine a
     failing start leaves the server waiting for nodes that never come, here it ends the run at once with
@@ -94,7 +126,8 @@ def start_ray(simulation: SimulationSettings, init_args: dict) -> None:
     warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
-            ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **init_args)
+            with _ray_processes_out_of_the_process_group():
+                ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **init_args)
             return
         except Exception as error:
             first_line = str(error).splitlines()[0]
@@ -172,6 +205,11 @@ def end_sweep() -> None:
     """Shut down what the sweep kept."""
     _RUNTIME.in_sweep = False
     _RUNTIME.shutdown()
+
+
+def shutdown() -> None:
+    """Shut down Ray and the client actors this process started or kept (a stopped run, a sweep's end)."""
+    end_sweep()
 
 
 @contextmanager
