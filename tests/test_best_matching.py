@@ -12,8 +12,8 @@ from torch.nn import functional as F
 
 from fl_privacy.attacks import CapturedUpdate, DLGConfig, InvertingConfig, restore_labels
 from fl_privacy.attacks.best_matching import BestMatchingConfig, best_matching
-from fl_privacy.attacks.dispatch import attack_settings
 from fl_privacy.attacks.gradient_inversion import _Victim, matching_loss, replay
+from fl_privacy.attacks.registry import attack_options
 from fl_privacy.config import compose_settings
 from fl_privacy.data.images import ImageDataset
 from fl_privacy.evaluation.reconstruction import psnr
@@ -87,7 +87,7 @@ def test_best_settings_come_from_the_attack_config():
     settings = compose_settings(["attack.gradient_inversion.name=best",
                                  "attack.gradient_inversion.restarts=3",
                                  "attack.gradient_inversion.best_dlg_iterations=7"])
-    options = attack_settings(settings.attack.gradient_inversion)
+    options = attack_options(settings.attack.gradient_inversion)
     assert isinstance(options, BestMatchingConfig)
     assert options.dlg.iterations == 7 and options.dlg.lr == 1.0 and options.inverting.restarts == 3
 

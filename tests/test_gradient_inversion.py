@@ -22,7 +22,6 @@ from fl_privacy.attacks import (
     CapturedUpdate,
     DLGConfig,
     InvertingConfig,
-    dispatch,
     dlg,
     gradient_inversion,
     image_optimisation,
@@ -30,6 +29,7 @@ from fl_privacy.attacks import (
     inverting_gradients,
     label_restoration,
     label_set,
+    registry,
     restore_labels,
     views,
 )
@@ -174,7 +174,7 @@ def test_label_set_is_the_classes_present(mnist):
 
 FORBIDDEN = re.compile(
     r"^(x|y|images?|labels?|targets?|truth|ground_truth|true_.*|.*_true|secret|data(set)?)$")
-ATTACK_MODULES = (gradient_inversion, label_restoration, image_optimisation, dispatch)
+ATTACK_MODULES = (gradient_inversion, label_restoration, image_optimisation, registry)
 # the attacker's side of a run: the server's view, the attack command's settings, the reconstruction step and
 # the capture files it reads
 ATTACK_ENTRY_POINTS = (views.CapturedUpdate, commands.run_settings, inversion_pipeline.reconstruct_captures,
@@ -274,7 +274,7 @@ def test_attacks_never_touch_the_ground_truth(mnist):
         dlg(model, captured, DLGConfig(iterations=1, inner_iterations=2, log_every=0))
         inverting_gradients(model, captured, InvertingConfig(iterations=2, restarts=1, log_every=0))
         restore_labels(model, captured)
-        dispatch.run_attack("labels", model, captured, DLGConfig())
+        registry.run_attack("labels", model, captured, DLGConfig())
     finally:
         Tripwire.armed = False
 
@@ -323,7 +323,7 @@ def test_attack_step_imports_neither_data_nor_evaluation():
                     pending.append(item)
             elif origin:
                 used.append((name, origin))
-    assert "load_capture" in checked and ("run_attack", "fl_privacy.attacks.dispatch") in used
+    assert "load_capture" in checked and ("run_attack", "fl_privacy.attacks.registry") in used
     bad = [(name, origin) for name, origin in used
            if origin.startswith(("fl_privacy.data", "fl_privacy.evaluation",
                                  "fl_privacy.lab.channels.side_channels"))]

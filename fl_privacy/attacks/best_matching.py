@@ -19,11 +19,15 @@ from fl_privacy.attacks.gradient_inversion import (
     InvertingConfig,
     Reconstruction,
     dlg,
+    dlg_options,
     invert_fedavg,
     inverting_gradients,
+    inverting_options,
     matching_loss,
 )
+from fl_privacy.attacks.registry import inversion_attack
 from fl_privacy.attacks.views import CapturedUpdate
+from fl_privacy.config.schema import GradientInversionSettings
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,15 @@ class BestMatchingConfig:
     inverting: InvertingConfig
 
 
+def best_options(attack: GradientInversionSettings, progress: bool = False) -> BestMatchingConfig:
+    """One DLG run of `best_dlg_iterations` L-BFGS steps at lr 1, and Inverting Gradients with the section's
+    iterations, lr and restarts."""
+    dlg_run = replace(dlg_options(attack, progress), iterations=attack.best_dlg_iterations, lr=1.0,
+                      label_mode="restore")
+    return BestMatchingConfig(dlg_run, inverting_options(attack, progress))
+
+
+@inversion_attack("best", needs="any", options=best_options)
 def best_matching(model: nn.Module, payload: CapturedUpdate, config: BestMatchingConfig) -> Reconstruction:
     """DLG and every Inverting Gradients restart on `payload`; returns the candidate with the lowest cosine
     matching loss (`restart_losses` and `candidates`: DLG first, then the restarts)."""

@@ -23,7 +23,7 @@ import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -33,7 +33,9 @@ from torch.nn import functional as F
 from fl_privacy.attacks.image_optimisation import Bound, DummyImages, adam_descent, lbfgs_descent
 from fl_privacy.attacks.label_restoration import last_linear_names, restore_labels
 from fl_privacy.attacks.priors import total_variation
+from fl_privacy.attacks.registry import inversion_attack
 from fl_privacy.attacks.views import CapturedUpdate
+from fl_privacy.config.schema import GradientInversionSettings
 
 LabelMode = Literal["restore", "optimise"]
 Tensors = list[torch.Tensor]
@@ -92,6 +94,35 @@ class InvertingConfig(_DummyOptimisation):
     signed: bool = True
     lr_schedule: bool = True
     log_every: int = 500
+
+
+def _common_options(attack: GradientInversionSettings, progress: bool) -> dict[str, Any]:
+    """The options DLGConfig and InvertingConfig share, from `attack.gradient_inversion`."""
+    return {"init": DummyInit(attack.init.distribution, attack.init.center, attack.init.spread),
+            "bound": attack.bound, "seed": attack.seed, "progress": progress, "iterations": attack.iterations,
+            "lr": attack.lr, "log_every": 0}
+
+
+def dlg_options(attack: GradientInversionSettings, progress: bool = False) -> DLGConfig:
+    """DLG's L-BFGS options from `attack.gradient_inversion`."""
+    return DLGConfig(**_common_options(attack, progress), inner_iterations=attack.inner_iterations,
+                     label_mode=attack.label_mode)
+
+
+def inverting_options(attack: GradientInversionSettings, progress: bool = False) -> InvertingConfig:
+    """Inverting Gradients' Adam options (cosine + TV, restarts) from `attack.gradient_inversion`."""
+    return InvertingConfig(**_common_options(attack, progress), tv_weight=attack.tv_weight,
+                           restarts=attack.restarts)
+
+
+def no_options(attack: GradientInversionSettings, progress: bool = False) -> None:
+    """For an attack that optimises nothing (label restoration, imprint)."""
+    return None
+
+
+def fedavg_options(attack: GradientInversionSettings, progress: bool = False) -> DLGConfig | InvertingConfig:
+    """FedAvg inversion by L-BFGS or Adam, as `attack.gradient_inversion.optimizer` says."""
+    return (dlg_options if attack.optimizer == "lbfgs" else inverting_options)(attack, progress)
 
 
 @dataclass(frozen=True)
@@ -194,6 +225,7 @@ def _lbfgs_options(config: DLGConfig) -> dict:
             "log_every": config.log_every}
 
 
+@inversion_attack("dlg", needs="gradient", options=dlg_options)
 def dlg(model: nn.Module, payload: CapturedUpdate, config: DLGConfig = DLGConfig()) -> Reconstruction:
     """Deep Leakage from Gradients on a shared gradient (`label_mode="restore"` gives iDLG)."""
     if not payload.is_gradient:
@@ -254,6 +286,7 @@ def _invert_by_restarts(name: str, payload: CapturedUpdate, restored_labels: tor
     return Reconstruction(candidates[best], restored_labels, losses[best], tuple(losses), tuple(candidates))
 
 
+@inversion_attack("inverting", needs="gradient", options=inverting_options)
 def inverting_gradients(model: nn.Module, payload: CapturedUpdate,
                         config: InvertingConfig = InvertingConfig()) -> Reconstruction:
     """Inverting Gradients on a shared gradient, labels restored analytically from the same gradient."""
@@ -265,6 +298,7 @@ def inverting_gradients(model: nn.Module, payload: CapturedUpdate,
                                config)
 
 
+@inversion_attack("fedavg", needs="weights", options=fedavg_options)
 def invert_fedavg(model: nn.Module, payload: CapturedUpdate,
                   config: InvertingConfig | DLGConfig = InvertingConfig()) -> Reconstruction:
     """Invert a FedAvg update: match `w0 - wE` of simulated local SGD on dummy data to the captured delta.
@@ -299,3 +333,9 @@ def invert_fedavg(model: nn.Module, payload: CapturedUpdate,
 
     final = lbfgs_descent(dummy, objective, name="InvertFedAvg", **_lbfgs_options(config))
     return Reconstruction(dummy.images().detach().clamp(0, 1), restored_labels, final, (final,))
+
+
+@inversion_attack("labels", needs="any", options=no_options)
+def restore_labels_only(model: nn.Module, payload: CapturedUpdate, options: None = None) -> Reconstruction:
+    """Label restoration alone (iDLG for one example, zero-shot counts for a batch): no images."""
+    return Reconstruction(None, restore_labels(model, payload), float("nan"), ())

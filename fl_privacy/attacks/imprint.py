@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from fl_privacy.attacks.gradient_inversion import Reconstruction
+from fl_privacy.attacks.gradient_inversion import Reconstruction, no_options
 from fl_privacy.attacks.label_restoration import restore_labels
+from fl_privacy.attacks.registry import inversion_attack
 from fl_privacy.attacks.views import CapturedUpdate
 from fl_privacy.models import IMPRINT_BIAS, IMPRINT_WEIGHT
 
@@ -34,6 +35,7 @@ def bin_images(weight_grad: torch.Tensor, bias_grad: torch.Tensor
     return weight_bins / safe[:, None], bias_bins
 
 
+@inversion_attack("imprint", needs="any", options=no_options)
 def imprint_attack(model: nn.Module, payload: CapturedUpdate, settings: Any = None) -> Reconstruction:
     """The `payload.num_inputs` images of the bins with the largest gradient mass `|db|`, in [0, 1], and the
     labels restored from the model's head (`settings` is unused: nothing is optimised)."""

@@ -36,7 +36,9 @@ def run_settings(run_dir: Path, node: str, overrides: Sequence[str]) -> Settings
 
 def _attack(run_dir: Path, settings: Settings) -> None:
     from fl_privacy.lab.pipelines.inversion_pipeline import invert_and_score
+    from fl_privacy.lab.preflight import check_inversion_attack
 
+    check_inversion_attack(settings)
     log.info("scores: %s", json.dumps(invert_and_score(run_dir, settings)))
 
 

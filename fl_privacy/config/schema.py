@@ -275,8 +275,9 @@ class DummyInitSettings(Section):
 class GradientInversionSettings(Section):
     """The honest-but-curious server's gradient inversion on captured updates."""
 
-    name: Literal["dlg", "inverting", "fedavg", "labels", "imprint", "best"] = Field(
-        "dlg", description="best: DLG and Inverting Gradients' restarts, lowest matching loss per batch")
+    name: str = Field("dlg", description="a gradient-inversion attack registered with "
+                      "`@inversion_attack` in fl_privacy/attacks/ (dlg, inverting, fedavg, labels, imprint, "
+                      "best, ...; checked against the registry before the run)")
     after_run: bool = Field(False, description="attack and score the captures at the end of the run")
     label_mode: Literal["restore", "optimise"] = "restore"
     optimizer: Literal["lbfgs", "adam"] = Field("lbfgs", description="fedavg only")

@@ -29,9 +29,19 @@ def check_representation_layers(settings: Settings) -> None:
             raise ConfigError("attack.representation_inversion.layers", layer, f"allowed: {', '.join(nodes)}")
 
 
+def check_inversion_attack(settings: Settings) -> None:
+    """`attack.gradient_inversion.name` must be a registered attack (its choices are the registry's)."""
+    from fl_privacy.attacks.registry import registered_attacks
+
+    name = settings.attack.gradient_inversion.name
+    if name not in (attacks := registered_attacks()):
+        raise ConfigError("attack.gradient_inversion.name", name, f"allowed: {', '.join(sorted(attacks))}")
+
+
 def check_settings(settings: Settings) -> None:
     """Everything checkable before data is loaded (the entry point runs it right after validation)."""
     check_device(settings.device)
+    check_inversion_attack(settings)
     model = build_model(settings.model, PROBE_SHAPE, PROBE_CLASSES)
     if "dp" in roles_in_use(settings):
         from fl_privacy.defenses.dp_sgd import check_opacus_compatible

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from fl_privacy.attacks.dispatch import attack_settings, run_attack
+from fl_privacy.attacks.registry import attack_options, run_attack
 from fl_privacy.attacks.views import CapturedUpdate
 from fl_privacy.config.schema import Settings
 from fl_privacy.data.datasets import load_splits
@@ -67,7 +67,7 @@ def reconstruct_captures(run_dir: Path, settings: Settings) -> list[Path]:
     if not captures:
         raise RunFileError(f"no captures under {run_dir / CAPTURES} "
                            "(run the experiment with strategy=gradient_capture)")
-    options = attack_settings(attack, progress=in_terminal())
+    options = attack_options(attack, progress=in_terminal())
     out = run_dir / RECONSTRUCTIONS
     written = []
     with staged_folder(out) as staging:
