@@ -1,13 +1,18 @@
-"""The house rules of the code layout (DESIGN.md), checked on the source: who may import whom, typed settings
-below the entry points, one name per module, and no import cycle between `strategies` and `fl_privacy`."""
+"""The house rules of the code layout (docs/architecture.md), checked on the source: who may import whom,
+typed settings below the entry points (and leaves receive their own section), one name per module, no
+import cycle, run-directory names spelled only in `run_layout`, a lab of sub-packages with few top modules."""
 
 from __future__ import annotations
 
 import ast
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import layout_counts  # noqa: E402  (the counts benchmarks/layout_counts.py prints, asserted here)
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("fl_privacy", "strategies")
@@ -16,8 +21,10 @@ DICTCONFIG_ALLOWED = {"fl_privacy.run", "fl_privacy.launch_checks", "fl_privacy.
                       "fl_privacy.config.sweeps", "fl_privacy.lab.flwr_entry"}
 LEAVES = ("fl_privacy.data", "fl_privacy.models", "fl_privacy.training", "fl_privacy.protocol",
           "fl_privacy.seeding", "fl_privacy.results", "fl_privacy.config", "fl_privacy.errors",
-          "fl_privacy.progress", "fl_privacy.allocator", "fl_privacy.report")
-UPPER = ("fl_privacy.lab", "fl_privacy.cli", "fl_privacy.run", "fl_privacy.launch_checks")
+          "fl_privacy.progress", "fl_privacy.allocator", "fl_privacy.figures", "fl_privacy.run_layout",
+          "fl_privacy.privacy_record")
+COMMANDS = ("fl_privacy.cli", "fl_privacy.report", "fl_privacy.run", "fl_privacy.launch_checks")
+UPPER = ("fl_privacy.lab", *COMMANDS)
 
 
 def module_name(path: Path) -> str:
@@ -62,7 +69,8 @@ def test_dictconfig_stays_at_the_entry_points():
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("strategies")))
 def test_strategies_import_only_flower_torch_and_leaves(module):
     allowed = ("strategies", "fl_privacy.data.images", "fl_privacy.models", "fl_privacy.training",
-               "fl_privacy.protocol", "fl_privacy.results", "fl_privacy.seeding")
+               "fl_privacy.protocol", "fl_privacy.results", "fl_privacy.seeding", "fl_privacy.errors",
+               "fl_privacy.run_layout", "fl_privacy.privacy_record")
     outside = {i for i in imports_of(MODULES[module])
                if i.startswith("fl_privacy") and not _within(i, allowed)}
     assert outside == set()
@@ -76,10 +84,13 @@ RULES = [  # (importer, must not import)
     ("fl_privacy.apps", UPPER),
     ("fl_privacy.defenses", (*UPPER, "fl_privacy.apps", "fl_privacy.attacks", "fl_privacy.evaluation")),
     ("strategies", (*UPPER, "fl_privacy.apps", "fl_privacy.attacks", "fl_privacy.evaluation")),
+    ("fl_privacy.lab", COMMANDS),  # nothing below the commands imports the report or the cli
     *[(leaf, (*UPPER, "fl_privacy.apps", "fl_privacy.attacks", "fl_privacy.defenses",
-              "fl_privacy.evaluation", "strategies")) for leaf in LEAVES if leaf != "fl_privacy.report"],
-    ("fl_privacy.report", (*UPPER, "fl_privacy.apps", "fl_privacy.attacks", "fl_privacy.defenses",
-                           "fl_privacy.evaluation", "strategies")),
+              "fl_privacy.evaluation", "strategies")) for leaf in LEAVES],
+    # the report reads finished runs' files: leaves only
+    ("fl_privacy.report", ("fl_privacy.lab", "fl_privacy.cli", "fl_privacy.run", "fl_privacy.apps",
+                           "fl_privacy.attacks", "fl_privacy.defenses", "fl_privacy.evaluation",
+                           "strategies")),
 ]
 
 
@@ -87,7 +98,6 @@ RULES = [  # (importer, must not import)
 def test_import_direction(importer, forbidden):
     crossing = {f"{name} -> {target}" for name, targets in IMPORTS.items()
                 if _within(name, [importer])
-                and not name.endswith("__main__")  # entry points may call the cli
                 for target in targets if _within(target, forbidden)}
     assert crossing == set()
 
@@ -125,3 +135,17 @@ def test_no_import_cycles():
     # a package's __init__ re-exporting its own modules is not a cycle between modules
     cycles = [c for c in cycles if not all(m.startswith(min(c, key=len)) for m in c)]
     assert cycles == []
+
+
+def test_run_directory_names_are_spelled_only_in_run_layout():
+    """No module but `fl_privacy/run_layout.py` spells a run's file or folder name as a path literal."""
+    spelled = layout_counts.counts(ROOT)["run_dir_names"]
+    assert spelled["per_module"] == {}
+
+
+def test_lab_is_sub_packages_with_at_most_8_top_modules_and_leaves_take_their_own_section():
+    counts = layout_counts.counts(ROOT)
+    assert len(counts["lab_top_level_modules"]) <= 8, counts["lab_top_level_modules"]
+    assert counts["upward_or_around_imports"] == []
+    takers = counts["whole_settings_parameters"]  # outside the entry points, the lab and the commands
+    assert [name for name in takers if _within(name, LEAVES)] == [], takers

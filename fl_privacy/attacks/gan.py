@@ -7,7 +7,7 @@ these fakes. Later rounds force the model to tell the victim's real images from 
 in turn pushes the generator toward realistic victim-class images.
 
 Everything here uses only what the adversary has: the received model, its own generator and
-its own data. It never sees the victim's data (the threat model in DESIGN.md).
+its own data. It never sees the victim's data (the threat model in docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -48,12 +48,6 @@ def kid(real: np.ndarray, fake: np.ndarray, seed: int, subsets: int = KID_SUBSET
     return {"kid": float(mean), "kid_se": float(std) / math.sqrt(subsets)}
 
 
-def nearest_distances(samples: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Per sample (row), the Euclidean distance to its nearest row of `reference`."""
-    return torch.cdist(torch.as_tensor(samples, dtype=torch.float64),
-                       torch.as_tensor(reference, dtype=torch.float64)).min(1).values.numpy()
-
-
 def record_test(samples: np.ndarray, members: np.ndarray, nonmembers: np.ndarray, seed: int,
                 resamples: int = PERMUTATIONS) -> dict[str, float]:
     """Nearest-member and nearest-non-member distances of the samples and the one-sided permutation test
