@@ -1,9 +1,9 @@
 """One experiment, start to finish: the only code that holds both the truth and what attackers produce.
 
-`run_experiment` dispatches on `kind`: `federated` builds the federation, runs the Flower simulation with
-the lab's hooks and monitors, then the post-run pipelines (gradient inversion, membership audit,
-representation inversion) each as attack step then scoring step; `par_gan` runs the in-process PAR-GAN
-program. Every run ends with summary.json.
+`run_experiment` is the one run sequence (`python -m fl_privacy.run` and `flwr run` both use it; they differ
+only in how the rounds run). `kind=federated` builds the federation, runs the rounds with the lab's hooks,
+monitors and checkpoints, then the post-run pipelines (each an attack step then a scoring step);
+`kind=par_gan` runs the in-process PAR-GAN program. Every run ends with summary.json.
 """
 
 from __future__ import annotations
