@@ -46,6 +46,15 @@ def test_bad_overrides_name_the_key(finished_run, caplog, command, override, key
     assert key in caplog.text and len(caplog.records) == 1
 
 
+@pytest.mark.parametrize("command", ["attack-table", "membership-table", "dp-audit-table", "gan-table",
+                                     "par-gan-table"])
+def test_a_table_over_a_folder_with_nothing_to_read_says_so_and_exits_2(finished_run, caplog, command):
+    """A folder with a finished run but none of the files the table reads: one line naming what is missing,
+    exit 2 (not an empty table and exit 0)."""
+    assert main([command, str(finished_run)]) == 2
+    assert len(caplog.records) == 1 and str(finished_run) in caplog.text
+
+
 def test_corrupt_summary_is_named(tmp_path, caplog):
     (tmp_path / "summary.json").write_text('{"config": ')
     assert main(["audit", str(tmp_path)]) == 2
