@@ -67,6 +67,12 @@ REPRESENTATION_SUMMARY = REPRESENTATION_DIR / "summary.json"
 PAR_GAN_TABLE = Path("par_gan_table.json")
 PAR_GAN_TABLE_CSV = Path("par_gan_table.csv")
 
+# --- experiment tracking (`tracking=...`, fl_privacy/lab/tracking.py) -------------------------------------
+TRACKING_TENSORBOARD = Path("tensorboard")  # TensorBoard's event files
+TRACKING_MLFLOW_DB = Path("mlflow.db")  # MLflow's SQLite store
+TRACKING_MLFLOW_ARTIFACTS = Path("mlflow_artifacts")  # MLflow's artifacts (its copies of the image grids)
+TRACKING_DIRS = (str(TRACKING_TENSORBOARD), str(TRACKING_MLFLOW_ARTIFACTS))
+
 # --- the report over finished runs (in its own output folder) ----------------------------------------------
 REPORT_PAGE = Path("report.html")
 REPORT_JOBS = Path("jobs.csv")

@@ -11,6 +11,7 @@ from sklearn.model_selection import train_test_split
 
 from fl_privacy.config.schema import DataSettings
 from fl_privacy.data.images import DataSplits, ImageDataset
+from fl_privacy.data.own_data import load_image_folder, load_npz
 from fl_privacy.errors import ConfigError, DataNotFoundError
 from fl_privacy.seeding import Stream, stream_rng
 
@@ -145,6 +146,8 @@ DATASETS: dict[str, Callable] = {
     "fashion_mnist": _torchvision_loader("FashionMNIST"),
     "cifar10": _torchvision_loader("CIFAR10"),
     "olivetti": _olivetti,
+    "image_folder": load_image_folder,  # your own data (fl_privacy/data/own_data.py)
+    "npz": load_npz,
 }
 
 

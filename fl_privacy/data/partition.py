@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fl_privacy.config.schema import PartitionSettings
+from fl_privacy.data.fds_partition import fds_partition
 from fl_privacy.errors import ConfigError
 from fl_privacy.seeding import Stream, stream_rng
 
@@ -64,7 +65,10 @@ def _iid(labels: np.ndarray, num_clients: int, partition: PartitionSettings,
     return [np.sort(chunk) for chunk in np.array_split(order, num_clients)]
 
 
-PARTITIONERS: dict[str, Callable] = {"one_class": _one_class, "dirichlet": _dirichlet, "iid": _iid}
+PARTITIONERS: dict[str, Callable] = {"one_class": _one_class, "dirichlet": _dirichlet, "iid": _iid,
+                                     # Flower Datasets' (fl_privacy/data/fds_partition.py)
+                                     "fds_iid": fds_partition, "fds_dirichlet": fds_partition,
+                                     "fds_pathological": fds_partition}
 
 
 def partition_indices(labels: np.ndarray, num_clients: int, partition: PartitionSettings, seed: int
@@ -72,7 +76,7 @@ def partition_indices(labels: np.ndarray, num_clients: int, partition: Partition
     """Indices into `labels` for each client, deterministic for a seed."""
     rng = stream_rng(seed, Stream.PARTITION)
     parts = PARTITIONERS[partition.name](np.asarray(labels), num_clients, partition, rng)
-    if partition.name != "one_class" and min(len(p) for p in parts) == 0:
+    if partition.name not in ("one_class", "fds_pathological") and min(len(p) for p in parts) == 0:
         raise ConfigError("simulation.num_clients", num_clients,
                           f"partition={partition.name} leaves a client with no data; use fewer clients")
     return parts

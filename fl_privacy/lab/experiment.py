@@ -28,6 +28,7 @@ from fl_privacy.lab.summary import (
     privacy_summary,
     recorded_status,
 )
+from fl_privacy.lab.tracking import Tracker
 from fl_privacy.results import METRICS, MetricsLog
 
 log = logging.getLogger("fl_privacy")
@@ -74,7 +75,7 @@ def run_federated(settings: Settings, federation: Federation, run_dir: Path, sum
     with round_progress(settings.strategy.num_rounds) as bar:
         recorder.bar = bar
         simulate(settings, federation, run_dir, hooks, recorder, checkpoints, resume)
-    finish_run(settings, run_dir, summary, recorder.metrics_log.records, finishers, started)
+    finish_run(settings, run_dir, summary, recorder.metrics_log.records, finishers, started, recorder.tracker)
 
 
 def prepare_run(settings: Settings, federation: Federation, run_dir: Path, resume: Checkpoint | None = None):
@@ -83,6 +84,7 @@ def prepare_run(settings: Settings, federation: Federation, run_dir: Path, resum
     the checkpoint (its metrics.jsonl lines and monitors' state up to that round)."""
     from fl_privacy.lab.gan_monitoring import gan_monitor
     from fl_privacy.lab.rounds import RoundRecorder
+    from fl_privacy.lab.tracking import open_tracker
 
     log.info("data %s: %d train (%d warm-up, clients %s), %d test", settings.data.name,
              len(federation.splits.train), len(federation.warmup_indices),
@@ -92,16 +94,17 @@ def prepare_run(settings: Settings, federation: Federation, run_dir: Path, resum
     if (monitor := gan_monitor(settings, federation, run_dir, hooks)) is not None:
         monitors["gan_attack"], finishers["gan_attack"] = monitor, monitor.finish
     metrics_log = MetricsLog(run_dir / METRICS, keep_through=resume.round if resume is not None else None)
-    recorder = RoundRecorder(metrics_log, monitors, settings.strategy.num_rounds)
+    recorder = RoundRecorder(metrics_log, monitors, settings.strategy.num_rounds,
+                             open_tracker(settings, run_dir))
     if resume is not None:
         recorder.load_monitors_state(resume.monitors)
     return hooks, recorder, finishers
 
 
 def finish_run(settings: Settings, run_dir: Path, summary: SummaryFile, records: list[dict], finishers: dict,
-               started: float) -> None:
+               started: float, tracker: Tracker | None = None) -> None:
     """After the rounds: the summary's sections, then each configured post-run pipeline, then the accuracy
-    figure."""
+    figure (and the tracker's last images)."""
     from fl_privacy.lab.pipelines import run_after_run_pipelines
     from fl_privacy.report.figures import plot_accuracy
 
@@ -117,4 +120,6 @@ def finish_run(settings: Settings, run_dir: Path, summary: SummaryFile, records:
     plot_accuracy(records, run_dir / "accuracy.png",
                   f"{settings.data.name}, {settings.partition.name}, "
                   f"{settings.simulation.num_clients} clients")
+    if tracker is not None:
+        tracker.finish()
     log.info("wrote %s", run_dir)

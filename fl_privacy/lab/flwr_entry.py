@@ -104,4 +104,5 @@ def main(grid: Grid, context: Context) -> None:
         _, recorder, finishers = prepare_run(settings, federation, run_dir)
         checkpoints = Checkpointer(run_dir, settings.checkpoint_every, recorder.monitors_state)
         run_server(grid, settings, federation, run_dir, recorder, checkpoints)
-        finish_run(settings, run_dir, summary, recorder.metrics_log.records, finishers, started)
+        finish_run(settings, run_dir, summary, recorder.metrics_log.records, finishers, started,
+                   recorder.tracker)
