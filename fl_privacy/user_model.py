@@ -52,8 +52,9 @@ def build_user_model(settings: ModelSettings, image_shape: Sequence[int], num_cl
     kwargs = factory_kwargs(settings)
     shape = tuple(int(size) for size in image_shape)
     try:
-        model = instantiate({"_target_": settings.target, **kwargs}, image_shape=shape,
-                            num_classes=int(num_classes), _convert_="all")
+        # `_partial_`: Hydra binds the section's keys; the lab's arguments stay plain (a tuple, an int)
+        factory = instantiate({"_target_": settings.target, "_partial_": True, **kwargs}, _convert_="all")
+        model = factory(image_shape=shape, num_classes=int(num_classes))
     except Exception as error:
         cause = error.__cause__ or error
         called = ", ".join([f"image_shape={shape}", f"num_classes={num_classes}",
