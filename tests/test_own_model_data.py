@@ -105,7 +105,7 @@ def image_folder(tmp_path):
 
 
 def _folder(root, **keys) -> DataSettings:
-    return DataSettings(name="image_folder", root=str(root), test_fraction=0.25, **keys)
+    return DataSettings(name="image_folder", root=str(root), **{"test_fraction": 0.25, **keys})
 
 
 def test_image_folder_reads_classes_in_sorted_order(image_folder):
@@ -267,3 +267,9 @@ def test_fds_dirichlet_min_size_out_of_reach_names_the_key():
     with pytest.raises(ConfigError) as caught:
         _parts("fds_dirichlet", min_size=40, alpha=0.05)
     one_line(caught, "partition.min_size")
+
+
+def test_image_folder_too_small_to_hold_out_every_class_names_test_fraction(image_folder):
+    with pytest.raises(ConfigError) as caught:
+        load_splits(_folder(image_folder, test_fraction=0.1), seed=0)  # 1 of 8 images cannot hold 2 classes
+    assert "train and test splits (7 and 1)" in one_line(caught, "data.test_fraction")

@@ -14,12 +14,12 @@ the file, raised while the data are read, before Flower or Ray start.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
 
 from fl_privacy.config.schema import DataSettings
-from fl_privacy.data.images import DataSplits
 from fl_privacy.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -83,10 +83,9 @@ def read_image_folder(root: Path, resize: int | None) -> tuple[np.ndarray, np.nd
     return np.stack(images), labels, list(folder.classes)
 
 
-def load_image_folder(data: DataSettings, seed: int) -> DataSplits:
-    """`data.root`'s images, `data.test_fraction` of each class held out as the test split."""
-    from fl_privacy.data.datasets import _stratified_split
-
+def image_folder_arrays(data: DataSettings) -> tuple[np.ndarray, np.ndarray]:
+    """`data.root`'s images and labels, checked so that `data.test_fraction` of each class can be held out
+    as the test split (`fl_privacy.data.datasets` splits them like the embedded sets)."""
     check_source(data)
     assert data.root is not None
     images, labels, classes = read_image_folder(Path(data.root).expanduser(), data.resize)
@@ -94,11 +93,12 @@ def load_image_folder(data: DataSettings, seed: int) -> DataSplits:
     if counts.min() < 2:
         raise ConfigError(ROOT, data.root, f"class folder {classes[int(counts.argmin())]!r} holds "
                           f"{counts.min()} image(s); every class needs at least 2 (to train and to test)")
-    try:
-        return _stratified_split("image_folder", images, labels, data.test_fraction, seed)
-    except ValueError as error:  # scikit-learn: the test split cannot hold every class
+    held_out = math.ceil(data.test_fraction * len(labels))  # as scikit-learn's train_test_split counts
+    if min(held_out, len(labels) - held_out) < len(classes):
         raise ConfigError("data.test_fraction", data.test_fraction,
-                          f"cannot hold out every class of {data.root} ({error})") from None
+                          f"{data.root} has {len(labels)} images in {len(classes)} classes: the train and "
+                          f"test splits ({len(labels) - held_out} and {held_out}) must each hold every class")
+    return images, labels
 
 
 # --- .npz arrays -------------------------------------------------------------------------------------------
@@ -154,15 +154,12 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def load_npz(data: DataSettings, seed: int) -> DataSplits:
-    """The train and test arrays of the `.npz` file `data.root` (its own test split; `seed` is unused)."""
-    from fl_privacy.data.datasets import _to_dataset
-
+def npz_arrays(data: DataSettings) -> tuple[dict[str, np.ndarray], int]:
+    """The checked arrays of the `.npz` file `data.root` and the class count (the largest label + 1)."""
     check_source(data)
     assert data.root is not None
     arrays = read_npz(Path(data.root).expanduser())
     num_classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
     if num_classes < 2:
         raise ConfigError(ROOT, data.root, "y_train and y_test hold one class only; a classifier needs 2+")
-    return DataSplits(name="npz", train=_to_dataset(arrays["x_train"], arrays["y_train"]),
-                      test=_to_dataset(arrays["x_test"], arrays["y_test"]), num_classes=num_classes)
+    return arrays, num_classes
