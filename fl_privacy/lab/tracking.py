@@ -22,6 +22,7 @@ import logging
 import math
 import re
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -151,7 +152,10 @@ class MlflowTracker(_Base):
         from mlflow.tracking import MlflowClient
 
         super().__init__(run_dir)
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # the store's schema set-up, once per file
+        # The store's schema set-up (once per file) and SQLAlchemy's deprecation notes are MLflow's business.
+        for name in ("alembic", "mlflow.store.db.utils"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", module="mlflow.store")
         self.client = MlflowClient(tracking_uri=self.tracking_uri(self.run_dir))
         experiment = self.client.get_experiment_by_name(EXPERIMENT)
         experiment_id = experiment.experiment_id if experiment is not None else self.client.create_experiment(
