@@ -29,12 +29,12 @@ def factory_kwargs(settings: ModelSettings) -> dict[str, Any]:
 def resolve_target(target: str) -> Any:
     """The object `target` names (`pkg.module.Name`); `ConfigError` naming `model._target_` when it does
     not import or is not callable."""
-    from hydra.utils import get_object
+    from hydra._internal.utils import _locate  # hydra.utils.get_object, without its multi-line error log
 
     try:
-        found = get_object(target)
-    except Exception as error:  # Hydra wraps ImportError/AttributeError; its message names the path
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        found = _locate(target)
+    except Exception as error:  # ImportError/AttributeError, or the user's module failing as it imports
+        reason = " ".join(line.strip() for line in str(error).splitlines()) or type(error).__name__
         raise ConfigError(TARGET_KEY, target, f"does not import ({reason}); give pkg.module.Factory "
                           "importable from the working directory or PYTHONPATH") from None
     if not callable(found):
