@@ -16,7 +16,7 @@ DICTCONFIG_ALLOWED = {"fl_privacy.run", "fl_privacy.launch_checks", "fl_privacy.
                       "fl_privacy.config.sweeps", "fl_privacy.lab.flwr_entry"}
 LEAVES = ("fl_privacy.data", "fl_privacy.models", "fl_privacy.training", "fl_privacy.protocol",
           "fl_privacy.seeding", "fl_privacy.results", "fl_privacy.config", "fl_privacy.errors",
-          "fl_privacy.progress", "fl_privacy.allocator", "fl_privacy.report")
+          "fl_privacy.progress", "fl_privacy.allocator", "fl_privacy.report", "fl_privacy.user_model")
 UPPER = ("fl_privacy.lab", "fl_privacy.cli", "fl_privacy.run", "fl_privacy.launch_checks")
 
 
