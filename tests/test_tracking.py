@@ -76,3 +76,18 @@ def test_mlflow_store_reads_back(run_dir):
     images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
     assert any(path.startswith("images/gan~samples+step+2+") for path in images), images  # MLflow spells / ~
     assert any("accuracy" in path for path in images), images
+
+
+def test_the_lab_gives_its_round_recorder_the_tracker_asked_for(settings_factory, tmp_path):
+    from fl_privacy.data.federation import build_federation
+    from fl_privacy.lab.experiment import prepare_run
+
+    for tracking, expected in (("tensorboard", TensorBoardTracker), ("none", type(None))):
+        settings = settings_factory(f"tracking={tracking}", "simulation.num_clients=2")
+        run_dir = tmp_path / tracking
+        run_dir.mkdir()
+        _, recorder, _ = prepare_run(settings, build_federation(settings), run_dir)
+        assert isinstance(recorder.tracker, expected)
+        if recorder.tracker is not None:
+            recorder.tracker.finish()
+            assert (run_dir / TRACKING_TENSORBOARD).is_dir()

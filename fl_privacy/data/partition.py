@@ -76,7 +76,7 @@ def partition_indices(labels: np.ndarray, num_clients: int, partition: Partition
     """Indices into `labels` for each client, deterministic for a seed."""
     rng = stream_rng(seed, Stream.PARTITION)
     parts = PARTITIONERS[partition.name](np.asarray(labels), num_clients, partition, rng)
-    if partition.name not in ("one_class", "fds_pathological") and min(len(p) for p in parts) == 0:
+    if partition.name != "one_class" and min(len(p) for p in parts) == 0:
         raise ConfigError("simulation.num_clients", num_clients,
                           f"partition={partition.name} leaves a client with no data; use fewer clients")
     return parts
