@@ -79,14 +79,19 @@ def test_mlflow_store_reads_back(run_dir):
 
 
 def test_the_lab_gives_its_round_recorder_the_tracker_asked_for(settings_factory, tmp_path):
-    from fl_privacy.data.federation import build_federation
+    from types import SimpleNamespace
+
     from fl_privacy.lab.experiment import prepare_run
 
+    # prepare_run only logs the federation's sizes here (no GAN adversary): a stand-in spares loading data
+    federation = SimpleNamespace(splits=SimpleNamespace(train=[0] * 8, test=[0] * 2, num_classes=10),
+                                 warmup_indices=[0],
+                                 client_indices=[[1, 2], [3, 4]])
     for tracking, expected in (("tensorboard", TensorBoardTracker), ("none", type(None))):
         settings = settings_factory(f"tracking={tracking}", "simulation.num_clients=2")
         run_dir = tmp_path / tracking
         run_dir.mkdir()
-        _, recorder, _ = prepare_run(settings, build_federation(settings), run_dir)
+        _, recorder, _ = prepare_run(settings, federation, run_dir)
         assert isinstance(recorder.tracker, expected)
         if recorder.tracker is not None:
             recorder.tracker.finish()
