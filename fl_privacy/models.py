@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fl_privacy.config.schema import ClientSettings, ModelSettings
+from fl_privacy.user_model import build_user_model
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -157,10 +158,14 @@ MODELS: dict[str, type[nn.Module]] = {"cnn": SeedCNN, "lenet": SigmoidLeNet}
 
 
 def build_model(settings: ModelSettings, image_shape: Sequence[int], num_classes: int) -> nn.Module:
-    """Instantiate `model.name`; `num_outputs` defaults to the data set's class count."""
+    """Instantiate `model.name` (or your `model._target_`); `num_outputs` defaults to the data set's class
+    count."""
     num_outputs = settings.num_outputs or num_classes
-    model = MODELS[settings.name](tuple(image_shape), int(num_outputs), norm=settings.norm,
-                                  dropout=settings.dropout)
+    if settings.target is not None:
+        model = build_user_model(settings, image_shape, int(num_outputs))
+    else:
+        model = MODELS[settings.name](tuple(image_shape), int(num_outputs), norm=settings.norm,
+                                      dropout=settings.dropout)
     if settings.init == "dlg":
         with torch.no_grad():
             for parameter in model.parameters():

@@ -66,6 +66,12 @@ REPRESENTATION_SUMMARY = REPRESENTATION_DIR / "summary.json"
 PAR_GAN_TABLE = Path("par_gan_table.json")
 PAR_GAN_TABLE_CSV = Path("par_gan_table.csv")
 
+# --- experiment tracking (`tracking=...`, fl_privacy/lab/channels/tracking.py) ---------------------------
+TRACKING_TENSORBOARD = Path("tensorboard")  # TensorBoard's event files
+TRACKING_MLFLOW_DB = Path("mlflow.db")  # MLflow's SQLite store
+TRACKING_MLFLOW_ARTIFACTS = Path("mlflow_artifacts")  # MLflow's artifacts (its copies of the image grids)
+TRACKING_DIRS = (str(TRACKING_TENSORBOARD), str(TRACKING_MLFLOW_ARTIFACTS))
+
 # --- the report over finished runs: a folder of its own beside (or inside) the runs ------------------------
 REPORT_DIR = Path("report")
 REPORT_PAGE = Path("report.html")

@@ -22,7 +22,7 @@ DICTCONFIG_ALLOWED = {"fl_privacy.run", "fl_privacy.launch_checks", "fl_privacy.
 LEAVES = ("fl_privacy.data", "fl_privacy.models", "fl_privacy.training", "fl_privacy.protocol",
           "fl_privacy.seeding", "fl_privacy.results", "fl_privacy.config", "fl_privacy.errors",
           "fl_privacy.progress", "fl_privacy.allocator", "fl_privacy.figures", "fl_privacy.run_layout",
-          "fl_privacy.privacy_record")
+          "fl_privacy.privacy_record", "fl_privacy.user_model")
 COMMANDS = ("fl_privacy.cli", "fl_privacy.report", "fl_privacy.run", "fl_privacy.launch_checks")
 UPPER = ("fl_privacy.lab", *COMMANDS)
 

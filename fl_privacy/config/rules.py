@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fl_privacy.config.own_inputs import check_own_inputs
 from fl_privacy.config.schema import Settings
 from fl_privacy.errors import ConfigError
 from fl_privacy.protocol import sample_size
@@ -202,6 +203,7 @@ def check_rules(settings: Settings) -> None:
     check_membership(settings)
     check_dp_audit(settings)
     check_representation_inversion(settings)
+    check_own_inputs(settings)
     if settings.kind == "par_gan":
         _check_par_gan(settings)
         if settings.resume:

@@ -62,9 +62,10 @@ class RecordSplitSettings(Section):
 
 class DataSettings(Section):
     name: Literal["mnist_offline", "lfw_offline", "skimage_photos", "mnist", "fashion_mnist", "cifar10",
-                  "olivetti"] = "mnist_offline"
-    root: str | None = Field(None, description="folder of the torchvision data sets and olivetti "
-                             "(null for offline sets)")
+                  "olivetti", "image_folder", "npz"] = "mnist_offline"
+    root: str | None = Field(None, description="folder of the torchvision data sets and olivetti; "
+                             "image_folder: the folder of class subfolders; npz: the .npz file "
+                             "(must be null for the embedded sets)")
     download: bool = Field(False, description="torchvision data sets, olivetti: fetch once (needs internet)")
     test_fraction: OpenProbability = Field(
         0.2, description="share of each class held out as the central test split (offline sets; "
@@ -78,6 +79,8 @@ class DataSettings(Section):
                                      description="the DP audit's canaries (attack.dp_audit)")
     size: Count = Field(32, description="skimage_photos: side of the square crops")
     crops_per_photo: Count = Field(40, description="skimage_photos: crops drawn per photo")
+    resize: Count | None = Field(None, description="image_folder: resize every image to resize x resize "
+                                 "(null: all images must share one size)")
     warmup_exclude_classes: list[NonNegativeInt] = Field(
         default_factory=list, description="classes kept out of the server's warm-up only (clients keep them)")
     client_exclude_classes: list[NonNegativeInt] = Field(
@@ -87,12 +90,27 @@ class DataSettings(Section):
 
 
 class PartitionSettings(Section):
-    name: Literal["one_class", "dirichlet", "iid"] = "one_class"
-    alpha: Positive = Field(0.5, description="dirichlet: concentration (small = strongly non-IID)")
-    min_size: Count = Field(10, description="dirichlet: redraw until every client holds this many examples")
+    name: Literal["one_class", "dirichlet", "iid", "fds_iid", "fds_dirichlet", "fds_pathological"] = Field(
+        "one_class",
+        description="fds_*: Flower Datasets' partitioners (pip install 'fl-privacy[partitioners]')")
+    alpha: Positive = Field(0.5, description="dirichlet, fds_dirichlet: concentration (small = strongly "
+                            "non-IID)")
+    min_size: Count = Field(10, description="dirichlet, fds_dirichlet: redraw until every client holds this "
+                            "many examples")
+    classes_per_client: Count = Field(2, description="fds_pathological: classes each client holds")
 
 
 class ModelSettings(Section):
+    """The model every party builds. `_target_` names your own factory instead of `name`: any other key
+    of the section is passed to it as a keyword argument (docs/configuration.md: bring your own model)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", validate_by_name=True, validate_by_alias=True,
+                              serialize_by_alias=True)
+
+    target: str | None = Field(
+        None, alias="_target_",
+        description="pkg.module.Factory: your own nn.Module class or function, called as "
+        "Factory(image_shape=(C, H, W), num_classes=K, **the section's other keys); null = model.name")
     name: Literal["cnn", "lenet"] = "cnn"
     num_outputs: Annotated[int, Field(strict=True, ge=2)] | None = Field(
         None, description="output classes; null = the data set's (a GAN adversary adds a 'fake' class)")
@@ -489,6 +507,9 @@ class Settings(Section):
     resume: bool = Field(False, description="continue the unfinished run in the run directory from its "
                          "last checkpoint (same settings)")
     overwrite: bool = Field(False, description="replace an earlier run in the run directory")
+    tracking: Literal["none", "tensorboard", "mlflow"] = Field(
+        "none", description="also log each round's numbers and the run's image grids for TensorBoard or "
+        "MLflow, in the run directory (pip install 'fl-privacy[tracking]')")
     data: DataSettings = DataSettings()
     partition: PartitionSettings = PartitionSettings()
     model: ModelSettings = ModelSettings()

@@ -11,6 +11,7 @@ from sklearn.model_selection import train_test_split
 
 from fl_privacy.config.schema import DataSettings
 from fl_privacy.data.images import DataSplits, ImageDataset
+from fl_privacy.data.own_data import image_folder_arrays, npz_arrays
 from fl_privacy.errors import ConfigError, DataNotFoundError
 from fl_privacy.seeding import Stream, stream_rng
 
@@ -137,6 +138,19 @@ def _olivetti(data: DataSettings, seed: int) -> DataSplits:
                              seed)
 
 
+def _image_folder(data: DataSettings, seed: int) -> DataSplits:
+    """Your own images, `data.root/<class>/<image>` (own_data.py), split like the embedded sets."""
+    images, labels = image_folder_arrays(data)
+    return _stratified_split("image_folder", images, labels, data.test_fraction, seed)
+
+
+def _npz(data: DataSettings, seed: int) -> DataSplits:
+    """Your own arrays, the .npz file `data.root` with its own train and test split (own_data.py)."""
+    arrays, num_classes = npz_arrays(data)
+    return DataSplits(name="npz", train=_to_dataset(arrays["x_train"], arrays["y_train"]),
+                      test=_to_dataset(arrays["x_test"], arrays["y_test"]), num_classes=num_classes)
+
+
 DATASETS: dict[str, Callable] = {
     "mnist_offline": _mnist_offline,
     "lfw_offline": _lfw_offline,
@@ -145,6 +159,8 @@ DATASETS: dict[str, Callable] = {
     "fashion_mnist": _torchvision_loader("FashionMNIST"),
     "cifar10": _torchvision_loader("CIFAR10"),
     "olivetti": _olivetti,
+    "image_folder": _image_folder,
+    "npz": _npz,
 }
 
 

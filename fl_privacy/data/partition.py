@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fl_privacy.config.schema import PartitionSettings
+from fl_privacy.data.fds_partition import fds_partition
 from fl_privacy.errors import ConfigError
 from fl_privacy.seeding import Stream, stream_rng
 
@@ -64,7 +65,10 @@ def _iid(labels: np.ndarray, num_clients: int, partition: PartitionSettings,
     return [np.sort(chunk) for chunk in np.array_split(order, num_clients)]
 
 
-PARTITIONERS: dict[str, Callable] = {"one_class": _one_class, "dirichlet": _dirichlet, "iid": _iid}
+PARTITIONERS: dict[str, Callable] = {"one_class": _one_class, "dirichlet": _dirichlet, "iid": _iid,
+                                     # Flower Datasets' (fl_privacy/data/fds_partition.py)
+                                     "fds_iid": fds_partition, "fds_dirichlet": fds_partition,
+                                     "fds_pathological": fds_partition}
 
 
 def partition_indices(labels: np.ndarray, num_clients: int, partition: PartitionSettings, seed: int

@@ -19,6 +19,7 @@ from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import Federation, build_federation
 from fl_privacy.lab.channels.rounds import RoundRecorder
 from fl_privacy.lab.channels.side_channels import RunHooks
+from fl_privacy.lab.channels.tracking import Tracker
 from fl_privacy.lab.checkpoints import Checkpoint, Checkpointer, load_checkpoint
 from fl_privacy.lab.preflight import check_before_run
 from fl_privacy.lab.run_dir import check_run_dir, clear_earlier_run
@@ -87,7 +88,8 @@ def run_experiment(settings: Settings, run_dir: Path,
         with round_progress(settings.strategy.num_rounds) as bar:
             recorder.bar = bar
             run_rounds(RoundsJob(settings, federation, run_dir, hooks, recorder, checkpoints, resume))
-        finish_run(settings, run_dir, summary, recorder.metrics_log.records, finishers, started)
+        finish_run(settings, run_dir, summary, recorder.metrics_log.records, finishers, started,
+                   recorder.tracker)
     return summary.content
 
 
@@ -104,6 +106,7 @@ def prepare_run(settings: Settings, federation: Federation, run_dir: Path, resum
     runs), and what each monitor adds to the summary at the end; a resumed run's recorder starts from
     the checkpoint (its metrics.jsonl lines and monitors' state up to that round)."""
     from fl_privacy.lab.channels.gan_monitoring import gan_monitor
+    from fl_privacy.lab.channels.tracking import open_tracker
 
     log.info("data %s: %d train (%d warm-up, clients %s), %d test", settings.data.name,
              len(federation.splits.train), len(federation.warmup_indices),
@@ -113,16 +116,17 @@ def prepare_run(settings: Settings, federation: Federation, run_dir: Path, resum
     if (monitor := gan_monitor(settings, federation, run_dir, hooks)) is not None:
         monitors["gan_attack"], finishers["gan_attack"] = monitor, monitor.finish
     metrics_log = MetricsLog(run_dir / METRICS, keep_through=resume.round if resume is not None else None)
-    recorder = RoundRecorder(metrics_log, monitors, settings.strategy.num_rounds)
+    recorder = RoundRecorder(metrics_log, monitors, settings.strategy.num_rounds,
+                             open_tracker(settings, run_dir))
     if resume is not None:
         recorder.load_monitors_state(resume.monitors)
     return hooks, recorder, finishers
 
 
 def finish_run(settings: Settings, run_dir: Path, summary: SummaryFile, records: list[dict], finishers: dict,
-               started: float) -> None:
+               started: float, tracker: Tracker | None = None) -> None:
     """After the rounds: the summary's sections, then each configured post-run pipeline, then the accuracy
-    figure."""
+    figure (and the tracker's last images)."""
     from fl_privacy.figures import plot_accuracy
     from fl_privacy.lab.pipelines import run_after_run_pipelines
 
@@ -138,4 +142,6 @@ def finish_run(settings: Settings, run_dir: Path, summary: SummaryFile, records:
     plot_accuracy(records, run_dir / ACCURACY_FIGURE,
                   f"{settings.data.name}, {settings.partition.name}, "
                   f"{settings.simulation.num_clients} clients")
+    if tracker is not None:
+        tracker.finish()
     log.info("wrote %s", run_dir)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import importlib.util
 
+from torch import nn
+
 from fl_privacy.apps.roles import role_of
 from fl_privacy.config.rules import roles_in_use
 from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import Federation
 from fl_privacy.devices import check_device
 from fl_privacy.errors import ConfigError
+from fl_privacy.lab.own_setup import check_own_setup
 from fl_privacy.models import FAKE_CLASS_ROLES, build_model, model_outputs
 
 # Ray's dashboard imports these (they come with `ray[default]`); without them it hangs.
@@ -19,11 +22,14 @@ DASHBOARD_MODULES = ("aiohttp", "aiohttp_cors", "opencensus", "prometheus_client
 PROBE_SHAPE, PROBE_CLASSES = (1, 28, 28), 10
 
 
-def check_representation_layers(settings: Settings) -> None:
-    """`attack.representation_inversion.layers` must be nodes of the model."""
+def check_representation_layers(settings: Settings, model: nn.Module | None = None) -> None:
+    """`attack.representation_inversion.layers` must be nodes of the model (built at the probe shape when
+    not given)."""
     from fl_privacy.attacks.representation_inversion import layer_names
 
-    nodes = layer_names(build_model(settings.model, PROBE_SHAPE, PROBE_CLASSES))
+    if model is None:
+        model = build_model(settings.model, PROBE_SHAPE, PROBE_CLASSES)
+    nodes = layer_names(model)
     for layer in settings.attack.representation_inversion.layers:
         if layer not in nodes:
             raise ConfigError("attack.representation_inversion.layers", layer, f"allowed: {', '.join(nodes)}")
@@ -42,7 +48,20 @@ def check_settings(settings: Settings) -> None:
     """Everything checkable before data is loaded (the entry point runs it right after validation)."""
     check_device(settings.device)
     check_inversion_attack(settings)
-    model = build_model(settings.model, PROBE_SHAPE, PROBE_CLASSES)
+    check_own_setup(settings)
+    if settings.model.target is None:  # a user's model is checked at the data's shape (check_before_run)
+        check_model(settings, build_model(settings.model, PROBE_SHAPE, PROBE_CLASSES))
+    if settings.simulation.dashboard:
+        missing = [m for m in DASHBOARD_MODULES if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError("simulation.dashboard", True, "Ray's dashboard needs packages that are missing "
+                              f"({', '.join(missing)}); pip install 'ray[default]' "
+                              "or set simulation.dashboard=false")
+
+
+def check_model(settings: Settings, model: nn.Module) -> None:
+    """What the settings ask of the model: Opacus-compatible layers for DP-SGD, the layers that
+    `defense.suppress` and the representation inverter name."""
     if "dp" in roles_in_use(settings):
         from fl_privacy.defenses.dp_sgd import check_opacus_compatible
 
@@ -57,13 +76,7 @@ def check_settings(settings: Settings) -> None:
             if layer not in names:
                 raise ConfigError("defense.suppress.layers", layer, f"allowed: {', '.join(names)}")
     if settings.attack.representation_inversion.after_run:
-        check_representation_layers(settings)
-    if settings.simulation.dashboard:
-        missing = [m for m in DASHBOARD_MODULES if importlib.util.find_spec(m) is None]
-        if missing:
-            raise ConfigError("simulation.dashboard", True, "Ray's dashboard needs packages that are missing "
-                              f"({', '.join(missing)}); pip install 'ray[default]' "
-                              "or set simulation.dashboard=false")
+        check_representation_layers(settings, model)
 
 
 def check_before_run(settings: Settings, federation: Federation) -> None:
@@ -71,6 +84,8 @@ def check_before_run(settings: Settings, federation: Federation) -> None:
     and the GAN attack's victim class exists and is not the adversary's."""
     splits = federation.splits
     needed = model_outputs(settings.client, splits.num_classes)
+    if settings.model.target is not None:  # the user's model, built as the federation will build it
+        check_model(settings, build_model(settings.model, splits.image_shape, needed))
     if settings.model.num_outputs is not None and settings.model.num_outputs < needed:
         raise ConfigError("model.num_outputs", settings.model.num_outputs,
                           f"{splits.name} has {splits.num_classes} classes"

@@ -7,11 +7,14 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fl_privacy.privacy_record import PrivacySummary
 from fl_privacy.progress import RoundBar
 from fl_privacy.results import MetricsLog
+
+if TYPE_CHECKING:
+    from fl_privacy.lab.channels.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +31,10 @@ class RoundMonitor(Protocol):
 class RoundRecorder:
     """Receives each round's record from the ServerApp (round 0 = after warm-up)."""
 
-    def __init__(self, metrics_log: MetricsLog, monitors: Mapping[str, RoundMonitor], num_rounds: int
-                 ) -> None:
+    def __init__(self, metrics_log: MetricsLog, monitors: Mapping[str, RoundMonitor], num_rounds: int,
+                 tracker: Tracker | None = None) -> None:
         self.metrics_log = metrics_log
+        self.tracker = tracker  # tracking=tensorboard|mlflow: gets every record after metrics.jsonl
         self.monitors = monitors
         self.num_rounds = num_rounds
         self.bar = RoundBar()
@@ -65,3 +69,5 @@ class RoundRecorder:
                  "".join(f", {part}" for part in self._headlines(record)), record["seconds"])
         self.bar.update(server_round, accuracy=accuracy)
         self.metrics_log.append(record)
+        if self.tracker is not None:
+            self.tracker.log_round(server_round, record)
