@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import random
+import sys
+import time
 
 import pytest
 import torch
@@ -146,3 +148,143 @@ def test_partition_mod_records_node_config_and_passes_the_reply_through(tmp_path
     assert seen == [(message, context)]
     record = json.loads(node_partition_file(tmp_path, 22).read_text())
     assert record == {"node_id": 22, "node_config": {"partition-id": 3, "num-partitions": 4}}
+
+
+# --- audit-captures on a tiny capture made here ----------------------------------------------------------
+TINY_APP = '''
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.hidden = nn.Linear(36, 16)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(torch.sigmoid(self.hidden(x.flatten(1))))
+
+
+def tiny():
+    torch.manual_seed(0)
+    return Tiny()
+
+
+def wrong():
+    return nn.Sequential(nn.Flatten(), nn.Linear(36, 3))
+
+
+def images(partition_id, count, offset=0):
+    """Smooth images (3x3 blocks upsampled), nothing like the uniform noise an attack starts from."""
+    generator = torch.Generator().manual_seed(100 * partition_id + offset)
+    x = torch.rand(count, 1, 3, 3, generator=generator).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    return x, torch.arange(count) % 3
+
+
+def data(partition_id, num_partitions):
+    return TensorDataset(*images(partition_id, 2)), TensorDataset(*images(partition_id, 9, offset=1))
+
+
+def bad_shape(partition_id, num_partitions):
+    return torch.rand(2, 1, 5, 5), torch.zeros(2, dtype=torch.long)
+'''
+
+
+@pytest.fixture(scope="module")
+def tiny_capture(tmp_path_factory):
+    """Two rounds of three nodes of the tiny app through the wrapper and the partition mod: node 11 sends a
+    FedSGD gradient of one image, the others one FedAvg step (lr 0.1) on their two images."""
+    root = tmp_path_factory.mktemp("app")
+    (root / "tinyapp.py").write_text(TINY_APP)
+    sys.path.insert(0, str(root))
+    import tinyapp
+
+    mod = record_partitions(root / "audit")
+
+    def train(message: Message, context: Context) -> Message:
+        node = context.node_id
+        model = tinyapp.tiny()
+        model.load_state_dict(message.content.array_records["arrays"].to_torch_state_dict())
+        x, y = tinyapp.images(int(context.node_config["partition-id"]), 2)
+        if node == 11:
+            x, y = x[:1], y[:1]
+        loss = nn.functional.cross_entropy(model(x), y)
+        grads = torch.autograd.grad(loss, list(model.parameters()))
+        names = [n for n, _ in model.named_parameters()]
+        if node == 11:  # FedSGD: the gradient itself
+            arrays = {n: g.detach() for n, g in zip(names, grads, strict=True)}
+        else:
+            arrays = {n: (p - 0.1 * g).detach()
+                      for (n, p), g in zip(model.named_parameters(), grads, strict=True)}
+        metrics = MetricRecord({"num-examples": len(x)})
+        return _reply(RecordDict({"arrays": ArrayRecord(arrays), "metrics": metrics}), message, node)
+
+    class Grid(FakeGrid):
+        def send_and_receive(self, messages, timeout=None):
+            replies = []
+            for m in messages:
+                node = m.metadata.dst_node_id
+                context = Context(run_id=1, node_id=node, state=RecordDict(), run_config={},
+                                  node_config={"partition-id": NODES.index(node), "num-partitions": 3})
+                replies.append(mod(m, context, train))
+            return replies
+
+    random.seed(0)
+    monkey = pytest.MonkeyPatch()
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for identity in ("_task_id", "_run_id", "_node_id"):
+        monkey.setattr(TaskIdentity, identity, 1)
+    capture_updates(FedAvg(fraction_evaluate=0.0), root / "audit").start(
+        grid=Grid(), initial_arrays=ArrayRecord(tinyapp.tiny().state_dict()), num_rounds=2)
+    monkey.undo()
+    yield root / "audit"
+    sys.path.remove(str(root))
+
+
+AUDIT = ["--input-shape", "1,6,6", "--iterations", "10", "--restarts", "1", "--dlg-iterations", "2",
+         "--local-lr", "0.1", "--batch-size", "2", "--rounds", "1"]
+
+
+def test_audit_captures_writes_the_risk_report(tiny_capture):
+    from fl_privacy.cli.commands import main
+    from fl_privacy.run_layout import RISK_REPORT, RISK_REPORT_PAGE
+
+    assert main(["audit-captures", str(tiny_capture), "--model", "tinyapp:tiny",
+                 "--client-data", "tinyapp:data", *AUDIT]) == 0
+    report = json.loads((tiny_capture / RISK_REPORT).read_text())
+    findings = {f["node_id"]: f for f in report["findings"]}
+    assert sorted(findings) == list(NODES) and {f["round"] for f in findings.values()} == {1}
+    # the update mode is read off the arrays: node 11 sent a gradient, the others weights
+    assert findings[11]["update_mode"]["mode"] == "fedsgd"
+    assert {findings[n]["update_mode"]["mode"] for n in (22, 33)} == {"fedavg"}
+    assert findings[11]["threat_model"]["sok_threat_model"].startswith("B")
+    assert findings[22]["threat_model"]["sok_threat_model"].startswith("C")
+    assert findings[22]["partition_id"] == 1 and findings[22]["scores"]["truth_pool"] == 2
+    # one image behind a gradient of a sigmoid MLP: DLG recovers it, nearer it than every other image
+    single = findings[11]["scores"]
+    assert single["identified"] == [True] and single["psnr"][0] > 25
+    assert single["baselines"]["uniform_noise"]["identification"]["hits"] == 0
+    assert report["summary"]["scores"]["identification"]["n"] == 5
+    page = (tiny_capture / RISK_REPORT_PAGE).read_text()
+    assert page.count("data:image/png;base64") == 3 and "Informed Eavesdropper" in page
+
+
+@pytest.mark.parametrize("args,key,words", [
+    (["--model", "tinyapp:wrong", "--client-data", "tinyapp:data"], "--model",
+     "does not build the captured architecture"),
+    (["--model", "tinyapp:tiny", "--client-data", "tinyapp:bad_shape"], "--client-data",
+     "returned images of shape (1, 5, 5), but the captured model takes (1, 6, 6)"),
+    (["--model", "tinyapp:missing"], "--model", "cannot import it"),
+])
+def test_audit_captures_bad_input_is_one_line(tiny_capture, caplog, args, key, words):
+    from fl_privacy.cli.commands import main
+
+    started = time.perf_counter()
+    assert main(["audit-captures", str(tiny_capture), *args, *AUDIT]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].startswith(key) and words in errors[0]
+    assert "\n" not in errors[0]
+    assert time.perf_counter() - started < 5  # refused before any attack runs

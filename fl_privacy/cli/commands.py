@@ -117,6 +117,52 @@ def _dp_audit_table(args: argparse.Namespace) -> None:
     print(dp_audit_table(args.path, args.by))
 
 
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        channels, height, width = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give C,H,W, e.g. 1,28,28") from None
+    return channels, height, width
+
+
+def _audit_captures(args: argparse.Namespace) -> None:
+    from fl_privacy.attacks.capture_inversion import Budget, Recipe
+    from fl_privacy.lab.capture_audit import AuditOptions, audit_captures
+
+    options = AuditOptions(
+        recipe=Recipe(args.local_lr, args.local_epochs, args.batch_size),
+        budget=Budget(iterations=args.iterations, restarts=args.restarts, dlg_iterations=args.dlg_iterations,
+                      seed=args.seed),
+        mode=args.update_mode, input_shape=args.input_shape,
+        rounds=tuple(args.rounds) if args.rounds else None, nodes=tuple(args.nodes) if args.nodes else None,
+        max_images=args.max_images)
+    report = audit_captures(args.path, args.model, args.client_data, options)
+    log.info("summary: %s", json.dumps(report["summary"]))
+    log.info("open %s", args.path / "risk_report.html")
+
+
+def _audit_captures_parser(commands) -> None:
+    audit = commands.add_parser("audit-captures", help="attack the captures of your own Flower app "
+                                "(fl_privacy.capture) and write DIR/risk_report.json and .html")
+    audit.add_argument("path", type=Path, help="the folder given to capture_updates / record_partitions")
+    audit.add_argument("--model", required=True, help="MODULE:FACTORY building the captured model")
+    audit.add_argument("--client-data", default=None,
+                       help="MODULE:FUNC(partition_id, num_partitions) -> a node's own data, for scoring")
+    audit.add_argument("--update-mode", choices=("fedsgd", "fedavg"), default=None,
+                       help="skip detection (default: detected per reply)")
+    audit.add_argument("--local-lr", type=float, default=0.01, help="assumed FedAvg local learning rate")
+    audit.add_argument("--local-epochs", type=int, default=1, help="assumed FedAvg local epochs")
+    audit.add_argument("--batch-size", type=int, default=32, help="assumed FedAvg local batch size")
+    audit.add_argument("--input-shape", type=_shape, default=None, help="C,H,W (default: probed)")
+    audit.add_argument("--rounds", type=int, nargs="*", help="only these rounds")
+    audit.add_argument("--nodes", type=int, nargs="*", help="only these node ids")
+    audit.add_argument("--max-images", type=int, default=64, help="larger updates are reported, not attacked")
+    audit.add_argument("--iterations", type=int, default=200, help="Inverting Gradients' Adam steps")
+    audit.add_argument("--restarts", type=int, default=2, help="Inverting Gradients' restarts")
+    audit.add_argument("--dlg-iterations", type=int, default=5, help="DLG's outer L-BFGS steps")
+    audit.add_argument("--seed", type=int, default=0, help="the attack's seed")
+
+
 def parser() -> argparse.ArgumentParser:
     """The `fl-privacy` argument parser (`run` is handed to Hydra before parsing)."""
     top = argparse.ArgumentParser(prog="fl-privacy", description=__doc__)
@@ -148,6 +194,7 @@ def parser() -> argparse.ArgumentParser:
     par_gan = commands.add_parser("par-gan-table", help="the PAR-GAN table: per seed and k, then per k the "
                                   "mean and 95%% t CI over seeds (Markdown)")
     par_gan.add_argument("path", type=Path, nargs="+", help="runs or multiruns of kind=par_gan")
+    _audit_captures_parser(commands)
     return top
 
 
@@ -165,7 +212,7 @@ def _par_gan_table(args: argparse.Namespace) -> None:
 
 TABLE_COMMANDS = {"report": _report, "attack-table": _attack_table, "membership-table": _membership_table,
                   "dp-audit-table": _dp_audit_table, "gan-table": _gan_table,
-                  "par-gan-table": _par_gan_table}
+                  "par-gan-table": _par_gan_table, "audit-captures": _audit_captures}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
