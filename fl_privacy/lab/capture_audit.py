@@ -54,6 +54,11 @@ from fl_privacy.run_layout import (
 log = logging.getLogger(__name__)
 
 PARTITION_KEYS = ("partition-id", "num-partitions")  # Flower's simulation node_config
+IDENTIFICATION_RULE = (
+    "after Hungarian matching on MSE to the node's own training images, nearer (MSE, pixels in [0, 1]) its "
+    "matched image than every image of the same class the update did not use (the node's held-out sets and "
+    "every other node's data); blank, uniform-noise (negative control) and class-mean baselines under the "
+    "same matching and rule")
 
 
 @dataclass(frozen=True)
@@ -334,9 +339,7 @@ def audit_captures(root: Path, model_spec: str, data_spec: str | None = None,
         finding.pop("_labels", None)
     summary["seconds"] = time.perf_counter() - started
     report = {"setup": attacker.setup, "summary": summary, "findings": findings,
-              "identification_rule": "after Hungarian matching on MSE to the node's own images, nearer its "
-                                     "matched image than every other node's image of the same class (MSE, "
-                                     "pixels in [0, 1]); blank and class-mean baselines under the same rule"}
+              "identification_rule": IDENTIFICATION_RULE}
     write_json(root / RISK_REPORT, report)
     write_risk_page(root / RISK_REPORT_PAGE, report, root)
     log.info("wrote %s and %s", root / RISK_REPORT, root / RISK_REPORT_PAGE)
