@@ -125,6 +125,19 @@ def _shape(text: str) -> tuple[int, int, int]:
     return channels, height, width
 
 
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a positive {kind.__name__}")
+        return value
+
+    return parse
+
+
 def _audit_captures(args: argparse.Namespace) -> None:
     from fl_privacy.attacks.capture_inversion import Budget, Recipe
     from fl_privacy.lab.capture_audit import AuditOptions, audit_captures
@@ -148,18 +161,19 @@ def _audit_captures_parser(commands) -> None:
     audit.add_argument("--model", required=True, help="MODULE:FACTORY building the captured model")
     audit.add_argument("--client-data", default=None,
                        help="MODULE:FUNC(partition_id, num_partitions) -> a node's own data, for scoring")
+    count, positive = _positive(int), _positive(float)
     audit.add_argument("--update-mode", choices=("fedsgd", "fedavg"), default=None,
                        help="skip detection (default: detected per reply)")
-    audit.add_argument("--local-lr", type=float, default=0.01, help="assumed FedAvg local learning rate")
-    audit.add_argument("--local-epochs", type=int, default=1, help="assumed FedAvg local epochs")
-    audit.add_argument("--batch-size", type=int, default=32, help="assumed FedAvg local batch size")
+    audit.add_argument("--local-lr", type=positive, default=0.01, help="assumed FedAvg local learning rate")
+    audit.add_argument("--local-epochs", type=count, default=1, help="assumed FedAvg local epochs")
+    audit.add_argument("--batch-size", type=count, default=32, help="assumed FedAvg local batch size")
     audit.add_argument("--input-shape", type=_shape, default=None, help="C,H,W (default: probed)")
     audit.add_argument("--rounds", type=int, nargs="*", help="only these rounds")
     audit.add_argument("--nodes", type=int, nargs="*", help="only these node ids")
-    audit.add_argument("--max-images", type=int, default=64, help="larger updates are reported, not attacked")
-    audit.add_argument("--iterations", type=int, default=200, help="Inverting Gradients' Adam steps")
-    audit.add_argument("--restarts", type=int, default=2, help="Inverting Gradients' restarts")
-    audit.add_argument("--dlg-iterations", type=int, default=5, help="DLG's outer L-BFGS steps")
+    audit.add_argument("--max-images", type=count, default=64, help="larger updates: reported, not attacked")
+    audit.add_argument("--iterations", type=count, default=200, help="Inverting Gradients' Adam steps")
+    audit.add_argument("--restarts", type=count, default=2, help="Inverting Gradients' restarts")
+    audit.add_argument("--dlg-iterations", type=count, default=5, help="DLG's outer L-BFGS steps")
     audit.add_argument("--seed", type=int, default=0, help="the attack's seed")
 
 
