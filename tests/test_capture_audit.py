@@ -7,6 +7,7 @@ import json
 import random
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -308,3 +309,52 @@ def test_every_capture_goes_through_the_one_attack_function(tiny_capture, monkey
     assert sorted(calls) == [(False, 2), (False, 2), (True, 1)]
     assert all((tiny_capture / f["grid"]).exists() and "scores" not in f for f in report["findings"])
     assert "scores" not in report["summary"]
+
+
+# --- the worked example's own apps, without Ray ---------------------------------------------------------
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "flower_app"
+
+
+def test_example_app_is_captured_and_its_captures_are_auditable(tmp_path, monkeypatch):
+    """examples/flower_app's ServerApp main and ClientApp handlers (and its partition mod), driven by an
+    in-process grid of 2 nodes for 1 round: the captures and partition ids land in `capture-dir`, the
+    audit accepts its own model and data, and refuses the other model for these captures."""
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    monkeypatch.setenv("FLOWER_APP_CAPTURE_DIR", str(tmp_path))
+    monkeypatch.setenv("FLOWER_APP_NUM_SERVER_ROUNDS", "1")
+    from flower_app import client_app, server_app
+
+    from fl_privacy.errors import ConfigError
+    from fl_privacy.lab.capture_audit import AuditOptions, load_truth, prepare_attacker
+
+    class ExampleGrid(FakeGrid):
+        def get_node_ids(self) -> list[int]:
+            return [11, 22]
+
+        def send_and_receive(self, messages, timeout=None):
+            replies = []
+            for message in messages:
+                node = message.metadata.dst_node_id
+                context = Context(run_id=1, node_id=node, state=RecordDict(), run_config={},
+                                  node_config={"partition-id": [11, 22].index(node), "num-partitions": 2})
+                handler = client_app.train if message.metadata.message_type == "train" \
+                    else client_app.evaluate
+                reply = client_app._partition_mod(message, context, handler)
+                replies.append(_reply(reply.content, message, node))
+            return replies
+
+    random.seed(0)
+    server_app.main(ExampleGrid(), Context(run_id=1, node_id=0, node_config={}, state=RecordDict(),
+                                           run_config={}))
+    for node in (11, 22):
+        record = load_tensors(node_capture_file(tmp_path, 1, node))
+        assert record["metadata"]["num_examples"] == 8 and "fc3.bias" in record["updated_state"]
+        assert json.loads(node_partition_file(tmp_path, node).read_text())["node_config"]["partition-id"] \
+            == [11, 22].index(node)
+    attacker = prepare_attacker(tmp_path, "flower_app.task:Net", AuditOptions())
+    assert attacker.shape == (1, 28, 28)  # probed from the template's CNN
+    _, data = load_truth(tmp_path, "flower_app.task:load_data", attacker.shape, attacker.files)
+    (train, _), held_out = data[11]
+    assert len(train) == 8 and len(held_out) == 1 and len(held_out[0][0]) == 500
+    with pytest.raises(ConfigError, match="does not build the captured architecture"):
+        prepare_attacker(tmp_path, "flower_app.task:MLP", AuditOptions())
