@@ -139,6 +139,8 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 def _audit_captures(args: argparse.Namespace) -> None:
+    import torch
+
     from fl_privacy.attacks.capture_inversion import Budget, Recipe
     from fl_privacy.lab.capture_audit import AuditOptions, audit_captures
 
@@ -149,7 +151,12 @@ def _audit_captures(args: argparse.Namespace) -> None:
         mode=args.update_mode, input_shape=args.input_shape,
         rounds=tuple(args.rounds) if args.rounds else None, nodes=tuple(args.nodes) if args.nodes else None,
         max_images=args.max_images)
-    report = audit_captures(args.path, args.model, args.client_data, options)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small models: one thread is fastest, and a shared CPU stays usable
+    try:
+        report = audit_captures(args.path, args.model, args.client_data, options)
+    finally:
+        torch.set_num_threads(threads)
     log.info("summary: %s", json.dumps(report["summary"]))
     log.info("open %s", args.path / "risk_report.html")
 

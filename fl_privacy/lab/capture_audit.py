@@ -162,8 +162,8 @@ def prepare_attacker(root: Path, model_spec: str, options: AuditOptions) -> Atta
     return Attacker(files, factory, model, shape, names, setup)
 
 
-def attack_captures(attacker: Attacker, model_spec: str, options: AuditOptions) -> list[dict]:
-    """The attacker: every capture inverted (or the reason it was not)."""
+def attack_captures(root: Path, attacker: Attacker, model_spec: str, options: AuditOptions) -> list[dict]:
+    """The attacker: every capture under `root` inverted (or the reason it was not)."""
     factory, model, names, shape = attacker.factory, attacker.model, attacker.names, attacker.shape
     findings = []
     for path in progress(attacker.files, "inverting captures", "capture"):
@@ -174,8 +174,13 @@ def attack_captures(attacker: Attacker, model_spec: str, options: AuditOptions) 
         except (KeyError, TypeError):
             raise RunFileError(f"{path} is not a capture written by fl_privacy.capture") from None
         build_model(factory, model_spec, global_state)  # every capture has the same architecture
+        lacking = [name for name in names if name not in returned]
+        if lacking:
+            raise RunFileError(f"{path}: the node returned no {lacking[0]} (the arrays it returned are not "
+                               "the model's parameters)")
         finding: dict[str, Any] = {"round": meta.get("round"), "node_id": meta.get("node_id"),
-                                   "num_examples": meta.get("num_examples"), "capture": str(path)}
+                                   "num_examples": meta.get("num_examples"),
+                                   "capture": str(path.relative_to(root))}
         evidence = detect_update_mode(global_state, returned, names, options.mode)
         finding["update_mode"] = asdict(evidence)
         count = meta.get("num_examples")
@@ -320,7 +325,7 @@ def audit_captures(root: Path, model_spec: str, data_spec: str | None = None,
     started = time.perf_counter()
     attacker = prepare_attacker(root, model_spec, options)
     truth = None if data_spec is None else load_truth(root, data_spec, attacker.shape, attacker.files)
-    findings = attack_captures(attacker, model_spec, options)
+    findings = attack_captures(root, attacker, model_spec, options)
     summary: dict[str, Any] = {"captures": len(findings),
                                "attacked": sum("_images" in f for f in findings),
                                "fedavg": sum(f["update_mode"]["mode"] == "fedavg" for f in findings),
