@@ -52,6 +52,11 @@ def write_json(path: Path, obj: Any) -> None:
     _atomic_write(Path(path), lambda handle: handle.write(text.encode()))
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write `text` (UTF-8), atomically."""
+    _atomic_write(Path(path), lambda handle: handle.write(text.encode()))
+
+
 def save_torch(path: Path, obj: Any) -> None:
     """`torch.save` any object (tensors, dicts of tensors and numbers) atomically."""
     import torch

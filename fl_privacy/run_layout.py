@@ -31,6 +31,13 @@ NODE_STATES = LAB_ARTIFACTS / "nodes"  # each node's latest persistent state, co
 CAPTURES = Path("captures")  # what the server saw: round_XXX/partition_YY.pt
 TRUTH = Path("truth")  # which examples a captured update used: round_XXX/partition_YY.json (scoring only)
 
+# --- a user's own Flower app, recorded by `fl_privacy.capture` and audited by `fl-privacy audit-captures` ---
+# (the capture folder is its own root: captures/round_XXX/node_ID.pt, partitions/node_ID.json, the report)
+NODE_PARTITIONS = Path("partitions")  # each node's node_config, written by its client mod (scoring only)
+RISK_REPORT = Path("risk_report.json")
+RISK_REPORT_PAGE = Path("risk_report.html")
+RISK_GRIDS = Path("risk_report_grids")  # one truth | reconstruction grid per attacked capture
+
 # --- gradient inversion (`attack.gradient_inversion`) ----------------------------------------------------
 ATTACK_DIR = Path("attack")
 RECONSTRUCTIONS = ATTACK_DIR / "reconstructions"
@@ -124,3 +131,23 @@ def lab_artifact(run_dir: Path, name: str) -> Path:
 def par_gan_samples_file(run_dir: Path, discriminators: int) -> Path:
     """PAR-GAN's sample grid for k discriminators."""
     return Path(run_dir) / f"samples_k{discriminators}.png"
+
+
+def node_capture_file(root: Path, server_round: int, node_id: int) -> Path:
+    """`root/captures/round_XXX/node_ID.pt`: what the server saw of one node's reply in one round."""
+    return Path(root) / CAPTURES / f"round_{server_round:03d}" / f"node_{node_id}.pt"
+
+
+def node_capture_files(root: Path) -> list[Path]:
+    """Every node capture under `root/captures`, sorted by round (then file name)."""
+    return sorted((Path(root) / CAPTURES).glob("round_*/node_*.pt"))
+
+
+def node_partition_file(root: Path, node_id: int) -> Path:
+    """`root/partitions/node_ID.json`: a node's node_config (its partition id), recorded by its client mod."""
+    return Path(root) / NODE_PARTITIONS / f"node_{node_id}.json"
+
+
+def risk_grid_file(root: Path, server_round: int, node_id: int) -> Path:
+    """The truth | reconstruction grid of one attacked capture."""
+    return Path(root) / RISK_GRIDS / f"round_{server_round:03d}_node_{node_id}.png"

@@ -119,6 +119,75 @@ def _dp_audit_table(args: argparse.Namespace) -> None:
     print(dp_audit_table(args.path, args.by))
 
 
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        channels, height, width = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give C,H,W, e.g. 1,28,28") from None
+    return channels, height, width
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a positive {kind.__name__}")
+        return value
+
+    return parse
+
+
+def _audit_captures(args: argparse.Namespace) -> None:
+    import torch
+
+    from fl_privacy.lab.pipelines.capture_audit import AuditOptions, Budget, Recipe, audit_captures
+    from fl_privacy.report.risk_report import write_risk_page
+    from fl_privacy.run_layout import RISK_REPORT, RISK_REPORT_PAGE
+
+    options = AuditOptions(
+        recipe=Recipe(args.local_lr, args.local_epochs, args.batch_size),
+        budget=Budget(iterations=args.iterations, restarts=args.restarts, dlg_iterations=args.dlg_iterations,
+                      seed=args.seed),
+        mode=args.update_mode, input_shape=args.input_shape,
+        rounds=tuple(args.rounds) if args.rounds else None, nodes=tuple(args.nodes) if args.nodes else None,
+        max_images=args.max_images)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small models: one thread is fastest, and a shared CPU stays usable
+    try:
+        report = audit_captures(args.path, args.model, args.client_data, options)
+    finally:
+        torch.set_num_threads(threads)
+    write_risk_page(args.path / RISK_REPORT_PAGE, report, args.path)
+    log.info("summary: %s", json.dumps(report["summary"]))
+    log.info("wrote %s; open %s", args.path / RISK_REPORT, args.path / RISK_REPORT_PAGE)
+
+
+def _audit_captures_parser(commands) -> None:
+    audit = commands.add_parser("audit-captures", help="attack the captures of your own Flower app "
+                                "(fl_privacy.capture) and write DIR/risk_report.json and .html")
+    audit.add_argument("path", type=Path, help="the folder given to capture_updates / record_partitions")
+    audit.add_argument("--model", required=True, help="MODULE:FACTORY building the captured model")
+    audit.add_argument("--client-data", default=None,
+                       help="MODULE:FUNC(partition_id, num_partitions) -> a node's own data, for scoring")
+    count, positive = _positive(int), _positive(float)
+    audit.add_argument("--update-mode", choices=("fedsgd", "fedavg"), default=None,
+                       help="skip detection (default: detected per reply)")
+    audit.add_argument("--local-lr", type=positive, default=0.01, help="assumed FedAvg local learning rate")
+    audit.add_argument("--local-epochs", type=count, default=1, help="assumed FedAvg local epochs")
+    audit.add_argument("--batch-size", type=count, default=32, help="assumed FedAvg local batch size")
+    audit.add_argument("--input-shape", type=_shape, default=None, help="C,H,W (default: probed)")
+    audit.add_argument("--rounds", type=int, nargs="*", help="only these rounds")
+    audit.add_argument("--nodes", type=int, nargs="*", help="only these node ids")
+    audit.add_argument("--max-images", type=count, default=64, help="larger updates: reported, not attacked")
+    audit.add_argument("--iterations", type=count, default=200, help="Inverting Gradients' Adam steps")
+    audit.add_argument("--restarts", type=count, default=2, help="Inverting Gradients' restarts")
+    audit.add_argument("--dlg-iterations", type=count, default=5, help="DLG's outer L-BFGS steps")
+    audit.add_argument("--seed", type=int, default=0, help="the attack's seed")
+
+
 def parser() -> argparse.ArgumentParser:
     """The `fl-privacy` argument parser (`run` is handed to Hydra before parsing)."""
     top = argparse.ArgumentParser(prog="fl-privacy", description=__doc__)
@@ -150,6 +219,7 @@ def parser() -> argparse.ArgumentParser:
     par_gan = commands.add_parser("par-gan-table", help="the PAR-GAN table: per seed and k, then per k the "
                                   "mean and 95%% t CI over seeds (Markdown)")
     par_gan.add_argument("path", type=Path, nargs="+", help="runs or multiruns of kind=par_gan")
+    _audit_captures_parser(commands)
     return top
 
 
@@ -167,7 +237,7 @@ def _par_gan_table(args: argparse.Namespace) -> None:
 
 TABLE_COMMANDS = {"report": _report, "attack-table": _attack_table, "membership-table": _membership_table,
                   "dp-audit-table": _dp_audit_table, "gan-table": _gan_table,
-                  "par-gan-table": _par_gan_table}
+                  "par-gan-table": _par_gan_table, "audit-captures": _audit_captures}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
