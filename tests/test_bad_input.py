@@ -37,12 +37,13 @@ def test_a_multirun_reports_every_bad_job_before_the_first_starts(tmp_path):
 
 
 def test_model_outputs_below_the_classes_stop_before_ray(tmp_path):
-    started = time.monotonic()
+    """Stopped by the data check, before Ray starts and before summary.json is written (how fast is the
+    benchmarks' business: a wall-clock bound here failed on a loaded machine)."""
     result = run_lab(tmp_path / "run", "model.num_outputs=5")
     assert result.returncode == 2 and "model.num_outputs" in config_errors(result)[0]
     assert "at least 10" in config_errors(result)[0]
     assert "Started a local Ray instance" not in result.stdout + result.stderr
-    assert not (tmp_path / "run" / "summary.json").exists() and time.monotonic() - started < 120
+    assert not (tmp_path / "run" / "summary.json").exists()
 
 
 def test_an_unreachable_ray_cluster_fails_the_run_at_once(tmp_path):
