@@ -108,6 +108,11 @@ def check_dp_audit(settings: Settings) -> None:
         _partition_ids("data.canaries.partition", [canaries.partition], settings.simulation.num_clients)
     if audit.after_run and not canaries.count:
         raise ConfigError("attack.dp_audit.after_run", True, "audits canaries: set data.canaries.count > 0")
+    dp = settings.defense.dp
+    if dp.fault_noise_factor != 1 and dp.adaptive_clipping.enabled:
+        raise ConfigError("defense.dp.fault_noise_factor", dp.fault_noise_factor,
+                          "the injected noise fault is for fixed clipping: set defense.dp.adaptive_clipping."
+                          "enabled=false or the factor to 1")
     if audit.after_run and 2 * max(audit.guesses) > canaries.count:
         raise ConfigError("attack.dp_audit.guesses", list(audit.guesses),
                           f"guess in and out for k canaries each: 2k must not exceed "

@@ -197,6 +197,9 @@ class LocalDpSettings(Section):
     report_train_metrics: bool = Field(
         False, description="LAB-ONLY LEAK: dp clients also report train loss/accuracy computed on their "
         "private data, outside any ε (off: they report nothing computed on private data)")
+    fault_noise_factor: Annotated[float, Field(gt=0, le=1)] = Field(
+        1.0, description="LAB-ONLY FAULT, the DP audit's positive control: DP-SGD adds noise σ × this while "
+        "the accountant and the reported ε assume σ (1 = correct DP)")
 
 
 class CentralDpSettings(Section):

@@ -29,6 +29,25 @@ def check_representation_layers(settings: Settings) -> None:
             raise ConfigError("attack.representation_inversion.layers", layer, f"allowed: {', '.join(nodes)}")
 
 
+def audit_delta(settings: Settings) -> float:
+    """The δ the canary audit uses: central DP's when only the server adds noise, else local DP's."""
+    central_only = settings.defense.central_dp.enabled and "dp" not in roles_in_use(settings)
+    return settings.defense.central_dp.delta if central_only else settings.defense.dp.delta
+
+
+def check_dp_audit_power(settings: Settings) -> None:
+    """An audit whose canary count and confidence cannot give any ε lower bound (all guesses right still
+    not significant) is refused before training."""
+    from fl_privacy.evaluation.dp_audit import max_showable_epsilon
+
+    audit, count = settings.attack.dp_audit, settings.data.canaries.count
+    if max_showable_epsilon(count, list(audit.guesses), audit_delta(settings), audit.confidence) <= 0:
+        raise ConfigError("attack.dp_audit.confidence", audit.confidence,
+                          f"data.canaries.count={count} canaries with guesses {list(audit.guesses)} cannot "
+                          "give any ε lower bound at this confidence even if every guess is right: "
+                          "lower the confidence or add canaries")
+
+
 def check_settings(settings: Settings) -> None:
     """Everything checkable before data is loaded (the entry point runs it right after validation)."""
     check_device(settings.device)
@@ -48,6 +67,8 @@ def check_settings(settings: Settings) -> None:
                 raise ConfigError("defense.suppress.layers", layer, f"allowed: {', '.join(names)}")
     if settings.attack.representation_inversion.after_run:
         check_representation_layers(settings)
+    if settings.attack.dp_audit.after_run:
+        check_dp_audit_power(settings)
     if settings.simulation.dashboard:
         missing = [m for m in DASHBOARD_MODULES if importlib.util.find_spec(m) is None]
         if missing:
