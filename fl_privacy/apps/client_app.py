@@ -10,6 +10,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from fl_privacy.allocator import keep_freed_memory
+from fl_privacy.apps.canary_client import canary_client
 from fl_privacy.apps.dp_client import dp_client
 from fl_privacy.apps.gan_adversary import gan_adversary
 from fl_privacy.apps.roles import DEFENDED_ROLES, ClientJob, LabHooks, Role, honest, model_outputs, role_of
@@ -37,7 +38,8 @@ from fl_privacy.protocol import (
 from fl_privacy.training import evaluate
 
 # `client.role` / `client.roles` -> what the node does with the global model it receives each round
-ROLES: dict[str, Role] = {"honest": honest, "gan_adversary": gan_adversary, "dp": dp_client}
+ROLES: dict[str, Role] = {"honest": honest, "gan_adversary": gan_adversary, "dp": dp_client,
+                          "canary": canary_client}
 
 
 def _partition_id(context: Context) -> int:

@@ -54,7 +54,10 @@ class LabHooks(Protocol):
 
 
 def role_of(settings: Settings, partition_id: int) -> str:
-    """The role assigned to `partition_id` in `client.roles`, else the default `client.role`."""
+    """The role assigned to `partition_id` in `client.roles`, else the default `client.role`; the last
+    `attack.dp_audit_fl.canary_clients` partitions are canary clients."""
+    if partition_id >= settings.simulation.num_clients - settings.attack.dp_audit_fl.canary_clients:
+        return "canary"
     return settings.client.roles.get(partition_id, settings.client.role)
 
 

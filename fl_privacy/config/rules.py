@@ -119,6 +119,21 @@ def check_dp_audit(settings: Settings) -> None:
                           f"data.canaries.count={canaries.count}")
 
 
+def check_dp_audit_fl(settings: Settings) -> None:
+    """The federated one-shot audit's keys: canary clients need central DP's uniform, clipped aggregation
+    (noise_multiplier=0 is the no-DP arm) and at least one real client beside them."""
+    audit, num_clients = settings.attack.dp_audit_fl, settings.simulation.num_clients
+    if audit.canary_clients >= num_clients:
+        raise ConfigError("attack.dp_audit_fl.canary_clients", audit.canary_clients,
+                          f"must leave at least one real client of simulation.num_clients={num_clients}")
+    if audit.canary_clients and not settings.defense.central_dp.enabled:
+        raise ConfigError("attack.dp_audit_fl.canary_clients", audit.canary_clients,
+                          "canary clients are aggregated like clipped client updates: needs "
+                          "defense.central_dp.enabled=true (noise_multiplier=0 for the no-DP arm)")
+    if audit.after_run and not audit.canary_clients:
+        raise ConfigError("attack.dp_audit_fl.after_run", True, "needs attack.dp_audit_fl.canary_clients > 0")
+
+
 def check_representation_inversion(settings: Settings) -> None:
     """The representation inverter's keys that depend on the run (layer names are checked by the lab)."""
     if settings.attack.representation_inversion.after_run and not settings.save_model:
@@ -206,6 +221,7 @@ def check_rules(settings: Settings) -> None:
     check_gradient_inversion(settings)
     check_membership(settings)
     check_dp_audit(settings)
+    check_dp_audit_fl(settings)
     check_representation_inversion(settings)
     if settings.kind == "par_gan":
         _check_par_gan(settings)

@@ -27,7 +27,7 @@ OpenProbability = Annotated[float, Field(gt=0, lt=1)]
 Port = Annotated[int, Field(strict=True, ge=1024, le=65535)]
 
 Optimizer = Literal["sgd", "adam"]
-Role = Literal["honest", "gan_adversary", "dp"]
+Role = Literal["honest", "gan_adversary", "dp", "canary"]
 UpdateMode = Literal["fedavg", "fedsgd"]
 DpAccountant = Literal["rdp", "pld"]
 MembershipAttack = Literal["loss", "confidence", "entropy", "modified_entropy", "shadow", "lira_offline",
@@ -394,6 +394,19 @@ class DpAuditSettings(Section):
         "is the best over these k with a Bonferroni correction")
 
 
+class DpAuditFlSettings(Section):
+    """The federated one-shot audit (Andrew et al., ICLR 2024): the last `canary_clients` partitions are
+    canary clients whose every update is one fixed random unit direction (× the central clipping norm);
+    after the run, the cosines of the final model delta with each inserted canary and with
+    `fresh_canaries` never-inserted directions give an ε estimate (Gaussian fit) beside the accounted ε."""
+
+    after_run: bool = False
+    canary_clients: NonNegativeInt = Field(
+        0, description="the last this many of simulation.num_clients are canary clients (0 = none)")
+    fresh_canaries: Annotated[int, Field(strict=True, ge=2)] = Field(
+        1000, description="random directions never inserted: the null distribution of the cosines")
+
+
 class RepresentationInversionSettings(Section):
     """Inversion of the final model's activations of unseen images, layer by layer."""
 
@@ -417,6 +430,7 @@ class AttackSettings(Section):
     gan: GanAttackSettings = GanAttackSettings()
     membership: MembershipSettings = MembershipSettings()
     dp_audit: DpAuditSettings = DpAuditSettings()
+    dp_audit_fl: DpAuditFlSettings = DpAuditFlSettings()
     representation_inversion: RepresentationInversionSettings = RepresentationInversionSettings()
 
 
