@@ -96,7 +96,13 @@ def one_shot_epsilon(inserted: np.ndarray, fresh: np.ndarray, delta: float) -> d
     mean_in, std_in = float(inserted.mean()), float(inserted.std(ddof=1))
     mean_fresh, std_fresh = float(fresh.mean()), float(fresh.std(ddof=1))
     test = stats.mannwhitneyu(inserted, fresh, alternative="greater")
+    pooled = math.sqrt(((len(inserted) - 1) * std_in**2 + (len(fresh) - 1) * std_fresh**2)
+                       / (len(inserted) + len(fresh) - 2))
     return {"empirical_epsilon": gaussian_pair_epsilon(mean_in, std_in, mean_fresh, std_fresh, delta),
+            # one pooled variance: the Gaussian mechanism at μ = |Δmean| / pooled std (less sensitive to the
+            # sampling error of the two standard deviations, which alone gives ε > 0 at small δ)
+            "empirical_epsilon_equal_variance": gaussian_pair_epsilon(mean_in, pooled, mean_fresh, pooled,
+                                                                      delta),
             "delta": delta, "num_inserted": len(inserted), "num_fresh": len(fresh),
             "inserted_cosine_mean": mean_in, "inserted_cosine_std": std_in,
             "fresh_cosine_mean": mean_fresh, "fresh_cosine_std": std_fresh,

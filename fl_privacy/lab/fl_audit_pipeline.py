@@ -34,8 +34,18 @@ def canary_cosines(initial: dict[str, torch.Tensor], final: dict[str, torch.Tens
                    shapes: dict[str, torch.Size], seed: int, indices: list[int]) -> np.ndarray:
     """Cosine of the final model delta (over the trainable parameters in `shapes`) with each canary."""
     delta = torch.cat([(final[name].double() - initial[name].double()).reshape(-1) for name in shapes])
-    delta = delta / delta.norm().clamp_min(1e-300)
-    return np.array([float(flat_direction(shapes, seed, index) @ delta) for index in indices])
+    unit = (delta / delta.norm().clamp_min(1e-300)).numpy()
+    return np.array([float(np.dot(flat_direction(shapes, seed, index).numpy(), unit)) for index in indices])
+
+
+def fresh_control(fresh: np.ndarray, count: int, delta: float) -> dict:
+    """The negative control on the same run: the estimate when `count` fresh (never inserted) canaries
+    pose as the inserted ones against the rest; what the estimator reports with nothing to find."""
+    if len(fresh) < count + 2:
+        return {}
+    control = one_shot_epsilon(fresh[:count], fresh[count:], delta)
+    return {key: control[key] for key in ("empirical_epsilon", "empirical_epsilon_equal_variance",
+                                          "separation_pvalue", "num_inserted", "num_fresh")}
 
 
 def accounted_central(run_dir: Path, settings: Settings) -> tuple[float, float, str]:
@@ -66,7 +76,8 @@ def run_fl_audit(run_dir: Path, settings: Settings) -> dict:
     result = {"accounted_epsilon": accounted, "accountant": accountant,
               "noise_multiplier": settings.defense.central_dp.noise_multiplier,
               "canary_clients": audit.canary_clients, "dimension": sum(s.numel() for s in shapes.values()),
-              **one_shot_epsilon(inserted, fresh, delta)}
+              **one_shot_epsilon(inserted, fresh, delta),
+              "fresh_control": fresh_control(fresh, audit.canary_clients, delta)}
     log.info("federated audit: ε estimate %.3f (%d canary clients, %d fresh), accounted ε %.3f",
              result["empirical_epsilon"], audit.canary_clients, audit.fresh_canaries, accounted)
     write_json(run_dir / DP_AUDIT_FL_SCORES, result)
