@@ -63,11 +63,24 @@ def max_showable_epsilon(m: int, guesses: list[int], delta: float, confidence: f
                default=0.0)
 
 
-def audit_verdict(lower_bound: float, claimed_epsilon: float, showable: float) -> dict:
+def violation_pvalue(per_k: list[dict], m: int, claimed_epsilon: float, delta: float) -> float:
+    """The p-value of "the training is (claimed ε, δ)-DP" from the audit's guesses (`per_k` rows of
+    `audit_epsilon`), Bonferroni over the k tried: below 1 − confidence exactly when the lower bound
+    exceeds the claim. 1 for a claim of ∞. Tables adjust these across runs (Holm)."""
+    if math.isinf(claimed_epsilon):
+        return 1.0
+    best = min(p_value(m, row["guesses"], row["correct"], claimed_epsilon, delta) for row in per_k)
+    return min(1.0, best * len(per_k))
+
+
+def audit_verdict(lower_bound: float, claimed_epsilon: float, showable: float,
+                  pvalue: float | None = None) -> dict:
     """Whether the audit contradicts the claimed ε (`violation`: the lower bound, which holds at the
-    audit's confidence, exceeds it) and whether it could have (`can_fail`: the most it can show does)."""
-    return {"claimed_epsilon": claimed_epsilon, "violation": bool(lower_bound > claimed_epsilon),
-            "can_fail": bool(showable > claimed_epsilon)}
+    audit's confidence, exceeds it), whether it could have (`can_fail`: the most it can show does), and
+    the claim's p-value when given."""
+    verdict = {"claimed_epsilon": claimed_epsilon, "violation": bool(lower_bound > claimed_epsilon),
+               "can_fail": bool(showable > claimed_epsilon)}
+    return verdict if pvalue is None else verdict | {"violation_pvalue": pvalue}
 
 
 def audit_epsilon(scores: np.ndarray, included: np.ndarray, delta: float, confidence: float,
