@@ -99,6 +99,9 @@ def check_membership(settings: Settings) -> None:
     if "lira_online" in mia.attacks and mia.num_reference < 2:
         raise ConfigError("attack.membership.num_reference", mia.num_reference,
                           "online LiRA needs at least 2 reference models")
+    if "rmia" in mia.attacks and mia.rmia.fit_a and mia.rmia.num_reference < 3:
+        raise ConfigError("attack.membership.rmia.num_reference", mia.rmia.num_reference,
+                          "fitting RMIA's a (rmia.fit_a=true) needs at least 3 reference models")
 
 
 def check_dp_audit(settings: Settings) -> None:

@@ -339,6 +339,9 @@ class RmiaSettings(Section):
     num_reference: Count = Field(2, description="reference models used (the first of the offline set; "
                                  "the paper's low-cost regime is 1-4)")
     a: Probability = Field(0.3, description="offline scaling: p(x) ~ ((1+a) mean_OUT p(x|ref) + (1-a)) / 2")
+    fit_a: bool = Field(False, description="fit a on the auditor's reference models as Privacy Meter does "
+                        "(attack reference model 0 with the others; needs num_reference >= 3); a is then "
+                        "the fitted value, not the one above")
     gamma: Positive = Field(1.0, description="a population record z is dominated when LR(x) / LR(z) > gamma")
 
 
