@@ -44,6 +44,7 @@ def test_the_verdict_flags_a_bound_above_the_claim_and_says_whether_it_could():
     assert not audit_verdict(2.0, math.inf, 3.17)["violation"]
 
 
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 def test_the_faulty_optimizer_adds_less_noise_but_its_accountant_sees_the_claimed_sigma():
     torch.manual_seed(0)
     model = GradSampleModule(torch.nn.Linear(2000, 1, bias=False))
