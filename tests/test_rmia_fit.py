@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from fl_privacy.attacks.membership_inference import ReferenceModel
+from fl_privacy.attacks.membership_inference import ReferenceModel, rmia_offline
 from fl_privacy.attacks.rmia_fit import A_GRID, fit_rmia_a
 from fl_privacy.data.images import ImageDataset
 from fl_privacy.errors import ConfigError
@@ -45,17 +45,17 @@ def references(bonus: float, count: int = 6, size: int = 400) -> tuple[ImageData
 
 def test_the_fitted_a_is_the_best_on_the_references_and_finds_leakage_only_where_there_is_some():
     population, models = references(bonus=1.5)
-    best, aucs = fit_rmia_a(population, models)
+    best, aucs = fit_rmia_a(population, models, rmia_offline)
     assert list(aucs) == list(A_GRID) and best in A_GRID and aucs[best] == max(aucs.values())
     assert aucs[best] > 0.75  # memorised records are found on the auditor's own model
     population, models = references(bonus=0.0)
-    _, aucs = fit_rmia_a(population, models)
+    _, aucs = fit_rmia_a(population, models, rmia_offline)
     assert max(aucs.values()) < 0.6  # nothing memorised: chance on every a
 
 
 def test_fitting_needs_three_reference_models(settings_factory):
     population, models = references(bonus=1.0, count=2)
     with pytest.raises(ValueError, match="at least 3"):
-        fit_rmia_a(population, models)
+        fit_rmia_a(population, models, rmia_offline)
     with pytest.raises(ConfigError, match="attack.membership.rmia.num_reference"):
         settings_factory("attack.membership.rmia.fit_a=true", "attack.membership.rmia.num_reference=2")
