@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 from fl_privacy.report.seeds import mean_ci_cell
 from fl_privacy.report.statistics import NON_NEGATIVE, UNIT, holm, per_seed_cell
 from fl_privacy.results import read_json, read_summary
+from fl_privacy.run_layout import DP_AUDIT_FL_SCORES
 
 ATTACK_COLUMNS = ("images", "median PSNR (dB)", "median SSIM", "median MSE 0-255", "label acc.",
            "exact label counts", "label-count acc.", "s / capture")
@@ -255,7 +256,7 @@ def fl_audit_table(root: Path, by: Sequence[str] = ()) -> str:
     are per run; the canaries give each its own spread)."""
     lines = ["| " + " | ".join([*by, *FL_AUDIT_COLUMNS]) + " |",
              "|" + " --- |" * (len(by) + len(FL_AUDIT_COLUMNS))]
-    for scores_file in sorted(Path(root).rglob("dp_audit_fl/scores.json"), key=str):
+    for scores_file in sorted(Path(root).rglob(str(DP_AUDIT_FL_SCORES)), key=str):
         run_dir = scores_file.parent.parent
         summary, scores = read_summary(run_dir), read_json(scores_file)
         cfg = OmegaConf.create(summary["config"])
