@@ -96,3 +96,21 @@ def test_the_estimate_finds_the_noise_the_server_added_and_nothing_when_nothing_
     nothing = estimate(2.0, insert=False)  # the canaries were never added: a null run
     assert nothing["empirical_epsilon_equal_variance"] < 1.0 and nothing["separation_pvalue"] > 0.001
     assert noisy["control"]["empirical_epsilon_equal_variance"] < 1.0
+
+
+def test_the_fl_audit_table_shows_each_runs_estimates_beside_the_accounted_epsilon(tmp_path):
+    from fl_privacy.report.tables import fl_audit_table
+    from fl_privacy.results import write_json
+
+    for seed, accounted, estimate in ((0, 8.08, 9.5), (1, None, 2887.3)):
+        run = tmp_path / str(seed)
+        write_json(run / "summary.json", {"config": {"seed": seed}, "metrics": {"final": {"accuracy": 0.5}}})
+        write_json(run / "dp_audit_fl" / "scores.json", {
+            "accounted_epsilon": accounted, "empirical_epsilon": estimate,
+            "empirical_epsilon_equal_variance": 7.6,
+            "fresh_control": {"empirical_epsilon": 1.4, "empirical_epsilon_equal_variance": 0.4},
+            "inserted_cosine_mean": 0.003, "inserted_cosine_std": 0.002, "fresh_cosine_mean": 0.0,
+            "fresh_cosine_std": 0.0019, "separation_pvalue": 1e-19, "num_inserted": 50, "num_fresh": 1000})
+    lines = fl_audit_table(tmp_path).splitlines()
+    assert lines[2].startswith("| 0 | 8.08 | 9.50 | 7.60 | 1.40 / 0.40 | 0.0030 ± 0.0020 |")
+    assert lines[3].startswith("| 1 | ∞ | 2887.30 |")
