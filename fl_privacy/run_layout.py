@@ -57,6 +57,11 @@ MIA_UPDATES_FIGURE = MIA_DIR / "updates_auc.png"
 DP_AUDIT_DIR = Path("dp_audit")
 DP_AUDIT_SCORES = DP_AUDIT_DIR / "scores.json"
 DP_AUDIT_ATTACK_SCORES = DP_AUDIT_DIR / "attack_scores.json"
+# the federated one-shot audit (canary clients, Andrew et al. 2024)
+INITIAL_MODEL = Path("initial_model.pt")  # the global model the first federated round sends (after warm-up)
+DP_AUDIT_FL_DIR = Path("dp_audit_fl")
+DP_AUDIT_FL_SCORES = DP_AUDIT_FL_DIR / "scores.json"
+DP_AUDIT_FL_COSINES = DP_AUDIT_FL_DIR / "cosines.json"
 
 # --- the GAN attack ----------------------------------------------------------------------------------------
 GAN_DIR = Path("gan")

@@ -31,6 +31,7 @@ class Stream(IntEnum):
     DP_NOISE = 13            # the Gaussian noise of DP-SGD
     CANARIES = 14            # the DP audit's canaries: which records, their labels, which are inserted
     RECORD_SPLIT = 15        # the GAN record-level test's members and non-members
+    CANARY_CLIENTS = 16      # the federated audit's canary directions (inserted and fresh)
 
 
 def stream_rng(seed: int, stream: Stream, *path: int) -> np.random.Generator:

@@ -46,8 +46,8 @@ def test_bad_overrides_name_the_key(finished_run, caplog, command, override, key
     assert key in caplog.text and len(caplog.records) == 1
 
 
-@pytest.mark.parametrize("command", ["attack-table", "membership-table", "dp-audit-table", "gan-table",
-                                     "par-gan-table"])
+@pytest.mark.parametrize("command", ["attack-table", "membership-table", "dp-audit-table", "fl-audit-table",
+                                     "gan-table", "par-gan-table"])
 def test_a_table_over_a_folder_with_nothing_to_read_says_so_and_exits_2(finished_run, caplog, command):
     """A folder with a finished run but none of the files the table reads: one line naming what is missing,
     exit 2 (not an empty table and exit 0)."""

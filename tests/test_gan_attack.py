@@ -167,7 +167,7 @@ def test_gan_attack_round_sees_only_the_adversarys_own_partition(settings_factor
                                 "attack.gan.generator_batch_size=8", "attack.gan.num_fakes=8")
     federation = build_federation(settings.federation)
     adversary = 0
-    assert role_of(settings.client, adversary) == "gan_adversary"
+    assert role_of(settings, adversary) == "gan_adversary"
     own = federation.client_data(adversary)
     views, reachable = [], []
     real_round = gan_adversary_role.attack_round

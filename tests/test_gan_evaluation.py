@@ -28,9 +28,12 @@ def test_seed_aggregation_groups_jobs_that_differ_only_in_seed(tmp_path):
     assert {label: len(group) for label, group in seed_groups(jobs).items()} == {"experiment=a": 3,
                                                                                   "experiment=b": 1}
     rows = {row["group"]: row for row in seed_rows(jobs) if row["metric"] == "accuracy"}
-    mean, low, high = mean_ci([0.5, 0.7, 0.6])
+    mean, low, high = mean_ci([0.5, 0.7, 0.6], (0.0, 1.0))
     assert rows["experiment=a"]["n"] == 3 and rows["experiment=a"]["mean"] == pytest.approx(0.6)
-    assert low < 0.5 < 0.7 < high  # t with 2 degrees of freedom: wide
+    assert 0.5 <= low < 0.6 < high <= 0.7  # accuracy is bounded: bootstrap within the seeds' range
+    assert (rows["experiment=a"]["ci_low"], rows["experiment=a"]["ci_high"]) == (low, high)
+    assert rows["experiment=a"]["values"] == "0.5;0.7;0.6" and rows["experiment=a"]["method"] == "bootstrap"
+    assert math.isnan(mean_ci([0.5, 0.7, 0.6])[1])  # unbounded with 3 seeds: no t interval
     assert rows["experiment=b"]["n"] == 1 and math.isnan(rows["experiment=b"]["ci_low"])
     assert plot_seed_bands(jobs, ["gan_attack.victim_share"], tmp_path / "bands.png")
     assert (tmp_path / "bands.png").stat().st_size > 0

@@ -2,10 +2,8 @@
 `par_gan_leaky` preset and the PAR-GAN table over seeds (`fl-privacy par-gan-table`)."""
 
 import json
-import math
 
 import pytest
-from scipy import stats
 
 from fl_privacy.cli.commands import main
 from fl_privacy.config import compose_settings
@@ -80,9 +78,10 @@ def test_table_has_a_row_per_seed_and_k_and_the_mean_with_a_t_interval(tmp_path,
     assert len(table) == 2 + 4 + 2  # header, 2 seeds x 2 k, a mean row per k
     assert table[2].startswith("| 0 | 1 | 500 | 1 | 1 | 0.600 | 0.600 |")
     assert table[3].startswith("| 0 | 5 | 100 |")
-    half = stats.t.ppf(0.975, 1) * math.sqrt(0.005) / math.sqrt(2)  # sd of (0.6, 0.7) is sqrt(0.005)
-    assert f"| 0.650 ± {half:.3f} |" in table[6] and "n = 2" in table[6] and table[6].count("0.650") >= 5
-    assert "| 0.500 ± 0.000 |" in table[7]
+    # AUCs are bounded: the bootstrap interval of the two seeds' mean stays inside their range (a t interval
+    # over 2 seeds, 0.650 ± 0.635, would leave [0, 1])
+    assert "| 0.650 [0.600, 0.700] |" in table[6] and "n = 2" in table[6] and table[6].count("0.650") >= 5
+    assert "| 0.500 |" in table[7]
     assert main(["par-gan-table", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     assert capsys.readouterr().out.strip() == "\n".join(table)
 

@@ -10,6 +10,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from fl_privacy.allocator import keep_freed_memory
+from fl_privacy.apps.canary_client import canary_client
 from fl_privacy.apps.dp_client import dp_client
 from fl_privacy.apps.gan_adversary import gan_adversary
 from fl_privacy.apps.roles import DEFENDED_ROLES, ClientJob, LabHooks, Role, honest, role_of
@@ -37,7 +38,8 @@ from fl_privacy.protocol import (
 from fl_privacy.training import evaluate
 
 # `client.role` / `client.roles` -> what the node does with the global model it receives each round
-ROLES: dict[str, Role] = {"honest": honest, "gan_adversary": gan_adversary, "dp": dp_client}
+ROLES: dict[str, Role] = {"honest": honest, "gan_adversary": gan_adversary, "dp": dp_client,
+                          "canary": canary_client}
 
 
 def _partition_id(context: Context) -> int:
@@ -71,7 +73,7 @@ def handle_train(settings: Settings, hooks: LabHooks, msg: Message, context: Con
     job = ClientJob(settings, own_data, partition_id, server_round, context, hooks,
                     round_config=dict(round_config))
     model = _received_model(settings, msg)
-    role = role_of(settings.client, partition_id)
+    role = role_of(settings, partition_id)
     prune = settings.defense.pruning.fraction if role in DEFENDED_ROLES else 0.0
     sent = {name: value.clone() for name, value in model.state_dict().items()} if prune else {}
     metrics = ROLES[role](job, model) | announced(job)

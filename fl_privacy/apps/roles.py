@@ -15,7 +15,7 @@ import torch
 from flwr.app import Context, RecordDict
 from torch import nn
 
-from fl_privacy.config.schema import ClientSettings, Settings
+from fl_privacy.config.schema import Settings
 from fl_privacy.data.federation import LocalData
 from fl_privacy.data.images import ImageDataset
 from fl_privacy.defenses.update_defenses import SuppressSchedule, suppression_hook
@@ -51,9 +51,13 @@ class LabHooks(Protocol):
     def restore_node_state(self, partition_id: int, state: RecordDict) -> None: ...
 
 
-def role_of(client: ClientSettings, partition_id: int) -> str:
-    """The role assigned to `partition_id` in `client.roles`, else the default `client.role`."""
-    return client.roles.get(partition_id, client.role)
+def role_of(settings: Settings, partition_id: int) -> str:
+    """The role assigned to `partition_id` in `client.roles`, else the default `client.role`; the last
+    `attack.dp_audit_fl.canary_clients` partitions are canary clients."""
+    if partition_id >= settings.simulation.num_clients - settings.attack.dp_audit_fl.canary_clients:
+        return "canary"
+    return settings.client.roles.get(partition_id, settings.client.role)
+
 
 
 @dataclass

@@ -23,7 +23,7 @@ from fl_privacy.models import model_factory, model_outputs
 from fl_privacy.privacy_record import CENTRAL_SECTION
 from fl_privacy.protocol import UNIT_WEIGHT, sample_size
 from fl_privacy.results import save_torch
-from fl_privacy.run_layout import FINAL_MODEL
+from fl_privacy.run_layout import FINAL_MODEL, INITIAL_MODEL
 from fl_privacy.seeding import restore_rng_state, rng_state
 from fl_privacy.training import TrainSettings, evaluate
 from strategies import (
@@ -143,6 +143,8 @@ def run_server(grid: Grid, settings: Settings, federation: Federation, run_dir: 
     strategy.discover(grid)
     if resume is None:
         arrays = strategy.warm_up(ArrayRecord(strategy.model_fn().state_dict()))
+        if settings.attack.dp_audit_fl.after_run:  # the federated audit measures the final model's delta
+            save_torch(run_dir / INITIAL_MODEL, arrays.to_torch_state_dict())
     else:
         arrays = ArrayRecord(resume.arrays)
         strategy.resume(resume.round, resume.server["strategy"])

@@ -35,6 +35,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from torch import nn
 from torch.nn import functional as F
 
+from fl_privacy.attacks.rmia_fit import fit_rmia_a
 from fl_privacy.attacks.views import AuditorView, ModelFactory, Trainer
 from fl_privacy.config.schema import MembershipSettings
 from fl_privacy.data.images import ImageDataset
@@ -268,8 +269,13 @@ def membership_scores(view: AuditorView, settings: MembershipSettings) -> dict[s
                                               settings.fixed_variance)
     if "rmia" in settings.attacks:
         rmia = settings.rmia
+        a = rmia.a
+        if rmia.fit_a:
+            a, aucs = fit_rmia_a(population, population_models[:rmia.num_reference], rmia_offline, rmia.gamma)
+            log.info("RMIA: a fitted on the reference models = %.1f (AUC per a: %s)", a,
+                     ", ".join(f"{k:.1f}: {v:.3f}" for k, v in aucs.items()))
         scores["rmia"] = rmia_offline(model, candidates, population,
-                                      population_models[:rmia.num_reference], rmia.a, rmia.gamma)
+                                      population_models[:rmia.num_reference], a, rmia.gamma)
     if "lira_online" in settings.attacks:
         online = train_reference_models(model_fn, trainer, population, settings.num_reference,
                                         reference_models_seed(settings.seed, online=True), candidates)

@@ -5,7 +5,8 @@ The server holds the global model it sent and the model the client returned afte
 more than a record it never saw (Nasr et al., S&P 2019, "active/passive" attacks on federated updates,
 here passive and using only the loss): score = loss under the sent model - loss under the returned
 model. `returned_loss` (minus the loss under the returned model alone) is the LOSS attack on the
-client's local model, for comparison. Everything comes in one `UpdateAuditorView`.
+client's local model, for comparison; `attacks.gradient_membership` adds the white-box per-example
+gradient attacks. Everything comes in one `UpdateAuditorView`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from fl_privacy.attacks.gradient_membership import GRADIENT_ATTACKS, gradient_membership_scores
 from fl_privacy.attacks.membership_inference import loss_score, model_logits
 from fl_privacy.attacks.views import UpdateAuditorView
 
-UPDATE_ATTACKS = ("loss_difference", "returned_loss")
+UPDATE_ATTACKS = ("loss_difference", "returned_loss", *GRADIENT_ATTACKS)
 
 
 def _loaded(view: UpdateAuditorView, state: Mapping[str, torch.Tensor]) -> nn.Module:
@@ -38,4 +40,5 @@ def update_membership_scores(view: UpdateAuditorView) -> dict[str, np.ndarray]:
     before = loss_score(model_logits(_loaded(view, view.update.global_state), view.candidates), labels)
     after = loss_score(model_logits(_loaded(view, returned), view.candidates), labels)
     # loss_score is minus the loss: (-after) - (-before) = loss before - loss after
-    return {"loss_difference": after - before, "returned_loss": after}
+    return {"loss_difference": after - before, "returned_loss": after,
+            **gradient_membership_scores(view)}  # the white-box gradient attacks (Nasr et al. 2019)

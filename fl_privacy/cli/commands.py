@@ -188,6 +188,12 @@ def _audit_captures_parser(commands) -> None:
     audit.add_argument("--seed", type=int, default=0, help="the attack's seed")
 
 
+def _fl_audit_table(args: argparse.Namespace) -> None:
+    from fl_privacy.report.tables import fl_audit_table
+
+    print(fl_audit_table(args.path, args.by))
+
+
 def parser() -> argparse.ArgumentParser:
     """The `fl-privacy` argument parser (`run` is handed to Hydra before parsing)."""
     top = argparse.ArgumentParser(prog="fl-privacy", description=__doc__)
@@ -202,7 +208,8 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=None, help="output folder (default PATH/report)")
     report.add_argument("--metric", default=None, help="attack-success column of the frontier plot")
     report.add_argument("--color", default=None, help="column that colours the frontier")
-    for name, per_round in (("attack-table", True), ("membership-table", False), ("dp-audit-table", False)):
+    for name, per_round in (("attack-table", True), ("membership-table", False), ("dp-audit-table", False),
+                            ("fl-audit-table", False)):
         table = commands.add_parser(name, help=f"a Markdown {name.replace('-', ' ')} over finished runs")
         table.add_argument("path", type=Path, help="a run or multirun directory")
         table.add_argument("--by", nargs="*", default=[], help="config keys that label the rows")
@@ -210,7 +217,8 @@ def parser() -> argparse.ArgumentParser:
             table.add_argument("--per-round", action="store_true", help="one row per capture round")
         else:
             table.add_argument("--over-runs", action="store_true",
-                               help="one row per label and attack: mean and 95%% t CI over the runs (seeds)")
+                               help="one row per label and attack: every run's AUC and the mean over "
+                               "the runs (seeds) with its 95%% bootstrap CI")
             table.add_argument("--updates", action="store_true",
                                help="the server's per-round update attack (mia/updates.json), mean over runs")
     gan = commands.add_parser("gan-table", help="the GAN attribution table: per arm, means over seeds of "
@@ -236,8 +244,8 @@ def _par_gan_table(args: argparse.Namespace) -> None:
 
 
 TABLE_COMMANDS = {"report": _report, "attack-table": _attack_table, "membership-table": _membership_table,
-                  "dp-audit-table": _dp_audit_table, "gan-table": _gan_table,
-                  "par-gan-table": _par_gan_table, "audit-captures": _audit_captures}
+                  "dp-audit-table": _dp_audit_table, "fl-audit-table": _fl_audit_table,
+                  "gan-table": _gan_table, "par-gan-table": _par_gan_table, "audit-captures": _audit_captures}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

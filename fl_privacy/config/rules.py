@@ -100,6 +100,9 @@ def check_membership(settings: Settings) -> None:
     if "lira_online" in mia.attacks and mia.num_reference < 2:
         raise ConfigError("attack.membership.num_reference", mia.num_reference,
                           "online LiRA needs at least 2 reference models")
+    if "rmia" in mia.attacks and mia.rmia.fit_a and mia.rmia.num_reference < 3:
+        raise ConfigError("attack.membership.rmia.num_reference", mia.rmia.num_reference,
+                          "fitting RMIA's a (rmia.fit_a=true) needs at least 3 reference models")
 
 
 def check_dp_audit(settings: Settings) -> None:
@@ -109,10 +112,30 @@ def check_dp_audit(settings: Settings) -> None:
         _partition_ids("data.canaries.partition", [canaries.partition], settings.simulation.num_clients)
     if audit.after_run and not canaries.count:
         raise ConfigError("attack.dp_audit.after_run", True, "audits canaries: set data.canaries.count > 0")
+    dp = settings.defense.dp
+    if dp.fault_noise_factor != 1 and dp.adaptive_clipping.enabled:
+        raise ConfigError("defense.dp.fault_noise_factor", dp.fault_noise_factor,
+                          "the injected noise fault is for fixed clipping: set defense.dp.adaptive_clipping."
+                          "enabled=false or the factor to 1")
     if audit.after_run and 2 * max(audit.guesses) > canaries.count:
         raise ConfigError("attack.dp_audit.guesses", list(audit.guesses),
                           f"guess in and out for k canaries each: 2k must not exceed "
                           f"data.canaries.count={canaries.count}")
+
+
+def check_dp_audit_fl(settings: Settings) -> None:
+    """The federated one-shot audit's keys: canary clients need central DP's uniform, clipped aggregation
+    (noise_multiplier=0 is the no-DP arm) and at least one real client beside them."""
+    audit, num_clients = settings.attack.dp_audit_fl, settings.simulation.num_clients
+    if audit.canary_clients >= num_clients:
+        raise ConfigError("attack.dp_audit_fl.canary_clients", audit.canary_clients,
+                          f"must leave at least one real client of simulation.num_clients={num_clients}")
+    if audit.canary_clients and not settings.defense.central_dp.enabled:
+        raise ConfigError("attack.dp_audit_fl.canary_clients", audit.canary_clients,
+                          "canary clients are aggregated like clipped client updates: needs "
+                          "defense.central_dp.enabled=true (noise_multiplier=0 for the no-DP arm)")
+    if audit.after_run and not audit.canary_clients:
+        raise ConfigError("attack.dp_audit_fl.after_run", True, "needs attack.dp_audit_fl.canary_clients > 0")
 
 
 def check_representation_inversion(settings: Settings) -> None:
@@ -202,6 +225,7 @@ def check_rules(settings: Settings) -> None:
     check_gradient_inversion(settings)
     check_membership(settings)
     check_dp_audit(settings)
+    check_dp_audit_fl(settings)
     check_representation_inversion(settings)
     check_own_inputs(settings)
     if settings.kind == "par_gan":

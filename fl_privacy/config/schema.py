@@ -27,7 +27,7 @@ OpenProbability = Annotated[float, Field(gt=0, lt=1)]
 Port = Annotated[int, Field(strict=True, ge=1024, le=65535)]
 
 Optimizer = Literal["sgd", "adam"]
-Role = Literal["honest", "gan_adversary", "dp"]
+Role = Literal["honest", "gan_adversary", "dp", "canary"]
 UpdateMode = Literal["fedavg", "fedsgd"]
 DpAccountant = Literal["rdp", "pld"]
 MembershipAttack = Literal["loss", "confidence", "entropy", "modified_entropy", "shadow", "lira_offline",
@@ -215,6 +215,9 @@ class LocalDpSettings(Section):
     report_train_metrics: bool = Field(
         False, description="LAB-ONLY LEAK: dp clients also report train loss/accuracy computed on their "
         "private data, outside any ε (off: they report nothing computed on private data)")
+    fault_noise_factor: Annotated[float, Field(gt=0, le=1)] = Field(
+        1.0, description="LAB-ONLY FAULT, the DP audit's positive control: DP-SGD adds noise σ × this while "
+        "the accountant and the reported ε assume σ (1 = correct DP)")
 
 
 class CentralDpSettings(Section):
@@ -355,6 +358,9 @@ class RmiaSettings(Section):
     num_reference: Count = Field(2, description="reference models used (the first of the offline set; "
                                  "the paper's low-cost regime is 1-4)")
     a: Probability = Field(0.3, description="offline scaling: p(x) ~ ((1+a) mean_OUT p(x|ref) + (1-a)) / 2")
+    fit_a: bool = Field(False, description="fit a on the auditor's reference models as Privacy Meter does "
+                        "(attack reference model 0 with the others; needs num_reference >= 3); a is then "
+                        "the fitted value, not the one above")
     gamma: Positive = Field(1.0, description="a population record z is dominated when LR(x) / LR(z) > gamma")
 
 
@@ -410,6 +416,19 @@ class DpAuditSettings(Section):
         "is the best over these k with a Bonferroni correction")
 
 
+class DpAuditFlSettings(Section):
+    """The federated one-shot audit (Andrew et al., ICLR 2024): the last `canary_clients` partitions are
+    canary clients whose every update is one fixed random unit direction (× the central clipping norm);
+    after the run, the cosines of the final model delta with each inserted canary and with
+    `fresh_canaries` never-inserted directions give an ε estimate (Gaussian fit) beside the accounted ε."""
+
+    after_run: bool = False
+    canary_clients: NonNegativeInt = Field(
+        0, description="the last this many of simulation.num_clients are canary clients (0 = none)")
+    fresh_canaries: Annotated[int, Field(strict=True, ge=2)] = Field(
+        1000, description="random directions never inserted: the null distribution of the cosines")
+
+
 class RepresentationInversionSettings(Section):
     """Inversion of the final model's activations of unseen images, layer by layer."""
 
@@ -433,6 +452,7 @@ class AttackSettings(Section):
     gan: GanAttackSettings = GanAttackSettings()
     membership: MembershipSettings = MembershipSettings()
     dp_audit: DpAuditSettings = DpAuditSettings()
+    dp_audit_fl: DpAuditFlSettings = DpAuditFlSettings()
     representation_inversion: RepresentationInversionSettings = RepresentationInversionSettings()
 
 

@@ -32,6 +32,7 @@ from torch.utils.data import TensorDataset
 from fl_privacy.config.schema import AdaptiveClippingSettings, LocalDpSettings
 from fl_privacy.data.images import ImageDataset
 from fl_privacy.defenses.accounting import Accountant, History, epsilon, resumed_accountant
+from fl_privacy.defenses.faulty_dp import FaultyNoiseDPOptimizer
 from fl_privacy.defenses.noise_schedules import NoiseSchedule
 from fl_privacy.seeding import Stream, derive_seed
 from fl_privacy.training import StepHook, TrainSettings, TrainStats, fit_batches, make_optimizer
@@ -52,6 +53,7 @@ class DpSettings:
     adaptive_clipping: AdaptiveClippingSettings | None = None
     accountant: Accountant = "rdp"
     max_epsilon: float | None = None
+    noise_factor: float = 1.0  # LAB-ONLY FAULT (audit positive control): noise added = σ × this
 
     @classmethod
     def of(cls, dp: LocalDpSettings) -> DpSettings:
@@ -61,7 +63,7 @@ class DpSettings:
             target_epsilon=dp.target_epsilon,
             schedule=NoiseSchedule(dp.noise_decay.schedule, dp.noise_decay.rate),
             adaptive_clipping=adaptive if adaptive.enabled else None,
-            accountant=dp.accountant, max_epsilon=dp.max_epsilon,
+            accountant=dp.accountant, max_epsilon=dp.max_epsilon, noise_factor=dp.fault_noise_factor,
         )
 
 
@@ -157,6 +159,10 @@ class LinearAdaClipDPOptimizer(AdaClipDPOptimizer):
 def _dp_optimizer(optimizer: torch.optim.Optimizer, settings: DpSettings, sigma: float, clip: float,
                   expected_batch_size: int, generator: torch.Generator) -> DPOptimizer:
     adaptive = settings.adaptive_clipping
+    if settings.noise_factor != 1.0:  # the audit's positive control: less noise than accounted
+        return FaultyNoiseDPOptimizer(optimizer, noise_multiplier=sigma, max_grad_norm=clip,
+                                      expected_batch_size=expected_batch_size, generator=generator,
+                                      noise_factor=settings.noise_factor)
     if adaptive is None:
         return DPOptimizer(optimizer, noise_multiplier=sigma, max_grad_norm=clip,
                            expected_batch_size=expected_batch_size, generator=generator)

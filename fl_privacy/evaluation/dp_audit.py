@@ -31,10 +31,9 @@ def p_value(m: int, r: int, v: int, epsilon: float, delta: float) -> float:
         raise ValueError(f"need 0 <= v={v} <= r={r} <= m={m}")
     q = 1 / (1 + math.exp(-epsilon))  # accuracy of ε-DP randomised response
     beta = float(stats.binom.sf(v - 1, r, q))  # P[Binomial(r, q) ≥ v]
-    alpha, tail = 0.0, 0.0  # tail = P[v > Binomial(r, q) ≥ v − i]
-    for i in range(1, v + 1):
-        tail += float(stats.binom.pmf(v - i, r, q))
-        alpha = max(alpha, tail / i)
+    # tail[i-1] = P[v > Binomial(r, q) ≥ v − i] for i = 1..v (vectorised; the paper's loop over i)
+    tail = np.cumsum(stats.binom.pmf(np.arange(v - 1, -1, -1), r, q))
+    alpha = float(np.max(tail / np.arange(1, v + 1))) if v else 0.0
     return min(beta + alpha * delta * 2 * m, 1.0)
 
 
@@ -55,6 +54,35 @@ def epsilon_lower_bound(m: int, r: int, v: int, delta: float, significance: floa
     return low
 
 
+def max_showable_epsilon(m: int, guesses: list[int], delta: float, confidence: float) -> float:
+    """The largest ε lower bound `audit_epsilon` can give with m canaries: every one of the 2k guesses
+    right, for the best k in `guesses` (each tested at (1 − confidence)/len(guesses)). An audit whose
+    accounted ε is at or above this cannot contradict its accountant, whatever the model does."""
+    significance = (1 - confidence) / len(guesses)
+    return max((epsilon_lower_bound(m, 2 * k, 2 * k, delta, significance) for k in guesses if 2 * k <= m),
+               default=0.0)
+
+
+def violation_pvalue(per_k: list[dict], m: int, claimed_epsilon: float, delta: float) -> float:
+    """The p-value of "the training is (claimed ε, δ)-DP" from the audit's guesses (`per_k` rows of
+    `audit_epsilon`), Bonferroni over the k tried: below 1 − confidence exactly when the lower bound
+    exceeds the claim. 1 for a claim of ∞. Tables adjust these across runs (Holm)."""
+    if math.isinf(claimed_epsilon):
+        return 1.0
+    best = min(p_value(m, row["guesses"], row["correct"], claimed_epsilon, delta) for row in per_k)
+    return min(1.0, best * len(per_k))
+
+
+def audit_verdict(lower_bound: float, claimed_epsilon: float, showable: float,
+                  pvalue: float | None = None) -> dict:
+    """Whether the audit contradicts the claimed ε (`violation`: the lower bound, which holds at the
+    audit's confidence, exceeds it), whether it could have (`can_fail`: the most it can show does), and
+    the claim's p-value when given."""
+    verdict = {"claimed_epsilon": claimed_epsilon, "violation": bool(lower_bound > claimed_epsilon),
+               "can_fail": bool(showable > claimed_epsilon)}
+    return verdict if pvalue is None else verdict | {"violation_pvalue": pvalue}
+
+
 def audit_epsilon(scores: np.ndarray, included: np.ndarray, delta: float, confidence: float,
                   guesses: list[int]) -> dict:
     """The one-run audit of canary `scores` (higher = more likely inserted) against the truth `included`:
@@ -70,6 +98,7 @@ def audit_epsilon(scores: np.ndarray, included: np.ndarray, delta: float, confid
                       "epsilon_lower_bound": epsilon_lower_bound(m, 2 * k, correct, delta, significance)})
     best = max(per_k, key=lambda row: row["epsilon_lower_bound"])
     return {"epsilon_lower_bound": best["epsilon_lower_bound"], "confidence": confidence, "delta": delta,
+            "max_showable_epsilon": max_showable_epsilon(m, guesses, delta, confidence),
             "num_canaries": m, "num_included": int(included.sum()), "best": best, "per_k": per_k,
             "method": "one-run audit (Steinke, Nasr & Jagielski 2023), Bonferroni over k",
             **{f"canary_{key}": value for key, value in membership_metrics(scores, included).items()}}

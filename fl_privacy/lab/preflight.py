@@ -44,6 +44,25 @@ def check_inversion_attack(settings: Settings) -> None:
         raise ConfigError("attack.gradient_inversion.name", name, f"allowed: {', '.join(sorted(attacks))}")
 
 
+def audit_delta(settings: Settings) -> float:
+    """The δ the canary audit uses: central DP's when only the server adds noise, else local DP's."""
+    central_only = settings.defense.central_dp.enabled and "dp" not in roles_in_use(settings)
+    return settings.defense.central_dp.delta if central_only else settings.defense.dp.delta
+
+
+def check_dp_audit_power(settings: Settings) -> None:
+    """An audit whose canary count and confidence cannot give any ε lower bound (all guesses right still
+    not significant) is refused before training."""
+    from fl_privacy.evaluation.dp_audit import max_showable_epsilon
+
+    audit, count = settings.attack.dp_audit, settings.data.canaries.count
+    if max_showable_epsilon(count, list(audit.guesses), audit_delta(settings), audit.confidence) <= 0:
+        raise ConfigError("attack.dp_audit.confidence", audit.confidence,
+                          f"data.canaries.count={count} canaries with guesses {list(audit.guesses)} cannot "
+                          "give any ε lower bound at this confidence even if every guess is right: "
+                          "lower the confidence or add canaries")
+
+
 def check_settings(settings: Settings) -> None:
     """Everything checkable before data is loaded (the entry point runs it right after validation)."""
     check_device(settings.device)
@@ -77,6 +96,8 @@ def check_model(settings: Settings, model: nn.Module) -> None:
                 raise ConfigError("defense.suppress.layers", layer, f"allowed: {', '.join(names)}")
     if settings.attack.representation_inversion.after_run:
         check_representation_layers(settings, model)
+    if settings.attack.dp_audit.after_run:
+        check_dp_audit_power(settings)
 
 
 def check_before_run(settings: Settings, federation: Federation) -> None:
@@ -98,7 +119,7 @@ def check_before_run(settings: Settings, federation: Federation) -> None:
         raise ConfigError("attack.gan.victim_class", victim,
                           f"{splits.name} has classes 0..{splits.num_classes - 1}")
     for partition in range(len(federation.client_indices)):
-        if (role_of(settings.client, partition) in FAKE_CLASS_ROLES
+        if (role_of(settings, partition) in FAKE_CLASS_ROLES
                 and victim in federation.client_classes(partition)):
             raise ConfigError("attack.gan.victim_class", victim,
                               f"the adversary (partition {partition}) holds that "

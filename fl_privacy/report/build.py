@@ -96,8 +96,9 @@ def build_report(root: Path, out: Path | None = None, metric: str | None = None,
         aggregated = seed_rows(jobs)
         if aggregated and any(len(group) > 1 for group in seed_groups(jobs).values()):
             (staging / REPORT_SEEDS).write_text(csv_text(list(aggregated[0]), aggregated))
-            notes.append("seeds.csv: per group of jobs that differ only in seed, every number's mean, "
-                         "95% t interval and n")
+            notes.append("seeds.csv: per group of jobs that differ only in seed, every number's per-seed "
+                         "values, mean, n and 95% interval (bootstrap for bounded numbers, t only for "
+                         "unbounded ones over >= 5 seeds)")
             if measures and plot_seed_bands(jobs, measures, staging / REPORT_SEED_BANDS):
                 plots.append((staging / REPORT_SEED_BANDS,
                               "per-round measures over seeds: mean and 95% band"))

@@ -1,6 +1,6 @@
 """The GAN attribution table (`fl-privacy gan-table MULTIRUN`): one row per arm (jobs that differ only
-in `seed`), each cell the mean over the arm's seeds with a 95% Student-t interval, from the runs'
-`gan/evaluation.json` (written by `fl-privacy gan-eval`)."""
+in `seed`), each cell the mean over the arm's seeds with the interval `report.statistics` allows, from the
+runs' `gan/evaluation.json` (written by `fl-privacy gan-eval`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fl_privacy.report.jobs import find_jobs
 from fl_privacy.report.seeds import group_label, mean_ci_cell, seed_groups
+from fl_privacy.report.statistics import metric_bounds
 from fl_privacy.results import COMPLETED, RunFileError, read_json
 from fl_privacy.run_layout import GAN_EVALUATION
 
@@ -56,7 +57,8 @@ def gan_table(root: Path) -> str:
         unfinished = ", ".join(f"s{job.overrides.get('seed', '?')}: {job.status}" for job in jobs
                                if job.status != COMPLETED and group_label(job) == label) or "none"
         rounds = sorted({e["final"]["round"] for e in evaluations})
-        cells = [mean_ci_cell([_get(e, path) for e in evaluations], fmt) for path, fmt in COLUMNS.values()]
+        cells = [mean_ci_cell([_get(e, path) for e in evaluations], fmt, metric_bounds(path))
+                 for path, fmt in COLUMNS.values()]
         p_values = "; ".join(f"s{seed}: " + ", ".join(f"{_get(e, p):.3g}" for p in P_VALUES)
                              for seed, e in zip(seeds, evaluations, strict=True))
         lines.append("| " + " | ".join([label, str(len(evaluations)), unfinished, ",".join(map(str, rounds)),

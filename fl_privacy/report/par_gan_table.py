@@ -1,6 +1,7 @@
 """The PAR-GAN table (`fl-privacy par-gan-table MULTIRUN [MULTIRUN ...]`): one row per seed and k from the
-jobs' `par_gan_table.json`, then one row per k with the mean over seeds and its 95% Student-t interval
-(a column a run did not measure, e.g. the Monte-Carlo attack with `monte_carlo_samples=0`, shows "-")."""
+jobs' `par_gan_table.json`, then one row per k with the mean over seeds and the interval
+`report.statistics` allows (a column a run did not measure, e.g. the Monte-Carlo attack with
+`monte_carlo_samples=0`, shows "-")."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from fl_privacy.report.jobs import find_jobs
 from fl_privacy.report.seeds import SEED, mean_ci_cell
+from fl_privacy.report.statistics import metric_bounds
 from fl_privacy.results import COMPLETED, RunFileError, read_json
 from fl_privacy.run_layout import PAR_GAN_TABLE, SUMMARY
 
@@ -30,7 +32,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
 
 def par_gan_table(*roots: Path) -> str:
     """The Markdown table over the finished PAR-GAN jobs under `roots` (runs or multiruns, e.g. one per
-    seed): per seed and k, then per k the mean ± half-width of the 95% t interval over its jobs."""
+    seed): per seed and k, then per k the mean over its jobs with the standard's interval."""
     header = ["seed", "k", "records / discriminator", *COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     by_k: dict[int, list[dict]] = {}
@@ -48,6 +50,7 @@ def par_gan_table(*roots: Path) -> str:
         raise RunFileError(f"{', '.join(map(str, roots))}: no finished job with {PAR_GAN_TABLE}")
     for k, rows in sorted(by_k.items()):
         measured = {key: [float(row[key]) for row in rows if key in row] for key, _ in COLUMNS.values()}
-        cells = [mean_ci_cell(measured[key], fmt) if measured[key] else "-" for key, fmt in COLUMNS.values()]
-        lines.append("| " + " | ".join([f"**mean ± 95% CI (n = {len(rows)})**", str(k), "", *cells]) + " |")
+        cells = [mean_ci_cell(measured[key], fmt, metric_bounds(key)) if measured[key] else "-"
+                 for key, fmt in COLUMNS.values()]
+        lines.append("| " + " | ".join([f"**mean [95% CI] (n = {len(rows)})**", str(k), "", *cells]) + " |")
     return "\n".join(lines)

@@ -4,11 +4,15 @@
   class-mean / same-class-image baselines of each run (`rates` in `attack/scores.json`);
 - `membership_table`: membership-inference results (`mia/scores.json`), one row per run and attack, with
   bootstrap CIs, the target model's test accuracy and, for DP runs, the largest client ε; with
-  `over_runs`, one row per label and attack: the mean over the runs (seeds) with a 95% t interval;
+  `over_runs`, one row per label and attack: every run's AUC and the mean over the runs (seeds);
 - `update_table`: the server's per-round attack on a client's updates (`mia/updates.json`), one row per
-  round, each attack's AUC as the mean over runs ± 95% t interval, and the final-model LOSS row;
+  round, each attack's AUC as the mean over runs, and the final-model LOSS row;
 - `dp_audit_table`: the empirical ε lower bound of canary audits (`dp_audit/scores.json`) beside the
-  accounted ε, one row per setting, mean and t-interval over seeds."""
+  accounted ε and the most the audit could show, one row per setting, per seed and mean over seeds, and
+  how many runs contradict their claimed ε after Holm's correction over every run of the table;
+- `fl_audit_table`: the federated one-shot ε estimates (`dp_audit_fl/scores.json`) beside the accounted ε.
+Intervals over seeds follow `report.statistics` (bootstrap clipped to the range for bounded numbers, t only
+for unbounded means over ≥ 5 seeds)."""
 
 from __future__ import annotations
 
@@ -22,8 +26,16 @@ from omegaconf import OmegaConf
 
 from fl_privacy.privacy_record import PrivacySummary
 from fl_privacy.report.seeds import mean_ci_cell
+from fl_privacy.report.statistics import NON_NEGATIVE, UNIT, holm, per_seed_cell
 from fl_privacy.results import find_run_files, read_json, read_summary
-from fl_privacy.run_layout import ATTACK_SCORES, DP_AUDIT_SCORES, HYDRA_OVERRIDES, MIA_SCORES, MIA_UPDATES
+from fl_privacy.run_layout import (
+    ATTACK_SCORES,
+    DP_AUDIT_FL_SCORES,
+    DP_AUDIT_SCORES,
+    HYDRA_OVERRIDES,
+    MIA_SCORES,
+    MIA_UPDATES,
+)
 
 ATTACK_COLUMNS = ("images", "median PSNR (dB)", "median SSIM", "median MSE 0-255", "label acc.",
            "exact label counts", "label-count acc.", "s / capture")
@@ -101,8 +113,9 @@ def success_table(root: Path, by: Sequence[str] = ()) -> str:
 
 MEMBERSHIP_COLUMNS = ("attack", "AUC [95% CI]", "balanced acc.", "TPR@1% FPR [95% CI]", "TPR@0.1% FPR",
                       "non-members", "min FPR", "target acc.", "max client ε")
-MEAN_COLUMNS = ("attack", "runs", "AUC mean ± 95% CI", "TPR@1% FPR mean ± 95% CI", "TPR@0.1% FPR mean",
-                "non-members (min)", "target acc. mean")
+MEAN_COLUMNS = ("attack", "runs", "AUC per run", "AUC mean [95% bootstrap CI]",
+                "TPR@1% FPR mean [95% bootstrap CI]", "TPR@0.1% FPR mean", "non-members (min)",
+                "target acc. mean")
 
 
 def _epsilon(summary: dict) -> str:
@@ -159,8 +172,9 @@ def membership_table(root: Path, by: Sequence[str] = (), over_runs: bool = False
     for (*labels, name), runs in groups.items():
         tprs = {key: [m[key] for m, _ in runs if m.get(key) is not None]
                 for key in ("tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")}
-        cells = [name, str(len(runs)), mean_ci_cell([m["auc"] for m, _ in runs]),
-                 mean_ci_cell(tprs["tpr_at_1pct_fpr"]),
+        cells = [name, str(len(runs)), per_seed_cell([m["auc"] for m, _ in runs], "{:.3f}"),
+                 mean_ci_cell([m["auc"] for m, _ in runs], bounds=UNIT),
+                 mean_ci_cell(tprs["tpr_at_1pct_fpr"], bounds=UNIT),
                  f"{np.mean(tprs['tpr_at_0.1pct_fpr']):.3f}" if tprs["tpr_at_0.1pct_fpr"] else "n/a",
                  str(min(m["num_non_members"] for m, _ in runs)),
                  f"{np.mean([s['target_accuracy'] for _, s in runs]):.3f}"]
@@ -180,21 +194,24 @@ def update_table(root: Path) -> str:
             by_round.setdefault(entry["round"], []).append(entry["attacks"])
     for number, entries in sorted(by_round.items()):
         cells = [str(number), str(len(entries)),
-                 *[mean_ci_cell([e[name]["auc"] for e in entries]) for name in names],
+                 *[mean_ci_cell([e[name]["auc"] for e in entries], bounds=UNIT) for name in names],
                  *[mean_ci_cell([e[name]["tpr_at_1pct_fpr"] for e in entries
-                                 if e[name]["tpr_at_1pct_fpr"] is not None]) for name in names]]
+                                 if e[name]["tpr_at_1pct_fpr"] is not None], bounds=UNIT) for name in names]]
         lines.append("| " + " | ".join(cells) + " |")
     final = [run["final_model_loss"] for run in runs]
     lines.append("| final global model, LOSS | " + str(len(final)) + " | "
-                 + mean_ci_cell([f["auc"] for f in final]) + " |" + " |" * (len(names) - 1) + " "
-                 + mean_ci_cell([f["tpr_at_1pct_fpr"] for f in final if f["tpr_at_1pct_fpr"] is not None])
+                 + mean_ci_cell([f["auc"] for f in final], bounds=UNIT) + " |" + " |" * (len(names) - 1) + " "
+                 + mean_ci_cell([f["tpr_at_1pct_fpr"] for f in final if f["tpr_at_1pct_fpr"] is not None],
+                                bounds=UNIT)
                  + " |" + " |" * (len(names) - 1))
     members = sorted({(run["num_members"], run["num_non_members"]) for run in runs})
     return "\n".join(lines) + f"\n\n(members, non-members) per run: {members}"
 
 
-DP_AUDIT_COLUMNS = ("n (seeds)", "accounted ε (max over seeds)", "empirical ε lower bound: mean ± 95% CI",
-                    "per seed", "confidence", "canary AUC: mean ± 95% CI", "final accuracy: mean")
+DP_AUDIT_COLUMNS = ("n (seeds)", "accounted ε (max over seeds)", "max showable ε",
+                    "empirical ε lower bound per seed", "mean [95% bootstrap CI]", "confidence",
+                    "violations (Holm over the table)", "canary AUC per seed", "canary AUC mean [95% CI]",
+                    "final accuracy per seed")
 
 
 def dp_audit_table(root: Path, by: Sequence[str] = ()) -> str:
@@ -209,14 +226,57 @@ def dp_audit_table(root: Path, by: Sequence[str] = ()) -> str:
         groups.setdefault(labels, []).append((read_json(scores_file), summary))
     lines = ["| " + " | ".join([*by, *DP_AUDIT_COLUMNS]) + " |",
              "|" + " --- |" * (len(by) + len(DP_AUDIT_COLUMNS))]
+    # each run's claim "the training is (claimed ε, δ)-DP", all tested together: Holm over the table's runs
+    pvalues = [s.get("violation_pvalue") for runs in groups.values() for s, _ in runs]
+    known = [p for p in pvalues if p is not None]
+    adjusted = iter(holm(known)) if known else iter(())
+    flags = [None if p is None else next(adjusted) < 1 - s["confidence"]
+             for p, s in zip(pvalues, (s for runs in groups.values() for s, _ in runs), strict=True)]
+    position = 0
     for labels, runs in groups.items():
         accounted = [s["accounted_epsilon"] for s, _ in runs]
         bounds = [s["epsilon_lower_bound"] for s, _ in runs]
+        showable = sorted({f"{s['max_showable_epsilon']:.2f}" for s, _ in runs
+                           if "max_showable_epsilon" in s})
+        flagged = flags[position:position + len(runs)]
+        position += len(runs)
         cells = [str(len(runs)),
                  "∞" if any(e is None or math.isinf(e) for e in accounted) else f"{max(accounted):.3f}",
-                 mean_ci_cell(bounds), ", ".join(f"{b:.2f}" for b in bounds),
+                 ", ".join(showable) or "-", per_seed_cell(bounds), mean_ci_cell(bounds, bounds=NON_NEGATIVE),
                  ", ".join(sorted({f"{s['confidence']:.0%}" for s, _ in runs})),
-                 mean_ci_cell([s["canary_auc"] for s, _ in runs]),
-                 f"{statistics.fmean(m['metrics']['final']['accuracy'] for _, m in runs):.3f}"]
+                 "-" if None in flagged else f"{sum(map(bool, flagged))} of {len(runs)}",
+                 per_seed_cell([s["canary_auc"] for s, _ in runs], "{:.3f}"),
+                 mean_ci_cell([s["canary_auc"] for s, _ in runs], bounds=UNIT),
+                 per_seed_cell([m["metrics"]["final"]["accuracy"] for _, m in runs], "{:.3f}")]
         lines.append("| " + " | ".join([*labels, *cells]) + " |")
+    return "\n".join(lines)
+
+
+FL_AUDIT_COLUMNS = ("seed", "accounted ε", "ε estimate (Gaussian fits)", "ε estimate (equal variance)",
+                    "fresh-canary control ε (fits / equal var.)", "inserted cosine mean ± sd",
+                    "fresh cosine mean ± sd", "separation p", "canaries (inserted / fresh)", "final accuracy")
+
+
+def fl_audit_table(root: Path, by: Sequence[str] = ()) -> str:
+    """The Markdown table of every `dp_audit_fl/scores.json` under `root`: one row per run (estimates
+    are per run; the canaries give each its own spread)."""
+    lines = ["| " + " | ".join([*by, *FL_AUDIT_COLUMNS]) + " |",
+             "|" + " --- |" * (len(by) + len(FL_AUDIT_COLUMNS))]
+    for scores_file in find_run_files(root, DP_AUDIT_FL_SCORES):
+        run_dir = scores_file.parent.parent
+        summary, scores = read_summary(run_dir), read_json(scores_file)
+        cfg = OmegaConf.create(summary["config"])
+        control = scores.get("fresh_control") or {}
+        accounted = scores["accounted_epsilon"]
+        infinite = accounted is None or math.isinf(accounted)
+        cells = [str(cfg.get("seed")), "∞" if infinite else f"{accounted:.2f}",
+                 f"{scores['empirical_epsilon']:.2f}",
+                 f"{scores.get('empirical_epsilon_equal_variance', math.nan):.2f}",
+                 f"{control.get('empirical_epsilon', math.nan):.2f} / "
+                 f"{control.get('empirical_epsilon_equal_variance', math.nan):.2f}",
+                 f"{scores['inserted_cosine_mean']:.4f} ± {scores['inserted_cosine_std']:.4f}",
+                 f"{scores['fresh_cosine_mean']:.4f} ± {scores['fresh_cosine_std']:.4f}",
+                 f"{scores['separation_pvalue']:.2g}", f"{scores['num_inserted']} / {scores['num_fresh']}",
+                 f"{summary['metrics']['final']['accuracy']:.3f}"]
+        lines.append("| " + " | ".join([*(_label(run_dir, cfg, key) for key in by), *cells]) + " |")
     return "\n".join(lines)

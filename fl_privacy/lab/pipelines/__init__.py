@@ -41,6 +41,12 @@ def _dp_audit(run_dir: Path, settings: Settings) -> dict:
     return run_dp_audit(run_dir, settings)
 
 
+def _dp_audit_fl(run_dir: Path, settings: Settings) -> dict:
+    from fl_privacy.lab.pipelines.fl_audit_pipeline import run_fl_audit
+
+    return run_fl_audit(run_dir, settings)
+
+
 PIPELINES: dict[str, tuple[Callable[[Settings], bool], Pipeline]] = {
     "attack": (lambda s: s.attack.gradient_inversion.after_run, _gradient_inversion),
     "representation_inversion": (lambda s: s.attack.representation_inversion.after_run,
@@ -48,6 +54,7 @@ PIPELINES: dict[str, tuple[Callable[[Settings], bool], Pipeline]] = {
     "mia": (lambda s: s.attack.membership.after_run, _membership_audit),
     "mia_updates": (lambda s: s.attack.membership.update_attack.after_run, _update_audit),
     "dp_audit": (lambda s: s.attack.dp_audit.after_run, _dp_audit),
+    "dp_audit_fl": (lambda s: s.attack.dp_audit_fl.after_run, _dp_audit_fl),
 }
 
 

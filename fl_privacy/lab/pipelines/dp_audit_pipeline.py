@@ -19,7 +19,7 @@ from fl_privacy.attacks.membership_inference import membership_scores
 from fl_privacy.attacks.views import AuditorView
 from fl_privacy.config.schema import MembershipSettings, Settings
 from fl_privacy.data.federation import build_federation
-from fl_privacy.evaluation.dp_audit import audit_epsilon
+from fl_privacy.evaluation.dp_audit import audit_epsilon, audit_verdict, violation_pvalue
 from fl_privacy.lab.pipelines.reference_training import reference_trainer
 from fl_privacy.models import model_factory, model_outputs
 from fl_privacy.privacy_record import PrivacySummary
@@ -62,8 +62,11 @@ def run_dp_audit(run_dir: Path, settings: Settings) -> dict:
               "canary_partition": settings.data.canaries.partition, "accounted_epsilon": accounted,
               "accountant": accountant, **audit_epsilon(scores, federation.canary_included, delta,
                                                         audit.confidence, list(audit.guesses))}
-    log.info("DP audit: empirical ε ≥ %.3f (%.0f%% confidence, %d canaries, AUC %.3f), accounted ε %.3f",
-             result["epsilon_lower_bound"], 100 * audit.confidence, result["num_canaries"],
-             result["canary_auc"], accounted)
+    result.update(audit_verdict(result["epsilon_lower_bound"], accounted, result["max_showable_epsilon"],
+                                violation_pvalue(result["per_k"], result["num_canaries"], accounted, delta)))
+    log.info("DP audit: empirical ε ≥ %.3f (%.0f%% confidence, %d canaries, AUC %.3f, at most %.3f "
+             "showable), accounted ε %.3f: %s", result["epsilon_lower_bound"], 100 * audit.confidence,
+             result["num_canaries"], result["canary_auc"], result["max_showable_epsilon"], accounted,
+             "VIOLATION" if result["violation"] else "no violation")
     write_json(run_dir / DP_AUDIT_SCORES, result)
     return result
