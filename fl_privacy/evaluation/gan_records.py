@@ -69,7 +69,7 @@ def _member_masks(real: int, members: int, resamples: int, seed: int) -> torch.T
     return masks
 
 
-def _gap_and_share(distances: torch.Tensor, masks: torch.Tensor, chunk: int = 32
+def _gap_and_share(distances: torch.Tensor, masks: torch.Tensor, chunk: int = 8
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per member labelling (row of `masks`): the mean over samples of (distance to the nearest non-member
     - distance to the nearest member), and the share of samples whose nearest real image is a member."""
