@@ -12,7 +12,8 @@ judge's share on real images can exceed 1, so it saturates. Here:
   facts and a judge whose facts differ from what is asked (a cache copied from another data set or
   architecture) is refused with one line (`ConfigError`), never reused;
 - features are standardised with the statistics of the judge's own real training images (per unit mean and
-  standard deviation), so distances and KID are in units of the real data's spread, for every run alike;
+  standard deviation, the latter at least `SCALE_FLOOR` of the median unit's), so distances and KID are in
+  units of the real data's spread, for every run alike;
 - a judge's ceiling is its victim share on real victim images it never trained on (`Judge.trained_on`).
 """
 
@@ -44,6 +45,10 @@ log = logging.getLogger(__name__)
 JUDGE_VERSION = 1  # bump when an architecture, the split or the training changes
 JUDGE_FRACTION = 0.4  # offline sets: share of every class the two judges train on (half each)
 CACHE_KEY = "evaluation.oracle.cache_dir"
+# A unit's spread on real data, for standardising, is at least this share of the median unit's: ReLU units
+# that real data leaves (nearly) silent would otherwise be amplified up to 50x and dominate every distance
+# (docs/gan_attack.md, "Standardised features").
+SCALE_FLOOR = 0.25
 
 
 class LeNetJudge(nn.Module):
@@ -95,6 +100,9 @@ class Judge:
         self._seen = set(fingerprints(self.training.images))
         raw = self._raw_features(self.training.images)
         self.scaler = StandardScaler().fit(raw)
+        spread = np.sqrt(self.scaler.var_)
+        floor = SCALE_FLOOR * float(np.median(spread[spread > 0])) if (spread > 0).any() else 1.0
+        self.scaler.scale_ = np.maximum(spread, floor)  # a unit real data barely moves is not amplified
         # full SVD: reproducible (the randomized default varies from run to run)
         self.pca = PCA(n_components=min(self.components, raw.shape[1]), svd_solver="full").fit(
             self.scaler.transform(raw))
@@ -120,7 +128,7 @@ class Judge:
         return probabilities, self.scaler.transform(raw.numpy().astype(np.float64))
 
     def features(self, images: torch.Tensor) -> np.ndarray:
-        """Features standardised with the judge's real training images' per-unit mean and spread."""
+        """Features standardised with the judge's real training images' per-unit mean and spread (floored)."""
         return self.judge(images)[1]
 
     def project(self, standardised: np.ndarray) -> np.ndarray:

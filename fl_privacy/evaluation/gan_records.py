@@ -34,7 +34,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 KID_SUBSETS = 100
 PERMUTATIONS = 2000
 PLANT_NOISE = 0.1  # pixel-noise std of a planted near-copy (pixels in [0, 1])
-SET_PERMUTATIONS = 500  # each recomputes two set distances (Fréchet: two 32x32 eigendecompositions)
+SET_PERMUTATIONS = 200  # each recomputes two set distances (Fréchet: two 32x32 eigendecompositions)
 
 
 def kid(real: np.ndarray, fake: np.ndarray, seed: int, subsets: int = KID_SUBSETS) -> dict[str, float]:
