@@ -36,7 +36,7 @@ from fl_privacy.config.schema import DataSettings, OracleSettings
 from fl_privacy.data.datasets import load_splits
 from fl_privacy.data.images import ImageDataset, image_shape_of
 from fl_privacy.errors import ConfigError
-from fl_privacy.evaluation.oracle import OracleCNN, synthetic_noise
+from fl_privacy.evaluation.oracle import Oracle, OracleCNN, synthetic_noise
 from fl_privacy.results import save_torch
 from fl_privacy.training import TrainSettings, evaluate, train
 
@@ -233,6 +233,16 @@ def load_judges(data: DataSettings, settings: OracleSettings) -> list[Judge]:
     return [load_or_train_judge((first, second)[half], heldout, num_classes, data.name, architecture, half,
                                 settings)
             for architecture, half in JUDGES]
+
+
+def primary_oracle(data: DataSettings, settings: OracleSettings) -> Oracle:
+    """The primary judge as an `Oracle` (same architecture) for the in-run monitor: one instrument, trained
+    once from the judge seed, for every run and seed instead of an oracle per run seed."""
+    first, _, heldout, num_classes = judge_split(data, settings.judge_seed)
+    architecture, half = JUDGES[0]
+    judge = load_or_train_judge(first, heldout, num_classes, data.name, architecture, half, settings)
+    assert isinstance(judge.model, OracleCNN)
+    return Oracle(judge.model, judge.training, judge.heldout_accuracy, judge.cache_path)
 
 
 def agreement(first: torch.Tensor, second: torch.Tensor, victim: int) -> dict[str, float]:
