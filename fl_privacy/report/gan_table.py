@@ -48,7 +48,7 @@ def job_row(job: Job, evaluation: dict) -> dict[str, float]:
     return row
 
 
-FORMATS = {"round": "{:.0f}", "KID": "{:.3g}", "KID SE": "{:.2g}", "Fréchet": "{:.0f}", "floor": "{:.0f}",
+FORMATS = {"round": "{:.0f}", "KID": "{:.3g}", "KID SE": "{:.2g}", "Fréchet": "{:.1f}", "floor": "{:.2f}",
            "Fréchet / floor": "{:.1f}", "record p (run, pixels)": "{:.3g}", "planted": "{:.2f}"}
 
 
