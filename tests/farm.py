@@ -41,7 +41,9 @@ SHORT_RUNS = {
             "strategy.warmup.epochs=1",
             "attack.gan.start_round=2", "attack.gan.start_accuracy=null", "attack.gan.generator_steps=5",
             "attack.gan.num_fakes=32", "evaluation.oracle.epochs=1",
-            "evaluation.oracle.samples_per_round=64", "evaluation.oracle.cache_dir={root}/oracle"],
+            "evaluation.oracle.samples_per_round=64", "evaluation.oracle.cache_dir={root}/oracle",
+            # the per-seed oracle the golden file was made with (the monitor uses the shared judge since)
+            "evaluation.oracle.monitor_judge=false"],
     "dlg": ["+experiment=dlg", "simulation.num_clients=2", "attack.gradient_inversion.iterations=20"],
     "mia": ["+experiment=mia", "strategy.num_rounds=2", "strategy.capture.rounds=[2]",
             "strategy.warmup.epochs=1",

@@ -36,6 +36,8 @@ GAN_BAD = [
     ("attack.gan.start_accuracy=1.5", "attack.gan.start_accuracy"),
     ("attack.gan.generator_lr=0", "attack.gan.generator_lr"),
     ("evaluation.oracle.components=1", "evaluation.oracle.components"),
+    ("evaluation.oracle.planted_fraction=0.7", "evaluation.oracle.planted_fraction"),
+    ("evaluation.oracle.judge_seed=-1", "evaluation.oracle.judge_seed"),
 ]
 
 

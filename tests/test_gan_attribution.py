@@ -109,7 +109,7 @@ def test_record_test_finds_copied_members_and_not_fresh_draws():
     assert leaked["nn_member"] < leaked["nn_nonmember"]
     fresh = record_test(rng.normal(size=(80, 5)), members, nonmembers, seed=0, resamples=500)
     assert fresh["p_value"] > 0.05
-    assert fresh["nearest_is_member_low"] < 0.5 < fresh["nearest_is_member_high"]
+    assert fresh["nearest_is_member_null"][0] < 0.5 < fresh["nearest_is_member_null"][1]
 
 
 def test_set_distance_test_finds_samples_drawn_around_members_only():

@@ -53,14 +53,26 @@ def test_gan_eval_scores_every_kept_generator_against_members_and_nonmembers(cfg
         torch.manual_seed(server_round)
         save_torch(tmp_path / "gan" / "generators" / f"round_{server_round:03d}.pt",
                    {"latent_dim": 100, "generator": DCGANGenerator(100, (1, 28, 28)).state_dict()})
-    result = evaluate_generators(tmp_path, run_settings(tmp_path, "evaluation.oracle", []))
+    # with the positive control on: a quarter of every round's samples are near-copies of member records
+    result = evaluate_generators(tmp_path, run_settings(tmp_path, "evaluation.oracle",
+                                                        ["evaluation.oracle.planted_fraction=0.25"]))
     assert [r["round"] for r in result["rounds"]] == [9, 10] and result["final"]["round"] == 10
     baseline = result["baseline"]
     assert baseline["members"] > 100 and abs(baseline["members"] - baseline["nonmembers"]) <= 1
-    # real vs real is far closer than the other classes are to the victim's
-    assert baseline["frechet_floor_members_vs_nonmembers"] < baseline["frechet_other_vs_victim"]
-    assert baseline["kid_floor_members_vs_nonmembers"]["kid"] < baseline["kid_other_vs_victim"]["kid"]
+    assert list(baseline["judges"]) == ["oracle_cnn", "lenet"]
+    for judge in baseline["judges"].values():
+        # real vs real is far closer than the other classes are to the victim's, in standardised features
+        assert judge["frechet_floor_members_vs_nonmembers"] < judge["frechet_other_vs_victim"]
+        assert judge["kid_floor_members_vs_nonmembers"]["kid"] < judge["kid_other_vs_victim"]["kid"]
+        assert 0 < judge["ceiling_n"] <= 2 * baseline["members"] + 1
+    for judged in result["final"]["judges"].values():  # share beside ceiling, both in [0, 1]; no ratio
+        assert set(judged) >= {"share", "ceiling", "frechet_over_floor", "kid", "kid_se"}
+        assert 0 <= judged["share"] <= 1 and 0 < judged["ceiling"] <= 1
+    assert not any("relative" in key for key in result["final"])
+    assert 0 <= result["final"]["judge_agreement"]["agree"] <= 1
     for space in ("records_features", "records_pixels"):
         test = result["final"][space]
-        assert 0 <= test["p_value"] <= 1 and 0 <= test["nearest_is_member"] <= 1
+        assert 0 < test["p_value"] <= 1 and 0 <= test["nearest_is_member"] <= 1
+    assert result["final"]["planted"] == 10  # and the run-level test over both rounds catches them
+    assert result["records_run"]["rounds"] == 2 and result["records_run"]["p_value"] < 0.01
     assert (tmp_path / "gan" / "evaluation.json").exists()

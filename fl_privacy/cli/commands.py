@@ -73,9 +73,12 @@ def _gan_eval(run_dir: Path, settings: Settings) -> None:
     from fl_privacy.lab.pipelines.gan_evaluation import evaluate_generators
 
     torch.set_num_threads(1)  # small matrices: one thread is fastest, and a shared CPU stays usable
-    final = evaluate_generators(run_dir, settings)["final"]
-    log.info("round %d: relative share %.3f, KID %.4f, record test p (features) %.3f", final["round"],
-             final["relative_share"], final["kid"], final["records_features"]["p_value"])
+    result = evaluate_generators(run_dir, settings)
+    final = result["final"]
+    log.info("round %d: %s; Fréchet / floor %.1f; run-level record test p (pixels) %.3g", final["round"],
+             ", ".join(f"{name} share {j['share']:.3f}, ceiling {j['ceiling']:.3f}"
+                       for name, j in final["judges"].items()),
+             final["frechet_over_floor"], result["records_run"]["p_value"])
 
 
 # command -> (help, the attacker node its overrides address, what it does)

@@ -471,6 +471,15 @@ class OracleSettings(Section):
                                   "(gan/generators/) for the post-run GAN evaluation")
     evaluate_rounds: list[Count] | None = Field(None, description="fl-privacy gan-eval: the attack rounds "
                                                 "to score (null = every kept generator)")
+    judge_seed: NonNegativeInt = Field(
+        20_261_207, description="fl-privacy gan-eval: seed of the two judges' training split and training, "
+        "independent of the run seeds, so that every arm and seed is scored by the same instrument")
+    monitor_judge: bool = Field(
+        True, description="the in-run GAN monitor scores with the shared primary judge (trained once from "
+        "judge_seed); false: an oracle trained per run seed on the run's test split (the regression pin's)")
+    planted_fraction: Annotated[float, Field(ge=0, le=0.5)] = Field(
+        0.0, description="fl-privacy gan-eval positive control: share of each round's samples replaced by "
+        "near-copies of the victim's member records (0 = none)")
 
 
 class EvaluationSettings(Section):

@@ -1,66 +1,89 @@
-"""The GAN attribution table (`fl-privacy gan-table MULTIRUN`): one row per arm (jobs that differ only
-in `seed`), each cell the mean over the arm's seeds with the interval `report.statistics` allows, from the
-runs' `gan/evaluation.json` (written by `fl-privacy gan-eval`)."""
+"""The GAN attack table (`fl-privacy gan-table MULTIRUN`): one row per evaluated job (arm and seed), then one
+row per arm (jobs that differ only in `seed`), from the runs' `gan/evaluation.json` (`fl-privacy gan-eval`).
+
+Every judge's raw victim share stands beside its ceiling (its share on real victim images it never trained
+on): two numbers, never their ratio, so no cell can exceed what the judge gives real data. The arm row shows
+the mean and the range over seeds (no t interval: shares are bounded and n is small)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fl_privacy.report.jobs import find_jobs
-from fl_privacy.report.seeds import group_label, mean_ci_cell, seed_groups
-from fl_privacy.report.statistics import metric_bounds
+from fl_privacy.report.jobs import Job, find_jobs
+from fl_privacy.report.seeds import group_label, seed_groups
 from fl_privacy.results import COMPLETED, RunFileError, read_json
 from fl_privacy.run_layout import GAN_EVALUATION
 
-# column -> (path into the final round of gan/evaluation.json or its baseline, format)
-COLUMNS: dict[str, tuple[str, str]] = {
-    "share / ceiling": ("final.relative_share", "{:.3f}"),
-    "KID": ("final.kid", "{:.3g}"),
-    "KID SE (subsets)": ("final.kid_se", "{:.2g}"),
-    "KID floor (real/real)": ("baseline.kid_floor_members_vs_nonmembers.kid", "{:.3g}"),
-    "KID other classes": ("baseline.kid_other_vs_victim.kid", "{:.3g}"),
-    "Fréchet": ("final.frechet", "{:.0f}"),
-    "Fréchet to non-members − to members": ("final.frechet_gap_test.gap", "{:.0f}"),
-    "Fréchet floor (real/real)": ("baseline.frechet_floor_members_vs_nonmembers", "{:.0f}"),
-    "Fréchet other classes": ("baseline.frechet_other_vs_victim", "{:.0f}"),
-    "diversity": ("final.diversity_ratio", "{:.2f}"),
-    "NN member (feat.)": ("final.records_features.nn_member", "{:.2f}"),
-    "NN non-member (feat.)": ("final.records_features.nn_nonmember", "{:.2f}"),
-    "nearest is member (feat.)": ("final.records_features.nearest_is_member", "{:.3f}"),
-    "NN member (pixels)": ("final.records_pixels.nn_member", "{:.2f}"),
-    "NN non-member (pixels)": ("final.records_pixels.nn_nonmember", "{:.2f}"),
-}
-P_VALUES = ("final.records_features.p_value", "final.records_pixels.p_value",
-            "final.frechet_gap_test.p_value")
+JUDGE_NAMES = ("oracle_cnn", "lenet")
 
 
-def _get(node: dict, dotted: str) -> float:
-    for key in dotted.split("."):
-        node = node[key]
-    return float(node)  # type: ignore[arg-type]
+def _victim_accuracy(job: Job, victim: int, server_round: int) -> float:
+    """The global model's accuracy on the victim class at `server_round` (NaN when not recorded)."""
+    for record in job.records:
+        if record.get("round") == server_round:
+            per_class = record.get("central", {}).get("per_class_accuracy")
+            if per_class and victim < len(per_class) and per_class[victim] is not None:
+                return float(per_class[victim])
+    return float("nan")
+
+
+def job_row(job: Job, evaluation: dict) -> dict[str, float]:
+    """The headline numbers of one evaluated job at its final scored round."""
+    final, baseline = evaluation["final"], evaluation["baseline"]
+    row: dict[str, float] = {"round": float(final["round"])}
+    for name in JUDGE_NAMES:
+        judged = final["judges"].get(name, {})
+        row[f"{name} share"] = float(judged.get("share", float("nan")))
+        row[f"{name} ceiling"] = float(judged.get("ceiling", float("nan")))
+    row["agreement"] = float(final["judge_agreement"]["agree"])
+    row["kappa"] = float(final["judge_agreement"]["cohen_kappa"])
+    row["Fréchet"] = float(final["frechet"])
+    row["floor"] = float(final["frechet_floor"])
+    row["Fréchet / floor"] = float(final["frechet_over_floor"])
+    row["KID"] = float(final["kid"])
+    row["KID SE"] = float(final["kid_se"])
+    row["victim-class accuracy"] = _victim_accuracy(job, int(baseline["victim_class"]), int(final["round"]))
+    row["record p (run, pixels)"] = float(evaluation["records_run"]["p_value"])
+    row["planted"] = float(evaluation.get("planted_fraction", 0.0))
+    return row
+
+
+FORMATS = {"round": "{:.0f}", "KID": "{:.3g}", "KID SE": "{:.2g}", "Fréchet": "{:.1f}", "floor": "{:.2f}",
+           "Fréchet / floor": "{:.1f}", "record p (run, pixels)": "{:.3g}", "planted": "{:.2f}"}
+
+
+def _cell(values: list[float], column: str, summary: bool) -> str:
+    fmt = FORMATS.get(column, "{:.3f}")
+    shown = [v for v in values if v == v]  # NaN: not measured
+    if not shown:
+        return "-"
+    if not summary or len(shown) == 1:
+        return fmt.format(shown[0]) if len(values) == 1 else fmt.format(sum(shown) / len(shown))
+    return f"{fmt.format(sum(shown) / len(shown))} ({fmt.format(min(shown))}–{fmt.format(max(shown))})"
 
 
 def gan_table(root: Path) -> str:
-    """The Markdown table over the finished, evaluated jobs under `root`."""
-    header = ["arm", "n (seeds)", "not completed", "round", *COLUMNS,
-              "p: NN test feat., pixels; Fréchet gap, per seed"]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    """The Markdown table over the finished, evaluated jobs under `root`: a row per seed, then the arm's
+    mean (min–max over seeds)."""
     jobs = find_jobs(root)
     if not any((job.path / GAN_EVALUATION).exists() for job in jobs):
         raise RunFileError(f"{root}: no job has {GAN_EVALUATION} (run `fl-privacy gan-eval JOB` first)")
+    columns: list[str] = []
+    lines: list[str] = []
     for label, group in seed_groups(jobs).items():
-        evaluated = [job for job in group if (job.path / GAN_EVALUATION).exists()]
+        evaluated = [(job, read_json(job.path / GAN_EVALUATION)) for job in group
+                     if (job.path / GAN_EVALUATION).exists()]
         if not evaluated:
             continue
-        evaluations = [read_json(job.path / GAN_EVALUATION) for job in evaluated]
-        seeds = [job.overrides.get("seed", "?") for job in evaluated]
-        unfinished = ", ".join(f"s{job.overrides.get('seed', '?')}: {job.status}" for job in jobs
-                               if job.status != COMPLETED and group_label(job) == label) or "none"
-        rounds = sorted({e["final"]["round"] for e in evaluations})
-        cells = [mean_ci_cell([_get(e, path) for e in evaluations], fmt, metric_bounds(path))
-                 for path, fmt in COLUMNS.values()]
-        p_values = "; ".join(f"s{seed}: " + ", ".join(f"{_get(e, p):.3g}" for p in P_VALUES)
-                             for seed, e in zip(seeds, evaluations, strict=True))
-        lines.append("| " + " | ".join([label, str(len(evaluations)), unfinished, ",".join(map(str, rounds)),
-                                        *cells, p_values]) + " |")
-    return "\n".join(lines)
+        rows = [job_row(job, evaluation) for job, evaluation in evaluated]
+        columns = columns or list(rows[0])
+        for (job, _), row in zip(evaluated, rows, strict=True):
+            lines.append("| " + " | ".join([label, job.overrides.get("seed", "?")]
+                                            + [_cell([row[c]], c, False) for c in columns]) + " |")
+        unfinished = [f"s{job.overrides.get('seed', '?')}: {job.status}" for job in jobs
+                      if job.status != COMPLETED and group_label(job) == label]
+        lines.append("| " + " | ".join([f"**{label}**", f"mean (range), n = {len(rows)}"
+                                        + (f"; not completed: {', '.join(unfinished)}" if unfinished else "")]
+                                       + [_cell([row[c] for row in rows], c, True) for c in columns]) + " |")
+    header = ["arm", "seed", *columns]
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header), *lines])
