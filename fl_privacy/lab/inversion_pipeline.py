@@ -20,6 +20,7 @@ from fl_privacy.attacks.views import CapturedUpdate
 from fl_privacy.config.schema import Settings
 from fl_privacy.data.datasets import load_splits
 from fl_privacy.data.images import DataSplits
+from fl_privacy.evaluation.identification import identification_scores
 from fl_privacy.evaluation.inversion_scores import score_capture, summarise
 from fl_privacy.evaluation.reconstruction import save_comparison_grid
 from fl_privacy.evaluation.success_rates import Cell, baseline_scores, best_candidate_psnr
@@ -114,7 +115,7 @@ def score_reconstructions(run_dir: Path, settings: Settings) -> dict:
 
 
 def _score_into(run_dir: Path, splits: DataSplits, grids: Path) -> dict:
-    captures, truth_images, reconstructed = [], [], []
+    captures, truth_images, reconstructed, batches = [], [], [], []
     # every image's scores and its baselines' (drawn from the test split, never the truth), per round
     cells: dict[int, Cell] = {}
     for path in sorted((run_dir / RECONSTRUCTIONS).glob("round_*/partition_*.pt")):
@@ -128,6 +129,7 @@ def _score_into(run_dir: Path, splits: DataSplits, grids: Path) -> dict:
             save_comparison_grid(truth.images, aligned, grids / f"{path.parent.name}_{path.stem}.png")
             truth_images.append(truth.images)
             reconstructed.append(aligned)
+            batches.append((meta["round"], reconstruction["images"], reconstruction["labels"], truth))
             cells.setdefault(meta["round"], Cell()).add(
                 scores, baseline_scores(truth, splits.test, seed=len(captures)),
                 best_candidate_psnr(reconstruction.get("candidates"), truth.images))
@@ -140,6 +142,7 @@ def _score_into(run_dir: Path, splits: DataSplits, grids: Path) -> dict:
     if truth_images:
         result["rates"] = sum(cells.values(), Cell()).rates()
         result["rates_by_round"] = {str(number): cell.rates() for number, cell in sorted(cells.items())}
+        result |= identification_scores(batches, splits.test)
         result["timing"] = {"seconds_per_image": sum(c["seconds"] for c in captures)
                             / sum(c["num_inputs"] for c in captures), "images": len(torch.cat(truth_images))}
     write_json(run_dir / ATTACK_DIR / "scores.json", result)
