@@ -41,20 +41,34 @@ class _CommonOptions(TypedDict):
 
 
 def restore_labels_only(model: nn.Module, payload: CapturedUpdate, settings: AttackConfig) -> Reconstruction:
-    """Label restoration alone (iDLG for one example, zero-shot counts for a batch): no images."""
-    return Reconstruction(None, restore_labels(model, payload), float("nan"), ())
+    """Label restoration alone (iDLG for one example, the configured counts for a batch): no images."""
+    estimator = settings.label_estimator if isinstance(settings, InvertingConfig) else "counts"
+    return Reconstruction(None, restore_labels(model, payload, estimator), float("nan"), ())
+
+
+def inverting_any(model: nn.Module, payload: CapturedUpdate, settings: InvertingConfig) -> Reconstruction:
+    """Inverting Gradients on a shared gradient, or on a FedAvg update by replaying its local training."""
+    if payload.is_gradient:
+        return inverting_gradients(model, payload, settings)
+    return invert_fedavg(model, payload, settings)
 
 
 # name -> (attack, which payload it needs: "gradient" | "weights" | "any")
 ATTACKS: dict[str, tuple[Callable[[nn.Module, CapturedUpdate, Any], Reconstruction], str]] = {
     "dlg": (dlg, "gradient"),
-    "inverting": (inverting_gradients, "gradient"),
+    "inverting": (inverting_any, "any"),
     "fedavg": (invert_fedavg, "weights"),
     "labels": (restore_labels_only, "any"),
     "imprint": (imprint_attack, "any"),
     "best": (best_matching, "any"),
 }
 FIXED_OPTIMIZER = {"dlg": "lbfgs", "inverting": "adam"}  # fedavg takes `optimizer` from the config
+
+
+def _inverting(attack: GradientInversionSettings, common: _CommonOptions) -> InvertingConfig:
+    return InvertingConfig(**common, tv_weight=attack.tv_weight, restarts=attack.restarts,
+                           patience=attack.early_stop_patience, tolerance=attack.early_stop_tolerance,
+                           label_estimator=attack.label_estimator)
 
 
 def attack_settings(attack: GradientInversionSettings, progress: bool = False) -> AttackConfig:
@@ -66,10 +80,10 @@ def attack_settings(attack: GradientInversionSettings, progress: bool = False) -
         return BestMatchingConfig(
             DLGConfig(**common | {"iterations": attack.best_dlg_iterations, "lr": 1.0},
                       inner_iterations=attack.inner_iterations),
-            InvertingConfig(**common, tv_weight=attack.tv_weight, restarts=attack.restarts))
-    if FIXED_OPTIMIZER.get(attack.name, attack.optimizer) == "lbfgs":
+            _inverting(attack, common))
+    if attack.name != "labels" and FIXED_OPTIMIZER.get(attack.name, attack.optimizer) == "lbfgs":
         return DLGConfig(**common, inner_iterations=attack.inner_iterations, label_mode=attack.label_mode)
-    return InvertingConfig(**common, tv_weight=attack.tv_weight, restarts=attack.restarts)
+    return _inverting(attack, common)
 
 
 def run_attack(name: str, model: nn.Module, payload: CapturedUpdate, settings: AttackConfig

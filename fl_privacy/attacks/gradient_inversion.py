@@ -31,7 +31,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from fl_privacy.attacks.image_optimisation import Bound, DummyImages, adam_descent, lbfgs_descent
-from fl_privacy.attacks.label_restoration import last_linear_names, restore_labels
+from fl_privacy.attacks.label_restoration import LabelEstimator, last_linear_names, restore_labels
 from fl_privacy.attacks.priors import total_variation
 from fl_privacy.attacks.views import CapturedUpdate
 
@@ -92,6 +92,10 @@ class InvertingConfig(_DummyOptimisation):
     signed: bool = True
     lr_schedule: bool = True
     log_every: int = 500
+    # stop a restart once its matching loss has not improved by `tolerance` (relative) for `patience` steps
+    patience: int | None = None
+    tolerance: float = 1e-3
+    label_estimator: LabelEstimator = "counts"
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,8 @@ class Reconstruction:
     restart_losses: tuple[float, ...]
     # every restart's images (same order as `restart_losses`), for attackers that choose among them
     candidates: tuple[torch.Tensor, ...] = ()
+    # optimisation steps each restart took (fewer than the budget after an early stop on a plateau)
+    iterations_run: tuple[int, ...] = ()
 
 
 class _Victim:
@@ -235,7 +241,7 @@ def _invert_by_restarts(name: str, payload: CapturedUpdate, restored_labels: tor
     with `simulators(r)`); keep the best matching loss, and every restart's images as candidates."""
     generator = torch.Generator().manual_seed(config.seed)
     shape = (payload.num_inputs, *payload.input_shape)
-    losses, candidates = [], []
+    losses, candidates, iterations_run = [], [], []
     milestones = [int(config.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)] if config.lr_schedule else []
     for restart in range(config.restarts):
         simulate = simulators(restart)
@@ -245,13 +251,15 @@ def _invert_by_restarts(name: str, payload: CapturedUpdate, restored_labels: tor
             return match + config.tv_weight * total_variation(images), match
 
         dummy = DummyImages(config.init.sample(shape, generator), config.bound)
-        adam_descent(dummy, objective, iterations=config.iterations, lr=config.lr, milestones=milestones,
-                     signed=config.signed, name=f"{name} restart {restart + 1}",
-                     show_progress=config.progress, log_every=config.log_every)
+        iterations_run.append(adam_descent(
+            dummy, objective, iterations=config.iterations, lr=config.lr, milestones=milestones,
+            signed=config.signed, name=f"{name} restart {restart + 1}", show_progress=config.progress,
+            log_every=config.log_every, patience=config.patience, tolerance=config.tolerance))
         losses.append(float(cosine_distance(simulate(dummy.images(), restored_labels), observed).detach()))
         candidates.append(dummy.images().detach().clamp(0, 1))
     best = min(range(len(losses)), key=losses.__getitem__)
-    return Reconstruction(candidates[best], restored_labels, losses[best], tuple(losses), tuple(candidates))
+    return Reconstruction(candidates[best], restored_labels, losses[best], tuple(losses), tuple(candidates),
+                          tuple(iterations_run))
 
 
 def inverting_gradients(model: nn.Module, payload: CapturedUpdate,
@@ -260,7 +268,8 @@ def inverting_gradients(model: nn.Module, payload: CapturedUpdate,
     if not payload.is_gradient:
         raise ValueError("inverting_gradients needs a gradient capture; use invert_fedavg for weights.")
     victim = _Victim(model, payload)
-    return _invert_by_restarts("InvertingGradients", payload, restore_labels(model, payload),
+    return _invert_by_restarts("InvertingGradients", payload,
+                               restore_labels(model, payload, config.label_estimator),
                                lambda restart: victim.gradient, payload.effective_gradient(victim.names),
                                config)
 
@@ -278,7 +287,8 @@ def invert_fedavg(model: nn.Module, payload: CapturedUpdate,
     victim = _Victim(model, payload)
     assert payload.lr is not None and payload.local_steps is not None  # checked by CapturedUpdate
     lr, steps = float(payload.lr), int(payload.local_steps)
-    restored_labels = restore_labels(model, payload)
+    estimator = config.label_estimator if isinstance(config, InvertingConfig) else "counts"
+    restored_labels = restore_labels(model, payload, estimator)
     simulate = replay(victim, payload)
     if isinstance(config, InvertingConfig):
         orders = torch.Generator().manual_seed(config.seed + 1)
