@@ -87,7 +87,7 @@ def adam_descent(dummy: DummyImages,
     for step in steps(iterations, name, show_progress):
         optimizer.zero_grad()
         loss, match = objective(dummy.images())
-        loss.backward()
+        loss.backward(inputs=[dummy.raw])  # the images only: no second-order gradients of the weights
         if signed:
             assert dummy.raw.grad is not None
             dummy.raw.grad.sign_()
