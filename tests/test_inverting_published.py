@@ -99,3 +99,29 @@ def test_realism_presets_default_to_published_inverting_gradients(cfg_factory):
         assert (attack.name, attack.engine, attack.iterations, attack.lr, attack.tv_weight,
                 attack.label_estimator, attack.bound) == ("inverting", "batched", 24000, 0.1, 0.2,
                                                           "bias_corrected", "clamp")
+
+
+def test_the_lab_runs_a_rounds_captures_through_the_batched_engine(tmp_path, settings_factory):
+    from fl_privacy.lab.inversion_pipeline import reconstruct_captures
+    from fl_privacy.models import build_model
+    from fl_privacy.results import CAPTURES, load_tensors, round_file, save_torch
+
+    settings = settings_factory("+experiment=realism", "attack.gradient_inversion.iterations=2",
+                                "attack.gradient_inversion.early_stop_patience=1",
+                                "attack.gradient_inversion.early_stop_tolerance=0.9")
+    torch.manual_seed(0)
+    model = build_model(settings.model, SHAPE, 10).eval()
+    for partition in range(2):
+        capture = _capture(model, partition)
+        meta = {"round": 1, "partition": partition, "mode": "fedsgd", "lr": 0.1, "local_steps": 1,
+                "num_examples": 3, "batch_size": 3, "input_shape": list(SHAPE), "num_classes": 10}
+        save_torch(round_file(tmp_path, CAPTURES, 1, partition, ".pt"),
+                   {"global_state": capture.global_state, "metadata": meta, "gradient": capture.gradient})
+    written = reconstruct_captures(tmp_path, settings)
+    loop = InvertingConfig(iterations=2, restarts=1, tv_weight=0.2, label_estimator="bias_corrected",
+                           patience=1, tolerance=0.9, log_every=0)
+    for partition, path in enumerate(written):
+        record = load_tensors(path)
+        expected = inverting_gradients(model, _capture(model, partition), loop)
+        assert record["iterations_run"] == [2] and record["attack"] == "inverting"
+        assert torch.allclose(record["images"], expected.images, atol=1e-5)
