@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 from PIL import Image
@@ -44,7 +45,9 @@ def cells(run_dir: Path):
             "identified": scores.get("identification_by_round", {}).get(round_number, {}).get("identified"),
             "labels_exact": sum(c["labels_exact"] for c in captured),
             "label_multiset": sum(c["label_count_accuracy"] * c["num_inputs"] for c in captured) / images,
-            "seconds_per_image": sum(c["seconds"] for c in captured) / images}
+            "seconds_per_image": sum(c["seconds"] for c in captured) / images,
+            # optimisation steps each capture's restarts took (below the budget after an early stop)
+            "iterations_run": [step for c in captured for step in c.get("iterations_run", [])]}
 
 
 def interval(stat: dict, digits: int = 1) -> str:
@@ -72,6 +75,12 @@ def identified(runs: list[dict], name: str) -> str:
     hits, n = sum(s["hits"] for s in stats), sum(s["n"] for s in stats)
     ci = binomtest(hits, n).proportion_ci(method="wilson")
     return f"{hits / n:.2f} [{ci.low:.2f}, {ci.high:.2f}] (n={n})"
+
+
+def median_steps(runs: list[dict]) -> str:
+    """The median number of optimisation steps the cell's restarts took ('-' where not recorded)."""
+    steps = [step for run in runs for step in run["iterations_run"]]
+    return f"{statistics.median(steps):g}" if steps else "-"
 
 
 def per_seed(runs: list[dict], pick) -> str:
@@ -110,7 +119,7 @@ def main() -> None:
           "| label-only / class-mean / blank / negative control identified | recognisable [Wilson 95%] "
           "| median PSNR dB (per seed) | upper bound: best candidate by PSNR | blank / class-mean / "
           "same-class PSNR | labels exact (captures) / multiset | s per image |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (setting, clients, round_number, examples, local), cell in sorted(table.items()):
         cell = sorted(cell, key=lambda run: run["seed"])
         base = {name: sum(run["rates"]["baselines"][name]["psnr"]["median"] for run in cell) / len(cell)
@@ -125,7 +134,8 @@ def main() -> None:
               f"{base['blank']:.1f} / {base['class_mean']:.1f} / {base['same_class_image']:.1f} | "
               f"{sum(run['labels_exact'] for run in cell)}/{sum(run['captures'] for run in cell)} / "
               f"{multiset:.2f} | "
-              f"{sum(run['seconds_per_image'] for run in cell) / len(cell):.1f} |")
+              f"{sum(run['seconds_per_image'] for run in cell) / len(cell):.1f} | "
+              f"{median_steps(cell)} |")
     columns = sorted({examples for _, _, _, examples, _ in table})
     header = " | ".join(f"{b} examples" for b in columns)
     print(f"\n| model/partition, local training, round | {header} |")
