@@ -19,6 +19,8 @@ from fl_privacy.evaluation.identification import (
     score_batch,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _pool(per_class: int, classes: int, generator: torch.Generator, side: int = 8) -> ImageDataset:
     images = torch.rand(per_class * classes, 1, side, side, generator=generator)
@@ -93,16 +95,15 @@ def test_negative_control_partners_are_other_captures_of_the_same_cell() -> None
 
 
 def test_scores_json_holds_identified_shares_for_attack_baselines_and_negative_control(
-        tmp_path, settings_factory):
+        tmp_path, settings_factory, mnist):
     import json
 
-    from fl_privacy.data.datasets import load_splits
     from fl_privacy.lab.inversion_pipeline import score_reconstructions
     from fl_privacy.results import RECONSTRUCTIONS, TRUTH, round_file, save_torch, write_json
     from fl_privacy.run_layout import ATTACK_SCORES
 
-    settings = settings_factory("+experiment=dlg")
-    train = load_splits(settings.data, settings.seed).train
+    settings = settings_factory("+experiment=dlg")  # seed 0, mnist_offline, test_fraction 0.2: `mnist`
+    train = mnist
     for partition, indices in enumerate([[0, 1], [2, 3]]):
         truth = train.subset(indices)
         write_json(round_file(tmp_path, TRUTH, 1, partition, ".json"), {"indices": indices})
