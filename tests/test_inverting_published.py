@@ -125,3 +125,21 @@ def test_the_lab_runs_a_rounds_captures_through_the_batched_engine(tmp_path, set
         expected = inverting_gradients(model, _capture(model, partition), loop)
         assert record["iterations_run"] == [2] and record["attack"] == "inverting"
         assert torch.allclose(record["images"], expected.images, atol=1e-5)
+
+
+def test_invert_many_sends_fedavg_captures_through_the_replay_loop_in_order():
+    model = _models(1)[0]
+    client = _models(1)[0]
+    generator = torch.Generator().manual_seed(9)
+    images, labels = torch.rand(2, *SHAPE, generator=generator), torch.tensor([3, 7])
+    optimizer = torch.optim.SGD(client.parameters(), lr=0.1)
+    optimizer.zero_grad()
+    F.cross_entropy(client(images), labels).backward()
+    optimizer.step()
+    weights = CapturedUpdate({k: v.clone() for k, v in model.state_dict().items()}, SHAPE, batch_size=2,
+                             num_examples=2, updated_state=client.state_dict(), lr=0.1, local_steps=1)
+    gradient = _capture(model, 1)
+    config = InvertingConfig(iterations=2, restarts=1, label_estimator="bias_corrected", log_every=0)
+    fedavg, fedsgd = invert_many(model, [weights, gradient], config)
+    assert fedavg.labels.tolist() == [3, 7] and fedavg.images.shape == (2, *SHAPE)
+    assert fedsgd.images.shape == (3, *SHAPE) and fedavg.iterations_run == fedsgd.iterations_run == (2,)
