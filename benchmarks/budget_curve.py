@@ -28,7 +28,7 @@ from fl_privacy.evaluation.reconstruction import psnr, score_reconstruction
 from fl_privacy.lab.inversion_pipeline import load_capture
 from fl_privacy.lab.side_channels import truth_indices
 from fl_privacy.models import build_model
-from fl_privacy.run_layout import RECONSTRUCTIONS
+from fl_privacy.run_layout import CAPTURES, RECONSTRUCTIONS
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
     splits = load_splits(settings.data, settings.seed)
     # the captures the run attacked (its reconstructions name them)
     paths = sorted((args.run_dir / RECONSTRUCTIONS).glob("round_*/partition_*.pt"))
-    loaded = [load_capture(args.run_dir / "captures" / p.relative_to(args.run_dir / RECONSTRUCTIONS))
+    loaded = [load_capture(args.run_dir / CAPTURES / p.relative_to(args.run_dir / RECONSTRUCTIONS))
               for p in paths]
     truths = [splits.train.subset(truth_indices(args.run_dir, meta)) for _, meta in loaded]
     meta = loaded[0][1]
