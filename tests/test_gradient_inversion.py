@@ -203,6 +203,7 @@ def test_no_attack_entry_point_accepts_ground_truth():
 # what an attack may build on: torch and friends, the models, the record type, the typed settings of its own
 # node, the training loop (an insider's honest-looking update), named seed streams and progress lines
 ATTACK_IMPORTS = ("torch", "torchvision", "numpy", "tqdm", "__future__", "copy", "logging", "math",
+                  "importlib", "pkgutil",
                   "collections", "dataclasses", "typing", "sklearn", "scipy", "fl_privacy.models",
                   "fl_privacy.attacks", "fl_privacy.data.images", "fl_privacy.config.schema",
                   "fl_privacy.training", "fl_privacy.seeding", "fl_privacy.progress")

@@ -31,7 +31,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from fl_privacy.attacks.image_optimisation import Bound, DummyImages, adam_descent, lbfgs_descent
-from fl_privacy.attacks.label_restoration import last_linear_names, restore_labels
+from fl_privacy.attacks.label_restoration import LabelEstimator, last_linear_names, restore_labels
 from fl_privacy.attacks.priors import total_variation
 from fl_privacy.attacks.registry import inversion_attack
 from fl_privacy.attacks.views import CapturedUpdate
@@ -94,6 +94,10 @@ class InvertingConfig(_DummyOptimisation):
     signed: bool = True
     lr_schedule: bool = True
     log_every: int = 500
+    # stop a restart once its matching loss has not improved by `tolerance` (relative) for `patience` steps
+    patience: int | None = None
+    tolerance: float = 1e-3
+    label_estimator: LabelEstimator = "counts"
 
 
 def _common_options(attack: GradientInversionSettings, progress: bool) -> dict[str, Any]:
@@ -112,7 +116,8 @@ def dlg_options(attack: GradientInversionSettings, progress: bool = False) -> DL
 def inverting_options(attack: GradientInversionSettings, progress: bool = False) -> InvertingConfig:
     """Inverting Gradients' Adam options (cosine + TV, restarts) from `attack.gradient_inversion`."""
     return InvertingConfig(**_common_options(attack, progress), tv_weight=attack.tv_weight,
-                           restarts=attack.restarts)
+                           restarts=attack.restarts, patience=attack.early_stop_patience,
+                           tolerance=attack.early_stop_tolerance, label_estimator=attack.label_estimator)
 
 
 def no_options(attack: GradientInversionSettings, progress: bool = False) -> None:
@@ -136,6 +141,8 @@ class Reconstruction:
     restart_losses: tuple[float, ...]
     # every restart's images (same order as `restart_losses`), for attackers that choose among them
     candidates: tuple[torch.Tensor, ...] = ()
+    # optimisation steps each restart took (fewer than the budget after an early stop on a plateau)
+    iterations_run: tuple[int, ...] = ()
 
 
 class _Victim:
@@ -267,7 +274,7 @@ def _invert_by_restarts(name: str, payload: CapturedUpdate, restored_labels: tor
     with `simulators(r)`); keep the best matching loss, and every restart's images as candidates."""
     generator = torch.Generator().manual_seed(config.seed)
     shape = (payload.num_inputs, *payload.input_shape)
-    losses, candidates = [], []
+    losses, candidates, iterations_run = [], [], []
     milestones = [int(config.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)] if config.lr_schedule else []
     for restart in range(config.restarts):
         simulate = simulators(restart)
@@ -277,23 +284,25 @@ def _invert_by_restarts(name: str, payload: CapturedUpdate, restored_labels: tor
             return match + config.tv_weight * total_variation(images), match
 
         dummy = DummyImages(config.init.sample(shape, generator), config.bound)
-        adam_descent(dummy, objective, iterations=config.iterations, lr=config.lr, milestones=milestones,
-                     signed=config.signed, name=f"{name} restart {restart + 1}",
-                     show_progress=config.progress, log_every=config.log_every)
+        iterations_run.append(adam_descent(
+            dummy, objective, iterations=config.iterations, lr=config.lr, milestones=milestones,
+            signed=config.signed, name=f"{name} restart {restart + 1}", show_progress=config.progress,
+            log_every=config.log_every, patience=config.patience, tolerance=config.tolerance))
         losses.append(float(cosine_distance(simulate(dummy.images(), restored_labels), observed).detach()))
         candidates.append(dummy.images().detach().clamp(0, 1))
     best = min(range(len(losses)), key=losses.__getitem__)
-    return Reconstruction(candidates[best], restored_labels, losses[best], tuple(losses), tuple(candidates))
+    return Reconstruction(candidates[best], restored_labels, losses[best], tuple(losses), tuple(candidates),
+                          tuple(iterations_run))
 
 
-@inversion_attack("inverting", needs="gradient", options=inverting_options)
 def inverting_gradients(model: nn.Module, payload: CapturedUpdate,
                         config: InvertingConfig = InvertingConfig()) -> Reconstruction:
     """Inverting Gradients on a shared gradient, labels restored analytically from the same gradient."""
     if not payload.is_gradient:
         raise ValueError("inverting_gradients needs a gradient capture; use invert_fedavg for weights.")
     victim = _Victim(model, payload)
-    return _invert_by_restarts("InvertingGradients", payload, restore_labels(model, payload),
+    return _invert_by_restarts("InvertingGradients", payload,
+                               restore_labels(model, payload, config.label_estimator),
                                lambda restart: victim.gradient, payload.effective_gradient(victim.names),
                                config)
 
@@ -312,7 +321,8 @@ def invert_fedavg(model: nn.Module, payload: CapturedUpdate,
     victim = _Victim(model, payload)
     assert payload.lr is not None and payload.local_steps is not None  # checked by CapturedUpdate
     lr, steps = float(payload.lr), int(payload.local_steps)
-    restored_labels = restore_labels(model, payload)
+    estimator = config.label_estimator if isinstance(config, InvertingConfig) else "counts"
+    restored_labels = restore_labels(model, payload, estimator)
     simulate = replay(victim, payload)
     if isinstance(config, InvertingConfig):
         orders = torch.Generator().manual_seed(config.seed + 1)
@@ -335,7 +345,16 @@ def invert_fedavg(model: nn.Module, payload: CapturedUpdate,
     return Reconstruction(dummy.images().detach().clamp(0, 1), restored_labels, final, (final,))
 
 
-@inversion_attack("labels", needs="any", options=no_options)
-def restore_labels_only(model: nn.Module, payload: CapturedUpdate, options: None = None) -> Reconstruction:
-    """Label restoration alone (iDLG for one example, zero-shot counts for a batch): no images."""
-    return Reconstruction(None, restore_labels(model, payload), float("nan"), ())
+@inversion_attack("inverting", needs="any", options=inverting_options)
+def inverting_any(model: nn.Module, payload: CapturedUpdate, config: InvertingConfig) -> Reconstruction:
+    """Inverting Gradients on a shared gradient, or on a FedAvg update by replaying its local training."""
+    if payload.is_gradient:
+        return inverting_gradients(model, payload, config)
+    return invert_fedavg(model, payload, config)
+
+
+@inversion_attack("labels", needs="any", options=inverting_options)
+def restore_labels_only(model: nn.Module, payload: CapturedUpdate, config: object = None) -> Reconstruction:
+    """Label restoration alone (iDLG for one example, the configured counts for a batch): no images."""
+    estimator = config.label_estimator if isinstance(config, InvertingConfig) else "counts"
+    return Reconstruction(None, restore_labels(model, payload, estimator), float("nan"), ())

@@ -74,20 +74,32 @@ def lbfgs_descent(dummy: DummyImages, objective: Callable[[], torch.Tensor], *, 
 def adam_descent(dummy: DummyImages,
                  objective: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], *,
                  iterations: int, lr: float, milestones: Sequence[int] = (), signed: bool = False,
-                 name: str = "Adam", show_progress: bool = False, log_every: int = 0) -> None:
+                 name: str = "Adam", show_progress: bool = False, log_every: int = 0,
+                 patience: int | None = None, tolerance: float = 0.0) -> int:
     """Adam on the images for `iterations` steps, projecting after each. `objective(images)` returns the
     loss to minimise and the matching part to log; `signed` steps on the gradient's sign (Geiping et al.);
-    the learning rate drops tenfold at each of `milestones`."""
+    the learning rate drops tenfold at each of `milestones`. With `patience`, stops early once the matching
+    loss has not fallen below `(1 - tolerance)` x its best for `patience` steps (a plateau). Returns the
+    number of steps taken."""
     optimizer = torch.optim.Adam([dummy.raw], lr=lr)
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=0.1)
+    best, since_best = math.inf, 0
     for step in steps(iterations, name, show_progress):
         optimizer.zero_grad()
         loss, match = objective(dummy.images())
-        loss.backward()
+        loss.backward(inputs=[dummy.raw])  # the images only: no second-order gradients of the weights
         if signed:
             assert dummy.raw.grad is not None
             dummy.raw.grad.sign_()
         optimizer.step()
         schedule.step()
         dummy.project()
-        _log(name, step, iterations, log_every, float(match.detach()))
+        value = float(match.detach())
+        _log(name, step, iterations, log_every, value)
+        if patience is not None:
+            best, since_best = (value, 0) if value < best * (1 - tolerance) else (best, since_best + 1)
+            if since_best >= patience:
+                log.info("%s: matching loss plateaued at %.4g; stopped after %d of %d iterations",
+                         name, best, step + 1, iterations)
+                return step + 1
+    return iterations

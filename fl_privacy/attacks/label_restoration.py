@@ -9,6 +9,7 @@ estimating the batch's mean softmax output, which the weight gradient reveals (s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from torch.nn import functional as F
 from fl_privacy.attacks.views import CapturedUpdate
 from fl_privacy.data.images import ImageDataset
 
+LabelEstimator = Literal["counts", "bias_corrected"]
 TOTAL_WEIGHT = 100.0  # weight of the `sum of counts = batch size` equation in `prior_counts`
 
 
@@ -112,10 +114,12 @@ def head_trajectory(payload: CapturedUpdate, names: tuple[str, str]
             for t in range(steps)]
 
 
-def restore_labels(model: nn.Module, payload: CapturedUpdate) -> torch.Tensor:
+def restore_labels(model: nn.Module, payload: CapturedUpdate, estimator: LabelEstimator = "counts"
+                   ) -> torch.Tensor:
     """Labels of the `payload.num_inputs` examples behind a captured update (sorted; order is unknowable).
 
-    One example: iDLG. Several: `label_counts` on the (effective) last-layer gradient.
+    One example: iDLG. Several: `label_counts` on the (effective) last-layer gradient, or with
+    `estimator="bias_corrected"` breaching's bias-corrected counts (`bias_corrected_counts`).
     """
     weight_name, bias_name = last_linear_names(model)
     if bias_name is None:
@@ -123,6 +127,8 @@ def restore_labels(model: nn.Module, payload: CapturedUpdate) -> torch.Tensor:
     weight_grad, bias_grad = payload.effective_gradient([weight_name, bias_name])
     if payload.num_inputs == 1:
         return torch.tensor([idlg_label(weight_grad, bias_grad)])
+    if estimator == "bias_corrected":
+        return counts_to_labels(bias_corrected_counts(bias_grad, payload.num_inputs))
     counts = label_counts(head_trajectory(payload, (weight_name, bias_name)), weight_grad, bias_grad,
                           payload.num_inputs)
     return counts_to_labels(counts)

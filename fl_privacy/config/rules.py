@@ -73,6 +73,24 @@ def check_gradient_inversion(settings: Settings) -> None:
     if attack.after_run and settings.strategy.name != "gradient_capture":
         raise ConfigError("attack.gradient_inversion.after_run", True,
                           "needs strategy=gradient_capture (nothing else captures updates)")
+    adam = attack.name in ("inverting", "best") or (attack.name == "fedavg" and attack.optimizer == "adam")
+    if attack.early_stop_patience is not None:
+        if not adam:
+            raise ConfigError("attack.gradient_inversion.early_stop_patience", attack.early_stop_patience,
+                              "stops the Adam attacks only (name=inverting, best, or fedavg with "
+                              "optimizer=adam)")
+        if attack.early_stop_patience >= attack.iterations:
+            raise ConfigError("attack.gradient_inversion.early_stop_patience", attack.early_stop_patience,
+                              f"must be below attack.gradient_inversion.iterations={attack.iterations}")
+    if attack.label_estimator != "counts" and attack.name in ("dlg", "imprint"):
+        raise ConfigError("attack.gradient_inversion.label_estimator", attack.label_estimator,
+                          f"is not used by name={attack.name} (inverting, best, fedavg and labels use it)")
+    if attack.engine == "batched" and attack.name != "inverting":
+        raise ConfigError("attack.gradient_inversion.engine", "batched",
+                          f"batches name=inverting only, not name={attack.name}")
+    if attack.engine == "batched" and attack.bound != "clamp":
+        raise ConfigError("attack.gradient_inversion.bound", attack.bound,
+                          "engine=batched boxes images by clamping (bound=clamp)")
 
 
 def check_membership(settings: Settings) -> None:

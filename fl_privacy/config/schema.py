@@ -317,6 +317,16 @@ class GradientInversionSettings(Section):
     max_images_per_round: Count | None = Field(
         None, description="attack each round's captures in partition order until they hold this many images "
         "(null = all)")
+    label_estimator: Literal["counts", "bias_corrected"] = Field(
+        "counts", description="labels of a batch for inverting/best/fedavg/labels: mean-feature counts or "
+        "breaching's bias-corrected counts (iDLG for one example either way)")
+    early_stop_patience: Count | None = Field(
+        None, description="Adam attacks: stop a restart when its matching loss has not improved by "
+        "early_stop_tolerance (relative) for this many iterations (null = run the whole budget)")
+    early_stop_tolerance: Probability = 1.0e-3
+    engine: Literal["loop", "batched"] = Field(
+        "loop", description="name=inverting: one capture at a time, or all gradient captures of a round as "
+        "one batched problem (torch.func.vmap; on `device`)")
 
 
 class GanAttackSettings(Section):

@@ -17,6 +17,8 @@ def score_capture(reconstruction: dict, truth: ImageDataset, num_classes: int) -
               "matching_loss": reconstruction["loss"], "num_inputs": len(truth),
               "label_count_accuracy": label_count_accuracy(labels, truth.labels, num_classes),
               "true_labels": truth.labels.tolist(), "restored_labels": labels.tolist()}
+    if reconstruction.get("iterations_run"):  # Adam attacks: the steps each restart took (early stops)
+        scores["iterations_run"] = reconstruction["iterations_run"]
     scores["labels_exact"] = scores["label_count_accuracy"] == 1.0
     if reconstruction["images"] is not None:
         image_scores = score_reconstruction(reconstruction["images"], truth.images)

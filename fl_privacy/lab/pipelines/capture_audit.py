@@ -36,7 +36,7 @@ from fl_privacy.attacks.capture_inversion import (
     threat_model,
 )
 from fl_privacy.errors import ConfigError
-from fl_privacy.evaluation.identification import pooled, score_against_node
+from fl_privacy.evaluation.node_scores import pooled, score_against_node
 from fl_privacy.evaluation.reconstruction import save_comparison_grid
 from fl_privacy.progress import progress
 from fl_privacy.results import RunFileError, load_tensors, read_json, save_image_grid, write_json

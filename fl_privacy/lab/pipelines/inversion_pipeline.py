@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from fl_privacy.attacks.gradient_inversion import InvertingConfig, Reconstruction
+from fl_privacy.attacks.inverting_engine import invert_many
 from fl_privacy.attacks.registry import attack_options, run_attack
 from fl_privacy.attacks.views import CapturedUpdate
 from fl_privacy.config.schema import Settings
 from fl_privacy.data.datasets import load_splits
 from fl_privacy.data.images import DataSplits
+from fl_privacy.devices import torch_device
+from fl_privacy.evaluation.identification import identification_scores
 from fl_privacy.evaluation.inversion_scores import score_capture, summarise
 from fl_privacy.evaluation.reconstruction import save_comparison_grid
 from fl_privacy.evaluation.success_rates import Cell, baseline_scores, best_candidate_psnr
@@ -70,17 +76,14 @@ def reconstruct_captures(run_dir: Path, settings: Settings) -> list[Path]:
     options = attack_options(attack, progress=in_terminal())
     out = run_dir / RECONSTRUCTIONS
     written = []
+    results = (_batched(captures, settings, options) if attack.engine == "batched"
+               else _one_at_a_time(captures, settings, options))
     with staged_folder(out) as staging:
-        for number, path in enumerate(progress(captures, f"{attack.name} on captures", "capture"), start=1):
-            view, meta = load_capture(path)
-            model = build_model(settings.model, meta["input_shape"], meta["num_classes"])
-            started = time.perf_counter()
-            result = run_attack(attack.name, model, view, options)
-            seconds = time.perf_counter() - started
+        for number, (path, view, meta, result, seconds) in enumerate(results, start=1):
             relative = path.relative_to(run_dir / CAPTURES)
             record: dict[str, object] = {"images": result.images, "labels": result.labels,
                                          "loss": result.loss, "seconds": seconds, "attack": attack.name,
-                                         "metadata": meta}
+                                         "metadata": meta, "iterations_run": list(result.iterations_run)}
             if attack.name == "best":  # every candidate, for the evaluation's labelled upper bound only
                 record |= {"candidates": list(result.candidates),
                            "candidate_losses": list(result.restart_losses)}
@@ -90,6 +93,38 @@ def reconstruct_captures(run_dir: Path, settings: Settings) -> list[Path]:
                      attack.name, number, len(captures), meta["round"], meta["partition"], view.num_inputs,
                      result.loss, seconds)
     return written
+
+
+Attacked = tuple[Path, CapturedUpdate, dict, Reconstruction, float]  # capture, view, meta, result, seconds
+
+
+def _one_at_a_time(captures: list[Path], settings: Settings, options: Any) -> Iterator[Attacked]:
+    attack = settings.attack.gradient_inversion
+    for path in progress(captures, f"{attack.name} on captures", "capture"):
+        view, meta = load_capture(path)
+        model = build_model(settings.model, meta["input_shape"], meta["num_classes"])
+        started = time.perf_counter()
+        result = run_attack(attack.name, model, view, options)
+        yield path, view, meta, result, time.perf_counter() - started
+
+
+def _batched(captures: list[Path], settings: Settings, options: Any) -> Iterator[Attacked]:
+    """Every round's captures as one batched problem on `settings.device` (engine=batched); a capture's
+    seconds are its round's share."""
+    assert isinstance(options, InvertingConfig)  # engine=batched is checked to mean name=inverting
+    rounds: dict[str, list[Path]] = {}
+    for path in captures:
+        rounds.setdefault(path.parent.name, []).append(path)
+    for paths in progress(list(rounds.values()), "batched Inverting Gradients on rounds", "round"):
+        loaded = [load_capture(path) for path in paths]
+        meta = loaded[0][1]
+        model = build_model(settings.model, meta["input_shape"], meta["num_classes"])
+        started = time.perf_counter()
+        with torch.random.fork_rng():
+            results = invert_many(model, [view for view, _ in loaded], options, torch_device(settings.device))
+        seconds = (time.perf_counter() - started) / len(paths)
+        for path, (view, meta), result in zip(paths, loaded, results, strict=True):
+            yield path, view, meta, result, seconds
 
 
 def per_round_budget(captures: list[Path], images: int) -> list[Path]:
@@ -113,7 +148,7 @@ def score_reconstructions(run_dir: Path, settings: Settings) -> dict:
 
 
 def _score_into(run_dir: Path, splits: DataSplits, grids: Path) -> dict:
-    captures, truth_images, reconstructed = [], [], []
+    captures, truth_images, reconstructed, batches = [], [], [], []
     # every image's scores and its baselines' (drawn from the test split, never the truth), per round
     cells: dict[int, Cell] = {}
     for path in round_files(run_dir, RECONSTRUCTIONS, ".pt"):
@@ -127,6 +162,7 @@ def _score_into(run_dir: Path, splits: DataSplits, grids: Path) -> dict:
             save_comparison_grid(truth.images, aligned, grids / f"{path.parent.name}_{path.stem}.png")
             truth_images.append(truth.images)
             reconstructed.append(aligned)
+            batches.append((meta["round"], reconstruction["images"], reconstruction["labels"], truth))
             cells.setdefault(meta["round"], Cell()).add(
                 scores, baseline_scores(truth, splits.test, seed=len(captures)),
                 best_candidate_psnr(reconstruction.get("candidates"), truth.images))
@@ -139,6 +175,7 @@ def _score_into(run_dir: Path, splits: DataSplits, grids: Path) -> dict:
     if truth_images:
         result["rates"] = sum(cells.values(), Cell()).rates()
         result["rates_by_round"] = {str(number): cell.rates() for number, cell in sorted(cells.items())}
+        result |= identification_scores(batches, splits.test)
         result["timing"] = {"seconds_per_image": sum(c["seconds"] for c in captures)
                             / sum(c["num_inputs"] for c in captures), "images": len(torch.cat(truth_images))}
     write_json(run_dir / ATTACK_SCORES, result)

@@ -1,0 +1,106 @@
+"""Throughput of Inverting Gradients in iterations x captures per second: (a) the one-capture-at-a-time loop
+(`inverting_gradients`), (b) the batched engine (`invert_gradients_batched`, all captures one problem),
+(c) breaching's own IG on one of the same captures when breaching is importable (run this file with the
+scratch environment's python for (c); see benchmarks/breaching_ig.py). The captures are FedSGD gradients of
+`--examples` offline-MNIST digits each on the seed CNN at init (one global model: a round's captures).
+
+    python benchmarks/inversion_engine.py --quick                 # 32 captures x 4 examples, 20 iterations
+    python benchmarks/inversion_engine.py --captures 32 --iterations 50 --threads 2 --device cuda
+
+`--quick` prints one JSON line with `speedup` (batched over loop) and each engine's throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from fl_privacy.attacks.gradient_inversion import InvertingConfig, inverting_gradients
+from fl_privacy.attacks.inverting_engine import invert_gradients_batched
+from fl_privacy.attacks.views import CapturedUpdate
+from fl_privacy.config.schema import DataSettings
+from fl_privacy.data.datasets import load_splits
+from fl_privacy.models import SeedCNN
+
+sys.path.insert(0, str(Path(__file__).parent))
+import breaching_ig  # noqa: E402  (the benchmark's own adapter, next to this file)
+
+SHAPE = (1, 28, 28)
+
+
+def captures(count: int, examples: int, seed: int) -> tuple[torch.nn.Module, list[CapturedUpdate]]:
+    """The seed CNN at init and `count` FedSGD gradients of `examples` training digits each."""
+    data = DataSettings(name="mnist_offline", test_fraction=0.2, exclude_classes=[], root=None,
+                        download=False)
+    train = load_splits(data, seed).train
+    torch.manual_seed(seed)
+    model = SeedCNN(SHAPE, 10, dropout=0.0).eval()
+    names = [name for name, _ in model.named_parameters()]
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(count):
+        rows = torch.randperm(len(train), generator=generator)[:examples]
+        grads = torch.autograd.grad(F.cross_entropy(model(train.images[rows]), train.labels[rows]),
+                                    list(model.parameters()))
+        out.append(CapturedUpdate(model.state_dict(), SHAPE, batch_size=examples, num_examples=examples,
+                                  gradient=dict(zip(names, grads, strict=True))))
+    return model, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--captures", type=int, default=32)
+    parser.add_argument("--examples", type=int, default=4)
+    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--restarts", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="32 captures, 20 iterations, one JSON line")
+    args = parser.parse_args()
+    if args.quick:
+        args.captures, args.iterations = 32, 20
+    torch.set_num_threads(args.threads)
+    model, caps = captures(args.captures, args.examples, args.seed)
+    config = InvertingConfig(iterations=args.iterations, restarts=args.restarts, tv_weight=0.2, log_every=0)
+    inverting_gradients(model, caps[0], InvertingConfig(iterations=2, restarts=1, log_every=0))  # warm-up
+    work = args.iterations * args.restarts * args.captures
+
+    started = time.perf_counter()
+    for capture in caps:
+        inverting_gradients(model, capture, config)
+    loop = work / (time.perf_counter() - started)
+
+    invert_gradients_batched(model, caps[:2], InvertingConfig(iterations=2, restarts=1, log_every=0),
+                             args.device)  # warm-up
+    started = time.perf_counter()
+    invert_gradients_batched(model, caps, config, args.device)
+    batched = work / (time.perf_counter() - started)
+
+    reference = None
+    if breaching_ig.available():
+        names = [name for name, _ in model.named_parameters()]
+        breaching_ig.breaching_ig(model, model.state_dict(), caps[0].effective_gradient(names),
+                                  args.examples, SHAPE, 2)  # warm-up (its config and TorchScript)
+        started = time.perf_counter()
+        breaching_ig.breaching_ig(model, model.state_dict(), caps[0].effective_gradient(names),
+                                  args.examples, SHAPE, args.iterations)
+        reference = args.iterations / (time.perf_counter() - started)
+    result = {"captures": args.captures, "examples": args.examples, "iterations": args.iterations,
+              "restarts": args.restarts, "threads": args.threads, "device": args.device,
+              "loop_iterations_x_captures_per_s": round(loop, 2),
+              "batched_iterations_x_captures_per_s": round(batched, 2),
+              "breaching_iterations_x_captures_per_s": None if reference is None else round(reference, 2),
+              "speedup": round(batched / loop, 2)}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
