@@ -2,64 +2,29 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fl_privacy.config.schema import Settings
 
-# summary.json section -> (is it asked for, the pipeline)
-Pipeline = Callable[[Path, Settings], dict]
-
-
-def _gradient_inversion(run_dir: Path, settings: Settings) -> dict:
-    from fl_privacy.lab.pipelines.inversion_pipeline import invert_and_score
-
-    return invert_and_score(run_dir, settings)
-
-
-def _representation_inversion(run_dir: Path, settings: Settings) -> dict:
-    from fl_privacy.lab.pipelines.representation_pipeline import run_representation_inversion
-
-    return run_representation_inversion(run_dir, settings)
-
-
-def _membership_audit(run_dir: Path, settings: Settings) -> dict:
-    from fl_privacy.lab.pipelines.audit_pipeline import audit_run
-
-    return audit_run(run_dir, settings)
-
-
-def _update_audit(run_dir: Path, settings: Settings) -> dict:
-    from fl_privacy.lab.pipelines.update_audit import audit_updates
-
-    return audit_updates(run_dir, settings)
-
-
-def _dp_audit(run_dir: Path, settings: Settings) -> dict:
-    from fl_privacy.lab.pipelines.dp_audit_pipeline import run_dp_audit
-
-    return run_dp_audit(run_dir, settings)
-
-
-def _dp_audit_fl(run_dir: Path, settings: Settings) -> dict:
-    from fl_privacy.lab.pipelines.fl_audit_pipeline import run_fl_audit
-
-    return run_fl_audit(run_dir, settings)
-
-
-PIPELINES: dict[str, tuple[Callable[[Settings], bool], Pipeline]] = {
-    "attack": (lambda s: s.attack.gradient_inversion.after_run, _gradient_inversion),
+# summary.json section -> (is it asked for, the pipeline as "module:function" of this package, imported only
+# when asked: each pulls in its own attack and evaluation code)
+PIPELINES: dict[str, tuple[Callable[[Settings], bool], str]] = {
+    "attack": (lambda s: s.attack.gradient_inversion.after_run, "inversion_pipeline:invert_and_score"),
     "representation_inversion": (lambda s: s.attack.representation_inversion.after_run,
-                                 _representation_inversion),
-    "mia": (lambda s: s.attack.membership.after_run, _membership_audit),
-    "mia_updates": (lambda s: s.attack.membership.update_attack.after_run, _update_audit),
-    "dp_audit": (lambda s: s.attack.dp_audit.after_run, _dp_audit),
-    "dp_audit_fl": (lambda s: s.attack.dp_audit_fl.after_run, _dp_audit_fl),
+                                 "representation_pipeline:run_representation_inversion"),
+    "mia": (lambda s: s.attack.membership.after_run, "audit_pipeline:audit_run"),
+    "mia_updates": (lambda s: s.attack.membership.update_attack.after_run, "update_audit:audit_updates"),
+    "dp_audit": (lambda s: s.attack.dp_audit.after_run, "dp_audit_pipeline:run_dp_audit"),
+    "dp_audit_fl": (lambda s: s.attack.dp_audit_fl.after_run, "fl_audit_pipeline:run_fl_audit"),
 }
 
 
 def run_after_run_pipelines(settings: Settings, run_dir: Path) -> Iterator[tuple[str, dict]]:
     """(summary section, result) of each pipeline the settings ask for, in order, as each finishes."""
-    for section, (asked, pipeline) in PIPELINES.items():
+    for section, (asked, target) in PIPELINES.items():
         if asked(settings):
-            yield section, pipeline(run_dir, settings)
+            module, function = target.split(":")
+            pipeline = getattr(importlib.import_module(f"{__name__}.{module}"), function)
+            yield section, pipeline(Path(run_dir), settings)
