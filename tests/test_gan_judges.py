@@ -151,7 +151,8 @@ def test_the_gan_table_shows_each_judges_share_beside_its_ceiling_never_their_ra
         (job / "metrics.jsonl").write_text(json.dumps({"round": 20, "central": central}) + "\n")
         judges = {"oracle_cnn": {"share": share, "ceiling": 0.93},
                   "lenet": {"share": share - 0.1, "ceiling": 0.88}}
-        final = {"round": 20, "judges": judges, "judge_agreement": {"agree": 0.9, "cohen_kappa": 0.5},
+        kappa = 0.5 if seed == 0 else None  # null: both judges gave one verdict to every sample
+        final = {"round": 20, "judges": judges, "judge_agreement": {"agree": 0.9, "cohen_kappa": kappa},
                  "frechet": 500.0, "frechet_floor": 50.0, "frechet_over_floor": 10.0, "kid": 0.2,
                  "kid_se": 0.01}
         write_json(job / "gan" / "evaluation.json",
@@ -167,3 +168,4 @@ def test_the_gan_table_shows_each_judges_share_beside_its_ceiling_never_their_ra
     assert rows[0][header.index("oracle_cnn ceiling")] == "0.930"
     assert rows[1][header.index("victim-class accuracy")] == "0.300"
     assert rows[2][header.index("oracle_cnn share")] == "0.990 (0.980–1.000)"
+    assert rows[1][header.index("kappa")] == "-" and rows[2][header.index("kappa")] == "0.500"

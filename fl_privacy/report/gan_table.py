@@ -27,16 +27,21 @@ def _victim_accuracy(job: Job, victim: int, server_round: int) -> float:
     return float("nan")
 
 
+def _number(value: object) -> float:
+    """A JSON number as float; null (a NaN when written: kappa of two constant verdicts) as NaN."""
+    return float("nan") if value is None else float(value)  # type: ignore[arg-type]
+
+
 def job_row(job: Job, evaluation: dict) -> dict[str, float]:
     """The headline numbers of one evaluated job at its final scored round."""
     final, baseline = evaluation["final"], evaluation["baseline"]
     row: dict[str, float] = {"round": float(final["round"])}
     for name in JUDGE_NAMES:
         judged = final["judges"].get(name, {})
-        row[f"{name} share"] = float(judged.get("share", float("nan")))
-        row[f"{name} ceiling"] = float(judged.get("ceiling", float("nan")))
-    row["agreement"] = float(final["judge_agreement"]["agree"])
-    row["kappa"] = float(final["judge_agreement"]["cohen_kappa"])
+        row[f"{name} share"] = _number(judged.get("share"))
+        row[f"{name} ceiling"] = _number(judged.get("ceiling"))
+    row["agreement"] = _number(final["judge_agreement"]["agree"])
+    row["kappa"] = _number(final["judge_agreement"]["cohen_kappa"])
     row["Fréchet"] = float(final["frechet"])
     row["floor"] = float(final["frechet_floor"])
     row["Fréchet / floor"] = float(final["frechet_over_floor"])
