@@ -383,6 +383,16 @@ def test_example_app_is_captured_and_its_captures_are_auditable(tmp_path, monkey
     _, data = load_truth(tmp_path, "flower_app.task:load_data", attacker.shape, attacker.files)
     (train, _), held_out = data[11]
     assert len(train) == 8 and len(held_out) == 1 and len(held_out[0][0]) == 500
+    # the example's candidates: every partition's 8 training images (of 4) and as many held out
+    from fl_privacy.evaluation.node_membership import exact_members
+    from fl_privacy.lab.pipelines.capture_audit import load_candidates
+
+    candidates = load_candidates("flower_app.task:candidates", attacker.shape, 10)
+    assert len(candidates) == 64
+    from flower_app.task import load_data
+
+    loader, _ = load_data(2, 4)
+    assert exact_members(candidates.images, torch.cat([x for x, _ in loader])).sum() == 8
     with pytest.raises(ConfigError, match="does not build the captured architecture"):
         prepare_attacker(tmp_path, "flower_app.task:MLP", AuditOptions())
 
