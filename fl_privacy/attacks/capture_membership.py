@@ -36,8 +36,8 @@ def membership_view(global_state: Mapping[str, torch.Tensor], returned: Mapping[
     if mode == "fedsgd":
         after = {key: (value - lr * returned[key] if key in names else value)
                  for key, value in global_state.items()}
-    else:
-        after = dict(returned)
+    else:  # arrays the node did not return (e.g. buffers) stay as sent
+        after = {key: returned.get(key, value) for key, value in global_state.items()}
     shape = (int(input_shape[0]), int(input_shape[1]), int(input_shape[2]))
     update = CapturedUpdate(global_state, shape, batch_size=1, num_examples=1, updated_state=after,
                             lr=lr, local_steps=1)
