@@ -215,6 +215,10 @@ def candidates():
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
+def tiny_candidates():
+    return torch.cat([images(0, 2)[0], images(7, 4)[0]]), torch.tensor([0, 1, 2, 0, 1, 2])
+
+
 def candidates_flat():
     return torch.rand(4, 36), torch.zeros(4, dtype=torch.long)
 '''
@@ -450,13 +454,20 @@ def test_membership_on_captured_updates_finds_the_nodes_records_and_not_others(m
     assert "Membership inference on updates" in page and "negative control" in page
 
 
-def test_membership_without_client_data_scores_nothing(membership_capture):
-    from fl_privacy.lab.pipelines.capture_audit import AuditOptions, audit_captures
+def test_membership_without_client_data_scores_nothing_and_takes_fedsgd(tiny_capture):
+    """The tiny capture's node 11 sent a gradient: the attack looks one step ahead along it."""
+    from fl_privacy.lab.pipelines.capture_audit import AuditOptions, Recipe, audit_captures
+    from fl_privacy.run_layout import RISK_MEMBERSHIP_SCORES
 
-    report = audit_captures(membership_capture, "tinyapp:wide", None,
-                            AuditOptions(input_shape=(1, 6, 6), max_images=1), "tinyapp:candidates")
+    report = audit_captures(tiny_capture, "tinyapp:tiny", None,
+                            AuditOptions(recipe=Recipe(lr=0.1), input_shape=(1, 6, 6), max_images=1,
+                                         rounds=(1,)), "tinyapp:tiny_candidates")
     assert "pooled" not in report["summary"]["membership"]
     assert all("attacks" not in f["membership"] for f in report["findings"])
+    findings = {f["node_id"]: f["membership"] for f in report["findings"]}
+    assert findings[11]["look_ahead_lr"] == 0.1 and findings[22]["look_ahead_lr"] is None
+    scores = json.loads((tiny_capture / RISK_MEMBERSHIP_SCORES).read_text())["scores"]
+    assert len(scores) == 3 and all(len(v["gradient_cosine"]) == 6 for v in scores.values())
 
 
 @pytest.mark.parametrize("function,words", [
