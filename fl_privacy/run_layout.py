@@ -37,6 +37,7 @@ NODE_PARTITIONS = Path("partitions")  # each node's node_config, written by its 
 RISK_REPORT = Path("risk_report.json")
 RISK_REPORT_PAGE = Path("risk_report.html")
 RISK_GRIDS = Path("risk_report_grids")  # one truth | reconstruction grid per attacked capture
+RISK_MEMBERSHIP_SCORES = Path("risk_report_membership.json")  # candidates' scores per capture
 
 # --- gradient inversion (`attack.gradient_inversion`) ----------------------------------------------------
 ATTACK_DIR = Path("attack")

@@ -190,6 +190,37 @@ def data(partition_id, num_partitions):
 
 def bad_shape(partition_id, num_partitions):
     return torch.rand(2, 1, 5, 5), torch.zeros(2, dtype=torch.long)
+
+
+def wide():
+    """For the membership capture: a ReLU MLP with 10 classes."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(36, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def records(seed, count):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(count, 1, 6, 6, generator=generator)
+    return images, torch.randint(0, 10, (count,), generator=generator)
+
+
+def member_data(partition_id, num_partitions):
+    """For the membership capture: 16 training images per node, nothing held out."""
+    return records(10 + partition_id, 16)
+
+
+def candidates():
+    """Both nodes' 16 training images and 32 images no node holds."""
+    parts = [records(10, 16), records(11, 16), records(50, 32)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def tiny_candidates():
+    return torch.cat([images(0, 2)[0], images(7, 4)[0]]), torch.tensor([0, 1, 2, 0, 1, 2])
+
+
+def candidates_flat():
+    return torch.rand(4, 36), torch.zeros(4, dtype=torch.long)
 '''
 
 
@@ -356,5 +387,105 @@ def test_example_app_is_captured_and_its_captures_are_auditable(tmp_path, monkey
     _, data = load_truth(tmp_path, "flower_app.task:load_data", attacker.shape, attacker.files)
     (train, _), held_out = data[11]
     assert len(train) == 8 and len(held_out) == 1 and len(held_out[0][0]) == 500
+    # the example's candidates: every partition's 8 training images (of 4) and as many held out
+    from fl_privacy.evaluation.node_membership import exact_members
+    from fl_privacy.lab.pipelines.capture_audit import load_candidates
+
+    candidates = load_candidates("flower_app.task:candidates", attacker.shape, 10)
+    assert len(candidates) == 64
+    from flower_app.task import load_data
+
+    loader, _ = load_data(2, 4)
+    assert exact_members(candidates.images, torch.cat([x for x, _ in loader])).sum() == 8
     with pytest.raises(ConfigError, match="does not build the captured architecture"):
         prepare_attacker(tmp_path, "flower_app.task:MLP", AuditOptions())
+
+
+# --- membership inference on captured updates (--candidates) ---------------------------------------------
+@pytest.fixture(scope="module")
+def membership_capture(tiny_capture, tmp_path_factory):
+    """One round of two FedAvg nodes of the `wide` model, written in the capture format: each node (partition
+    0 and 1) takes 30 full-batch SGD steps at lr 0.5 on its own 16 images (`member_data`)."""
+    import tinyapp
+
+    from fl_privacy.results import save_torch, write_json
+
+    root = tmp_path_factory.mktemp("membership")
+    sent = tinyapp.wide().state_dict()
+    for node, partition in ((7, 0), (8, 1)):
+        model = tinyapp.wide()
+        x, y = tinyapp.member_data(partition, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        for _ in range(30):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        save_torch(node_capture_file(root, 1, node), {
+            "global_state": sent, "updated_state": {k: v.detach() for k, v in model.state_dict().items()},
+            "metadata": {"round": 1, "node_id": node, "num_examples": len(x), "metrics": {}}})
+        write_json(node_partition_file(root, node),
+                   {"node_id": node, "node_config": {"partition-id": partition, "num-partitions": 2}})
+    return root
+
+
+def test_membership_on_captured_updates_finds_the_nodes_records_and_not_others(membership_capture):
+    from fl_privacy.cli.commands import main
+    from fl_privacy.run_layout import RISK_MEMBERSHIP_SCORES, RISK_REPORT, RISK_REPORT_PAGE
+
+    assert main(["audit-captures", str(membership_capture), "--model", "tinyapp:wide", "--client-data",
+                 "tinyapp:member_data", "--candidates", "tinyapp:candidates", "--input-shape", "1,6,6",
+                 "--max-images", "1", "--bootstrap", "100", "--local-lr", "0.5", "--batch-size", "16"]) == 0
+    report = json.loads((membership_capture / RISK_REPORT).read_text())
+    member = report["summary"]["membership"]
+    assert member["captures_scored"] == 2 and member["num_candidates"] == 64
+    pooled, control = member["pooled"]["gradient_cosine"], member["control_pooled"]["gradient_cosine"]
+    assert (pooled["num_members"], pooled["num_non_members"]) == (32, 96)
+    assert pooled["auc"] > 0.95 and pooled["auc_ci"][0] > 0.9
+    assert control["auc_ci"][0] < 0.5 < control["auc_ci"][1]  # another node's records: chance
+    for finding in report["findings"]:
+        entry = finding["membership"]
+        assert (entry["num_members"], entry["num_non_members"]) == (16, 48)
+        assert entry["control"]["kind"].startswith("another node's records")
+        assert entry["threat_model"]["attacker"].startswith("honest-but-curious server")
+        assert "not_attacked" in finding  # inversion skipped (--max-images 1); membership still ran
+    scores = json.loads((membership_capture / RISK_MEMBERSHIP_SCORES).read_text())
+    assert len(scores["scores"]) == 2
+    page = (membership_capture / RISK_REPORT_PAGE).read_text()
+    assert "Membership inference on updates" in page and "negative control" in page
+
+
+def test_membership_without_client_data_scores_nothing_and_takes_fedsgd(tiny_capture):
+    """The tiny capture's node 11 sent a gradient: the attack looks one step ahead along it."""
+    from fl_privacy.lab.pipelines.capture_audit import AuditOptions, Recipe, audit_captures
+    from fl_privacy.run_layout import RISK_MEMBERSHIP_SCORES
+
+    report = audit_captures(tiny_capture, "tinyapp:tiny", None,
+                            AuditOptions(recipe=Recipe(lr=0.1), input_shape=(1, 6, 6), max_images=1,
+                                         rounds=(1,)), "tinyapp:tiny_candidates")
+    assert "pooled" not in report["summary"]["membership"]
+    assert all("attacks" not in f["membership"] for f in report["findings"])
+    findings = {f["node_id"]: f["membership"] for f in report["findings"]}
+    assert findings[11]["look_ahead_lr"] == 0.1 and findings[22]["look_ahead_lr"] is None
+    scores = json.loads((tiny_capture / RISK_MEMBERSHIP_SCORES).read_text())["scores"]
+    assert len(scores) == 3 and all(len(v["gradient_cosine"]) == 6 for v in scores.values())
+
+
+@pytest.mark.parametrize("function,words", [
+    ("tinyapp:candidates_flat", "returned images of shape (4, 36), but the captured model takes N x 1 x 6 x"),
+    ("tinyapp:nowhere", "cannot import it"),
+])
+def test_candidates_of_the_wrong_shape_is_one_line_before_any_attack(tiny_capture, caplog, monkeypatch,
+                                                                     function, words):
+    from fl_privacy.cli.commands import main
+    from fl_privacy.lab.pipelines import capture_audit
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an attack ran")
+
+    monkeypatch.setattr(capture_audit, "invert_capture", refuse)
+    monkeypatch.setattr(capture_audit, "capture_membership_scores", refuse)
+    assert main(["audit-captures", str(tiny_capture), "--model", "tinyapp:tiny", "--client-data",
+                 "tinyapp:data", "--candidates", function, *AUDIT]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].startswith("--candidates") and words in errors[0]
+    assert "\n" not in errors[0]

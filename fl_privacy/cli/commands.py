@@ -156,11 +156,11 @@ def _audit_captures(args: argparse.Namespace) -> None:
                       seed=args.seed),
         mode=args.update_mode, input_shape=args.input_shape,
         rounds=tuple(args.rounds) if args.rounds else None, nodes=tuple(args.nodes) if args.nodes else None,
-        max_images=args.max_images)
+        max_images=args.max_images, bootstrap=args.bootstrap)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small models: one thread is fastest, and a shared CPU stays usable
     try:
-        report = audit_captures(args.path, args.model, args.client_data, options)
+        report = audit_captures(args.path, args.model, args.client_data, options, args.candidates)
     finally:
         torch.set_num_threads(threads)
     write_risk_page(args.path / RISK_REPORT_PAGE, report, args.path)
@@ -175,7 +175,12 @@ def _audit_captures_parser(commands) -> None:
     audit.add_argument("--model", required=True, help="MODULE:FACTORY building the captured model")
     audit.add_argument("--client-data", default=None,
                        help="MODULE:FUNC(partition_id, num_partitions) -> a node's own data, for scoring")
+    audit.add_argument("--candidates", default=None,
+                       help="MODULE:FUNC() -> (images N x C x H x W in [0, 1], labels N): records some node "
+                            "may have trained on; runs the update membership attacks on every capture")
     count, positive = _positive(int), _positive(float)
+    audit.add_argument("--bootstrap", type=count, default=1000,
+                       help="bootstrap resamples for the membership AUC / TPR intervals")
     audit.add_argument("--update-mode", choices=("fedsgd", "fedavg"), default=None,
                        help="skip detection (default: detected per reply)")
     audit.add_argument("--local-lr", type=positive, default=0.01, help="assumed FedAvg local learning rate")

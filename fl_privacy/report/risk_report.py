@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fl_privacy.report.page import STYLE, data_uri
 from fl_privacy.results import write_text
+from fl_privacy.run_layout import RISK_MEMBERSHIP_SCORES
 
 EXTRA_STYLE = """
 td { text-align: left; vertical-align: top; white-space: normal; max-width: 28em; }
@@ -51,6 +52,67 @@ def _leaked(finding: dict) -> str:
         lines.append("<span class='na'>not scored (no --client-data)</span>")
     lines.append(f"matching loss {attack['matching_loss']:.3g}, {attack['seconds']:.0f} s")
     return "<br>".join(lines)
+
+
+def _auc(metrics: dict | None) -> str:
+    if not metrics:
+        return "–"
+    low, high = metrics.get("auc_ci") or (None, None)
+    interval = f" [{low:.2f}, {high:.2f}]" if low is not None else ""
+    return f"{metrics['auc']:.2f}{interval}"
+
+
+def _tpr(metrics: dict) -> str:
+    value = metrics.get("tpr_at_1pct_fpr")
+    if value is None:
+        return f"n/a (needs ≥ 100 non-members, has {metrics['num_non_members']})"
+    low, high = metrics.get("tpr_at_1pct_fpr_ci") or (None, None)
+    return f"{value:.2f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None else "")
+
+
+def _membership(report: dict) -> str:
+    """The membership section: pooled figures per attack beside the negative control, and per capture."""
+    member = report["summary"].get("membership")
+    if not member:
+        return ""
+    parts = ["<h2>Membership inference on updates</h2>",
+             f"<p>{html.escape(member['threat_model'])}; candidates from "
+             f"{html.escape(member['candidates'])}."]
+    if "pooled" not in member:
+        note = ("no capture's node holds both members and non-members among the candidates"
+                if "captures_scored" in member else "not scored (no --client-data)")
+        parts.append(f" <span class='na'>{note}; scores in {RISK_MEMBERSHIP_SCORES}.</span></p>")
+        return "".join(parts)
+    parts.append(f" Member: {html.escape(member['member_rule'])}. Pooled over {member['captures_scored']} "
+                 f"captures ({html.escape(member['pooling'])}); AUC with stratified bootstrap 95% CI; "
+                 f"negative control: {html.escape(', '.join(member['control_kinds']))} (must be near "
+                 "0.5).</p>")
+    head = "".join(f"<th>{h}</th>" for h in ("attack", "AUC [95% CI]", "TPR @ 1% FPR",
+                                             "members / non-members", "negative control AUC"))
+    rows = [f"<tr><td>{html.escape(name)}</td><td>{_auc(metrics)}</td><td>{_tpr(metrics)}</td>"
+            f"<td>{metrics['num_members']} / {metrics['num_non_members']}</td>"
+            f"<td>{_auc(member['control_pooled'][name])}</td></tr>"
+            for name, metrics in member["pooled"].items()]
+    parts.append(f"<div class='table'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}"
+                 "</tbody></table></div>")
+    names = list(member["pooled"])
+    head = "".join(f"<th>{h}</th>" for h in ("round", "node (partition)", "members / non-members",
+                                             *(f"{n} AUC" for n in names), "control"))
+    rows = []
+    for finding in report["findings"]:
+        entry = finding.get("membership") or {}
+        if "partition_id" not in entry:
+            continue
+        cells = ([f"<td>{_auc(entry['attacks'][n])} (control {_auc(entry['control']['attacks'][n])})</td>"
+                  for n in names] if "attacks" in entry else
+                 [f"<td class='na'>{html.escape(entry.get('not_scored', ''))}</td>"] * len(names))
+        control = html.escape(entry["control"]["kind"]) if "control" in entry else "–"
+        rows.append(f"<tr><td>{finding['round']}</td><td>{finding['node_id']} ({entry['partition_id']})</td>"
+                    f"<td>{entry['num_members']} / {entry['num_non_members']}</td>{''.join(cells)}"
+                    f"<td>{control}</td></tr>")
+    parts.append(f"<div class='table'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}"
+                 "</tbody></table></div>")
+    return "".join(parts)
 
 
 def _threat(finding: dict) -> str:
@@ -105,7 +167,8 @@ def risk_page(report: dict, root: Path) -> str:
                     f"<td>{finding['num_examples']}</td><td>{_threat(finding)}</td><td>{_leaked(finding)}</td>"
                     f"<td>{image}</td></tr>")
     parts.append(f"<div class='table'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}"
-                 "</tbody></table></div></body></html>")
+                 "</tbody></table></div>")
+    parts.append(_membership(report) + "</body></html>")
     return "".join(parts)
 
 

@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {"num-server-rounds": 2, "fraction-train": 1.0, "loca
 TRAIN_EXAMPLES = 8
 BATCH_SIZE = 4
 SEED = 42
+NUM_PARTITIONS = 4  # the local-simulation federation's supernodes
 
 
 class Net(nn.Module):
@@ -98,6 +99,20 @@ def load_data(partition_id: int, num_partitions: int) -> tuple[DataLoader, DataL
     train = TensorDataset(images[train_rows], labels[train_rows])
     test = TensorDataset(images[test_rows], labels[test_rows])
     return DataLoader(train, batch_size=BATCH_SIZE, shuffle=True), DataLoader(test, batch_size=64)
+
+
+def candidates(num_partitions: int = NUM_PARTITIONS, per_partition: int = TRAIN_EXAMPLES
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Records an auditor suspects some node trained on (`audit-captures --candidates`): every partition's
+    `TRAIN_EXAMPLES` training images and as many held-out ones (the first of each partition's test split,
+    which no node trains on), half and half, shuffled. The audit never learns which are which."""
+    images, labels = _mnist()
+    rows = []
+    for part in np.array_split(np.arange(len(labels)), num_partitions):
+        cut = int(0.8 * len(part))
+        rows += [part[:cut][:per_partition], part[cut:][:per_partition]]
+    order = np.random.default_rng(SEED).permutation(np.concatenate(rows))
+    return images[order], labels[order]
 
 
 def train(net: nn.Module, trainloader: DataLoader, epochs: int, lr: float, device: torch.device) -> float:

@@ -7,6 +7,9 @@ Two steps on two sides of the threat model, as in the lab's own pipelines:
 2. the scorer (`score_findings`) reads `DIR/partitions/` (which node held which partition, recorded by the
    client mod) and calls the user's `--client-data` function per node, then scores each reconstruction
    against that node's own data, with the other nodes' data as the reference for identification.
+With `--candidates MODULE:FUNC` the attacker also runs the update membership attacks on every capture
+(`attack_membership`: which of the candidates did this node train on?), and the scorer scores them against
+each node's own training images (`score_membership`: exact pixel match), beside a negative control.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -35,7 +39,19 @@ from fl_privacy.attacks.capture_inversion import (
     probe_input_shape,
     threat_model,
 )
+from fl_privacy.attacks.capture_membership import (
+    capture_membership_scores,
+    membership_threat_model,
+    membership_view,
+)
+from fl_privacy.data.images import ImageDataset
 from fl_privacy.errors import ConfigError
+from fl_privacy.evaluation.node_membership import (
+    attack_metrics,
+    control_membership,
+    exact_members,
+    scorable,
+)
 from fl_privacy.evaluation.node_scores import pooled, score_against_node
 from fl_privacy.evaluation.reconstruction import save_comparison_grid
 from fl_privacy.progress import progress
@@ -43,6 +59,7 @@ from fl_privacy.results import RunFileError, load_tensors, read_json, save_image
 from fl_privacy.run_layout import (
     CAPTURES,
     NODE_PARTITIONS,
+    RISK_MEMBERSHIP_SCORES,
     RISK_REPORT,
     node_capture_files,
     node_partition_file,
@@ -70,6 +87,7 @@ class AuditOptions:
     rounds: tuple[int, ...] | None = None
     max_images: int = 64  # larger updates are reported as not attacked (the optimisation would not fit)
     nodes: tuple[int, ...] | None = None
+    bootstrap: int = 1000  # resamples for the membership AUC / TPR intervals
 
 
 def load_callable(spec: str, flag: str) -> Callable[..., Any]:
@@ -216,7 +234,7 @@ def attack_captures(root: Path, attacker: Attacker, model_spec: str, options: Au
 Examples = tuple[torch.Tensor, torch.Tensor]
 
 
-def _as_tensors(data: Any, spec: str) -> Examples:
+def _as_tensors(data: Any, spec: str, flag: str = "--client-data") -> Examples:
     """Images (N, C, H, W) and labels (N,) from (images, labels) tensors, or a DataLoader or Dataset of
     (x, y) or {"img"/"image", "label"} items."""
     if isinstance(data, tuple | list) and len(data) == 2 and all(isinstance(d, torch.Tensor) for d in data):
@@ -229,10 +247,10 @@ def _as_tensors(data: Any, spec: str) -> Examples:
             images.append(torch.as_tensor(x).float())
             labels.append(torch.as_tensor(y).long())
     except (TypeError, KeyError, IndexError) as error:
-        raise ConfigError("--client-data", spec, "must return (images, labels) tensors, a DataLoader or a "
+        raise ConfigError(flag, spec, "must return (images, labels) tensors, a DataLoader or a "
                           f"Dataset of (image, label) ({type(error).__name__}: {error})") from None
     if not images:
-        raise ConfigError("--client-data", spec, "returned no examples")
+        raise ConfigError(flag, spec, "returned no examples")
     batched = images[0].dim() == 4
     return ((torch.cat(images), torch.cat(labels)) if batched
             else (torch.stack(images), torch.stack(labels)))
@@ -315,15 +333,134 @@ def score_findings(root: Path, findings: list[dict], configs: dict[int, dict], d
     return pooled([f["scores"] for f in attacked])
 
 
+def load_candidates(spec: str, shape: Sequence[int], num_classes: int) -> ImageDataset:
+    """The attacker's candidate records from the user's FUNC(): images (N, C, H, W) of the model's input
+    shape in [0, 1] and labels (N,) of its classes, checked before any attack (one line naming
+    `--candidates` otherwise)."""
+    function = load_callable(spec, "--candidates")
+    try:
+        data = function()
+    except Exception as error:  # the user's code: any failure is theirs to fix, said in one line
+        raise ConfigError("--candidates", spec,
+                          f"calling it failed ({type(error).__name__}: {error})") from None
+    if isinstance(data, tuple | list) and len(data) == 2 and \
+            all(isinstance(d, torch.Tensor | np.ndarray) for d in data):
+        images, labels = torch.as_tensor(data[0]).float(), torch.as_tensor(data[1])
+    else:
+        try:
+            images, labels = _as_tensors(data, spec, "--candidates")
+        except RuntimeError as error:  # records of different shapes
+            raise ConfigError("--candidates", spec, f"records do not stack ({error})") from None
+    if images.dim() != 4 or tuple(images.shape[1:]) != tuple(shape):
+        raise ConfigError("--candidates", spec, f"returned images of shape {tuple(images.shape)}, but the "
+                          f"captured model takes N x {' x '.join(str(s) for s in shape)}")
+    if labels.dim() != 1 or len(labels) != len(images):
+        raise ConfigError("--candidates", spec, f"returned labels of shape {tuple(labels.shape)} for "
+                          f"{len(images)} images (give one label per image)")
+    if len(images) < 2:
+        raise ConfigError("--candidates", spec, "returned fewer than 2 records")
+    if labels.is_floating_point() and not torch.equal(labels, labels.round()):
+        raise ConfigError("--candidates", spec, "returned labels that are not whole class indices")
+    labels = labels.long()
+    if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+        raise ConfigError("--candidates", spec, f"returned labels in [{int(labels.min())}, "
+                          f"{int(labels.max())}], but the model has {num_classes} classes")
+    low, high = float(images.min()), float(images.max())
+    if low < -1e-6 or high > 1 + 1e-6:
+        raise ConfigError("--candidates", spec, f"returned pixel values in [{low:.2f}, {high:.2f}]: give "
+                          "images in [0, 1], as the model's --client-data")
+    return ImageDataset(images.contiguous(), labels)
+
+
+def attack_membership(root: Path, attacker: Attacker, candidates: ImageDataset, findings: list[dict],
+                      options: AuditOptions) -> dict[str, dict[str, list[float]]]:
+    """The attacker: per capture, every candidate's membership scores against that node's update (the
+    update attacks through an `UpdateAuditorView`). Adds each finding's `membership` (threat model, what
+    ran) and returns the scores by capture, written to `RISK_MEMBERSHIP_SCORES`."""
+    factory, names = attacker.factory, attacker.names
+    scores: dict[str, dict[str, list[float]]] = {}
+    for finding in progress(findings, "membership attacks", "capture"):
+        record = load_tensors(root / finding["capture"])
+        mode: UpdateMode = finding["update_mode"]["mode"]
+        view = membership_view(record["global_state"], record["updated_state"], names, mode,
+                               options.recipe.lr, attacker.shape, candidates, factory)
+        started = time.perf_counter()
+        values = capture_membership_scores(view)
+        scores[finding["capture"]] = {name: np.asarray(v, dtype=float).tolist() for name, v in values.items()}
+        finding["membership"] = {
+            "threat_model": membership_threat_model(mode, options.recipe.lr),
+            "num_candidates": len(candidates), "seconds": time.perf_counter() - started,
+            "look_ahead_lr": options.recipe.lr if mode == "fedsgd" else None}
+    write_json(root / RISK_MEMBERSHIP_SCORES, {"num_candidates": len(candidates), "scores": scores})
+    return scores
+
+
+def score_membership(findings: list[dict], configs: dict[int, dict], data: NodeData,
+                     candidates: ImageDataset, scores: dict[str, dict[str, list[float]]], resamples: int
+                     ) -> dict:
+    """The scorer: per capture, the membership figures against its node's own training images (exact pixel
+    match) and the negative control; pooled over the scored captures (one threshold)."""
+    partitions = {node: int(configs[node][PARTITION_KEYS[0]]) for node in configs}
+    members = {node: exact_members(candidates.images, data[node][0][0]) for node in data}
+    pooled_scores: dict[str, list[np.ndarray]] = {}
+    pooled_kept: dict[str, list[np.ndarray]] = {}
+    pooled_member: list[np.ndarray] = []
+    pooled_control: list[np.ndarray] = []
+    scored = 0
+    for finding in findings:
+        if "membership" not in finding:
+            continue
+        node = finding["node_id"]
+        is_member = members[node]
+        entry = finding["membership"]
+        entry.update({"partition_id": partitions[node], "num_members": int(is_member.sum()),
+                      "num_non_members": int((~is_member).sum())})
+        if not scorable(is_member):
+            entry["not_scored"] = (f"{int(is_member.sum())} of {len(is_member)} candidates are this node's "
+                                   "training images: no ROC without members and non-members")
+            continue
+        values = {name: np.asarray(v) for name, v in scores[finding["capture"]].items()}
+        order = sorted((n for n in members if n != node), key=lambda n: (partitions[n] - partitions[node])
+                       % (max(partitions.values()) + 1))
+        kind, control, keep = control_membership(is_member, [(partitions[n], members[n]) for n in order])
+        entry["attacks"] = attack_metrics(values, is_member, resamples)
+        kept = {name: v[keep] for name, v in values.items()}
+        entry["control"] = {"kind": kind, "attacks": attack_metrics(kept, control[keep], resamples)}
+        for name, v in values.items():
+            pooled_scores.setdefault(name, []).append(v)
+            pooled_kept.setdefault(name, []).append(kept[name])
+        pooled_member.append(is_member)
+        pooled_control.append(control[keep])
+        scored += 1
+    summary: dict[str, Any] = {"captures_scored": scored, "num_candidates": len(candidates),
+                               "member_rule": "a candidate equals (every pixel, float32) one of the node's "
+                                              "own training images (the first set --client-data returns)",
+                               "pooling": "the scored captures' scores concatenated (one threshold for all)"}
+    if scored:
+        joined = {name: np.concatenate(parts) for name, parts in pooled_scores.items()}
+        summary["pooled"] = attack_metrics(joined, np.concatenate(pooled_member), resamples)
+        summary["control_pooled"] = attack_metrics({name: np.concatenate(parts) for name, parts
+                                                    in pooled_kept.items()}, np.concatenate(pooled_control),
+                                                   resamples)
+        summary["control_kinds"] = sorted({f["membership"]["control"]["kind"].split(" (")[0]
+                                           for f in findings if "control" in f.get("membership", {})})
+    return summary
+
+
 def audit_captures(root: Path, model_spec: str, data_spec: str | None = None,
-                   options: AuditOptions = AuditOptions()) -> dict:
-    """Attack every capture under `root`, score it when `data_spec` is given, and write
-    `root/risk_report.json` (the command draws the page from it). Returns the report."""
+                   options: AuditOptions = AuditOptions(), candidates_spec: str | None = None) -> dict:
+    """Attack every capture under `root` (inversion; membership when `candidates_spec` is given), score it
+    when `data_spec` is given, and write `root/risk_report.json` (the command draws the page from it).
+    Every input is loaded and checked before any attack runs. Returns the report."""
     root = Path(root)
     started = time.perf_counter()
     attacker = prepare_attacker(root, model_spec, options)
+    candidates = None if candidates_spec is None else \
+        load_candidates(candidates_spec, attacker.shape, attacker.setup["num_classes"])
     truth = None if data_spec is None else load_truth(root, data_spec, attacker.shape, attacker.files)
     findings = attack_captures(root, attacker, model_spec, options)
+    membership_scores = None if candidates is None else \
+        attack_membership(root, attacker, candidates, findings, options)
     summary: dict[str, Any] = {"captures": len(findings),
                                "attacked": sum("_images" in f for f in findings),
                                "fedavg": sum(f["update_mode"]["mode"] == "fedavg" for f in findings),
@@ -331,6 +468,14 @@ def audit_captures(root: Path, model_spec: str, data_spec: str | None = None,
     if truth is not None:
         summary["scores"] = score_findings(root, findings, *truth)
         summary["client_data"] = data_spec
+    if candidates is not None and membership_scores is not None:
+        summary["membership"] = {"candidates": candidates_spec,
+                                 "threat_model": "honest-but-curious server: sees the sent and returned "
+                                                 "arrays of each reply and the candidates, never who holds "
+                                                 "them"}
+        if truth is not None:
+            summary["membership"].update(score_membership(findings, *truth, candidates, membership_scores,
+                                                          options.bootstrap))
     else:
         for finding in findings:
             if "_images" in finding:
