@@ -50,15 +50,16 @@ class ClientPrivacy:
 
 @dataclass(frozen=True)
 class CentralPrivacy:
-    """Central (client-level) DP after a round: cumulative ε, the accountant and what it assumes."""
+    """Central (client-level) DP after a round: cumulative ε at `delta` by `accountant`, and what it assumes
+    (always written by the lab; optional when reading, so a summary written by older code still reads)."""
 
     epsilon: float
     delta: float
     accountant: str
-    releases: int
-    noise_multiplier: float
-    clipping_norm: float
-    sensitivity: float
+    releases: int | None = None
+    noise_multiplier: float | None = None
+    clipping_norm: float | None = None
+    sensitivity: float | None = None
     budget_stopped_at_round: int | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -69,9 +70,10 @@ class CentralPrivacy:
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> CentralPrivacy:
+        described = {key: record.get(key) for key in ("releases", "noise_multiplier", "clipping_norm",
+                                                      "sensitivity", "budget_stopped_at_round")}
         return cls(_epsilon(record["epsilon"]), float(record["delta"]), str(record["accountant"]),
-                   int(record["releases"]), float(record["noise_multiplier"]), float(record["clipping_norm"]),
-                   float(record["sensitivity"]), record.get("budget_stopped_at_round"))
+                   **described)
 
 
 @dataclass(frozen=True)

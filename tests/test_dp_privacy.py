@@ -360,3 +360,23 @@ def test_the_audit_compares_with_the_canary_clients_accounted_epsilon(settings_f
                                                                        expected):
     write_json(tmp_path / "summary.json", {"config": {}, "privacy": privacy})
     assert audited_privacy(settings_factory("data.canaries.count=10"), tmp_path) == expected
+
+
+def test_the_privacy_record_keeps_summary_json_as_runs_wrote_it_and_reads_it_back():
+    """summary.json's `privacy` from a round's sections: the same keys as before the typed record, and the
+    record read back from it gives the same ε per mechanism (∞, stored as null, comes back as ∞)."""
+    from fl_privacy.privacy_record import ClientPrivacy, PrivacySummary
+
+    reply = ClientPrivacy(2.5, 1e-5, "rdp", 1.1, 1.0, 40, budget_exhausted=True).to_record()
+    assert reply["budget_exhausted"] == 1 and ClientPrivacy.from_record(reply).budget_exhausted
+    last_round = {"privacy": {"per_client": {"0": 2.5, "1": None}, "max_epsilon": None, "accountant": "rdp",
+                              "budget_stopped_at_round": {"0": 3}},
+                  "central_dp": {"epsilon": 4.0, "delta": 1e-6, "accountant": "pld", "releases": 5,
+                                 "noise_multiplier": 0.5, "clipping_norm": 5.0, "sensitivity": 1.25}}
+    summary = PrivacySummary.from_round(last_round, client_delta=1e-5).to_json()
+    assert summary == {"delta": 1e-5, "per_client": {"0": 2.5, "1": math.inf}, "max_epsilon": math.inf,
+                       "accountant": "rdp", "budget_stopped_at_round": {"0": 3},
+                       "central": last_round["central_dp"]}
+    back = PrivacySummary.from_json(summary)
+    assert back.accounted(0, 1e-5) == (2.5, 1e-5, "rdp") and back.accounted(7, 1e-5) == (4.0, 1e-6, "pld")
+    assert PrivacySummary.from_json(None).max_epsilon is None
