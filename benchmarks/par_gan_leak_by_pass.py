@@ -44,7 +44,7 @@ def main() -> None:
     views = par_gan.discriminator_steps * gan_settings.partition_batch * args.k / par_gan.members
     started = time.monotonic()
 
-    def probe(step: int, generator_loss: float, discriminator_losses: list[float],
+    def probe(step: int, generator_loss: float, discriminator_losses: list[float], _generator: nn.Module,
               discriminators: list[nn.Module]) -> None:
         if step % args.every:
             return

@@ -78,6 +78,7 @@ REPRESENTATION_GRID = REPRESENTATION_DIR / "grid.png"
 REPRESENTATION_SUMMARY = REPRESENTATION_DIR / "summary.json"
 PAR_GAN_TABLE = Path("par_gan_table.json")
 PAR_GAN_TABLE_CSV = Path("par_gan_table.csv")
+PAR_GAN_QUALITY_CURVES = Path("par_gan_quality_curves.json")  # k -> leak and Fréchet per checkpoint
 
 # --- experiment tracking (`tracking=...`, fl_privacy/lab/channels/tracking.py) ---------------------------
 TRACKING_TENSORBOARD = Path("tensorboard")  # TensorBoard's event files

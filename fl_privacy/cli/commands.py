@@ -233,8 +233,10 @@ def parser() -> argparse.ArgumentParser:
                               "gan-eval's final round (Markdown)")
     gan.add_argument("path", type=Path, help="a multirun directory of evaluated GAN runs")
     par_gan = commands.add_parser("par-gan-table", help="the PAR-GAN table: per seed and k, then per k the "
-                                  "mean and 95%% t CI over seeds (Markdown)")
+                                  "mean and the statistics standard's 95%% CI over seeds (Markdown)")
     par_gan.add_argument("path", type=Path, nargs="+", help="runs or multiruns of kind=par_gan")
+    par_gan.add_argument("--matched", action="store_true", help="compare the k at matched sample quality "
+                         "(runs with defense.par_gan.quality_checkpoints; report/par_gan_matched.py)")
     _audit_captures_parser(commands)
     return top
 
@@ -246,6 +248,11 @@ def _gan_table(args: argparse.Namespace) -> None:
 
 
 def _par_gan_table(args: argparse.Namespace) -> None:
+    if args.matched:
+        from fl_privacy.report.par_gan_matched import matched_quality_table
+
+        print(matched_quality_table(*args.path))
+        return
     from fl_privacy.report.par_gan_table import par_gan_table
 
     print(par_gan_table(*args.path))

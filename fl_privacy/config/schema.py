@@ -275,6 +275,10 @@ class ParGanExperimentSettings(Section):
         0.001, description="Monte-Carlo attack: epsilon = this quantile of all candidate-to-sample distances")
     torch_threads: Count = 1
     log_every: NonNegativeInt = 250
+    quality_checkpoints: list[Count] = Field(
+        default_factory=list, description="generator steps at which the generator is also attacked and its "
+        "Fréchet distance measured (par_gan_quality_curves.json): the leak-vs-quality curve on which "
+        "fl-privacy par-gan-table compares k at matched sample quality")
 
 
 class DefenseSettings(Section):

@@ -114,15 +114,15 @@ def _adam(module: nn.Module, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(module.parameters(), lr=lr, betas=(0.5, 0.999))
 
 
-StepProbe = Callable[[int, float, list[float], list[nn.Module]], None]
+StepProbe = Callable[[int, float, list[float], DCGANGenerator, list[nn.Module]], None]
 
 
 def train_par_gan(records: torch.Tensor, settings: ParGanSettings, seed: int,
                   on_step: StepProbe | None = None) -> ParGan:
     """Train a PAR-GAN on `records` (N x C x H x W in [0, 1]); `seed` drives partitions, init and
     batches; the models live on the records' device. `on_step(step, generator_loss,
-    discriminator_losses, discriminators)` is called after every step (a probe that evaluates the
-    discriminators must hand them back in train mode)."""
+    discriminator_losses, generator, discriminators)` is called after every step (a probe that evaluates
+    a model must copy it, or hand it back in train mode)."""
     k = settings.num_discriminators
     if not 1 <= k <= settings.batch_size and not settings.batch_per_discriminator:
         raise ValueError(f"need 1 <= num_discriminators ({k}) <= batch_size ({settings.batch_size})")
@@ -163,7 +163,7 @@ def train_par_gan(records: torch.Tensor, settings: ParGanSettings, seed: int,
         for discriminator in discriminators:
             discriminator.requires_grad_(True)
         if on_step is not None:
-            on_step(step, float(g_loss.item()), d_losses, discriminators)
+            on_step(step, float(g_loss.item()), d_losses, generator, discriminators)
         if settings.log_every and step % settings.log_every == 0:
             log.info("PAR-GAN k=%d: step %d/%d, generator loss %.3f, discriminator loss %.3f, %.0f s", k,
                      step, settings.steps, g_loss.item(), np.mean(d_losses), time.monotonic() - started)
