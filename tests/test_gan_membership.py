@@ -155,6 +155,11 @@ def test_membership_split_is_disjoint_and_balanced(settings_factory, tmp_path):
         run_experiment(settings_factory("+experiment=par_gan", "defense.par_gan.members=1000000"), tmp_path)
     assert error.value.key == "defense.par_gan.members"
     assert not list(tmp_path.iterdir())
+    with pytest.raises(ConfigError) as error:  # a checkpoint at or past the last step of some k
+        run_experiment(settings_factory("+experiment=par_gan", "defense.par_gan.steps=10",
+                                        "defense.par_gan.quality_checkpoints=[5,10]"), tmp_path)
+    assert error.value.key == "defense.par_gan.quality_checkpoints"
+    assert not list(tmp_path.iterdir())
 
 
 def test_black_box_scores_rank_a_generated_copy_first_and_white_box_aggregates():
@@ -283,7 +288,7 @@ def test_tiny_par_gan_run_writes_the_table(tmp_path, oracle_cache):
     result = subprocess.run(
         [sys.executable, "-m", "fl_privacy.run", "+experiment=par_gan", "defense.par_gan.members=40",
          "defense.par_gan.steps=3", "defense.par_gan.samples=30", "defense.par_gan.batch_size=10",
-         "defense.par_gan.monte_carlo_samples=200",
+         "defense.par_gan.monte_carlo_samples=200", "defense.par_gan.quality_checkpoints=[1,2]",
          "evaluation.oracle.epochs=1", "evaluation.oracle.components=8",
          f"evaluation.oracle.cache_dir={oracle_cache}", f"hydra.run.dir={tmp_path}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -298,3 +303,12 @@ def test_tiny_par_gan_run_writes_the_table(tmp_path, oracle_cache):
     assert (tmp_path / "samples_k5.png").stat().st_size > 500
     config = OmegaConf.create(json.loads((tmp_path / "summary.json").read_text())["config"])
     assert config.defense.par_gan.steps == 3
+    # the leak-vs-quality curve: the two checkpoints, then the final generator, whose point is its row's
+    curves = json.loads((tmp_path / "par_gan_quality_curves.json").read_text())
+    for row in rows:
+        points = curves[str(row["discriminators"])]
+        assert [point["step"] for point in points] == [1, 2, 3]
+        assert points[-1]["monte_carlo_auc"] == row["monte_carlo_auc"]
+        assert points[-1]["frechet_distance"] == row["frechet_distance"]
+        assert all(point["frechet_distance"] > 0 and 0 <= point["black_box_pixel_auc"] <= 1
+                   for point in points)

@@ -9,7 +9,9 @@ from fl_privacy.cli.commands import main
 from fl_privacy.config import compose_settings
 from fl_privacy.errors import ConfigError
 from fl_privacy.lab.pipelines.par_gan_experiment import settings_for, steps_for
+from fl_privacy.report.par_gan_matched import matched_quality_table
 from fl_privacy.report.par_gan_table import par_gan_table
+from fl_privacy.results import RunFileError
 
 
 def _par_gan(*overrides: str):
@@ -93,3 +95,29 @@ def test_a_column_the_runs_did_not_measure_shows_a_dash(tmp_path):
     where = columns.index("generator-only Monte-Carlo AUC")
     assert row.split(" | ")[where] == "-" and mean.split(" | ")[where] == "-"
     assert row.split(" | ")[where - 1] == "0.600"  # the measured neighbour is still there
+
+
+def _curves(root, seed: int, curves: dict[int, list[tuple[int, float, float]]]) -> None:
+    """A finished job whose par_gan_quality_curves.json holds (step, Fréchet, Monte-Carlo AUC) per k."""
+    _job(root, 0, seed, {k: points[-1][2] for k, points in curves.items()})
+    (root / "0" / "par_gan_quality_curves.json").write_text(json.dumps(
+        {str(k): [{"step": s, "frechet_distance": f, "monte_carlo_auc": a} for s, f, a in points]
+         for k, points in curves.items()}))
+
+
+def test_matched_quality_compares_each_k_at_the_checkpoint_nearest_the_worse_final_quality(tmp_path):
+    # k = 1 ends better (Fréchet 500) and leaks more; at Fréchet ~800 (k = 5's final) it leaked no more
+    # than k = 5: the final-step difference is all quality, the matched difference is 0
+    _curves(tmp_path / "a", 0, {1: [(100, 900, 0.51), (200, 790, 0.52), (300, 500, 0.56)],
+                                5: [(100, 1500, 0.50), (300, 800, 0.52)]})
+    _curves(tmp_path / "b", 1, {1: [(100, 1000, 0.50), (200, 700, 0.53), (300, 450, 0.60)],
+                                5: [(100, 1400, 0.51), (300, 720, 0.53)]})
+    lines = matched_quality_table(tmp_path / "a", tmp_path / "b").splitlines()
+    assert lines[2] == "| 0 | 800 | 1 | 200 | 790 | 0.520 |"  # matched: k = 1's step 200, not its final
+    assert lines[3] == "| 0 | 800 | 5 | 300 | 800 | 0.520 |"
+    assert lines[4] == "| 1 | 720 | 1 | 200 | 700 | 0.530 |"
+    matched, final = "| +0.000, +0.000 | +0.000", "| -0.040, -0.070 | -0.055 [-0.070, -0.040] |"
+    assert lines[-1] == f"| monte_carlo_auc {matched} {final}"
+    _job(tmp_path / "c", 0, 2, {1: 0.6, 5: 0.5})  # a run without checkpoints has no curves
+    with pytest.raises(RunFileError, match="quality_checkpoints"):
+        matched_quality_table(tmp_path / "c")
