@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from fl_privacy.attacks.dirac_observer import WhiteBoxObserver
 from fl_privacy.data.images import ImageDataset
 from fl_privacy.defenses.dp_sgd import DpSettings, PrivacyLedger, private_train
-from fl_privacy.defenses.gradient_canaries import CanaryBlock, WhiteBoxObserver, dirac_inclusion
+from fl_privacy.defenses.gradient_canaries import CanaryBlock, dirac_inclusion
 from fl_privacy.errors import ConfigError
 from fl_privacy.evaluation.dp_audit import audit_epsilon, audit_verdict
 from fl_privacy.lab.preflight import check_settings
@@ -100,3 +101,28 @@ def test_a_dirac_audit_that_cannot_work_is_refused_before_training(settings_fact
         settings_factory("+experiment=dp_audit_dirac", "defense.dp.adaptive_clipping.enabled=true")
     with pytest.raises(ConfigError, match="attack.dp_audit.guesses"):
         settings_factory("+experiment=dp_audit_dirac", "data.canaries.count=100")
+
+
+def test_the_pipeline_scores_what_the_observer_published_against_the_seed_s_truth(settings_factory, tmp_path):
+    from fl_privacy.lab.channels.side_channels import RunHooks
+    from fl_privacy.lab.pipelines.dirac_audit_pipeline import run_dirac_audit
+    from fl_privacy.results import RunFileError, read_json
+    from fl_privacy.run_layout import DIRAC_SCORES_ARTIFACT, DP_AUDIT_ATTACK_SCORES, DP_AUDIT_SCORES
+
+    overrides = ("+experiment=dp_audit_dirac", "data.canaries.count=2000", "attack.dp_audit.guesses=[900]")
+    settings = settings_factory(*overrides, "seed=4")
+    with pytest.raises(RunFileError, match=DIRAC_SCORES_ARTIFACT):
+        run_dirac_audit(tmp_path, settings, 1.0, 1e-5, "rdp")
+    included = dirac_inclusion(4, 2000)
+    scores = torch.from_numpy(np.where(included, 3.0, 0.0) + np.random.default_rng(0).normal(0, 0.1, 2000))
+    RunHooks(tmp_path).publish(DIRAC_SCORES_ARTIFACT, 5, {"scores": scores, "steps": 120})
+    result = run_dirac_audit(tmp_path, settings, 1.0, 1e-5, "rdp")
+    assert result["num_included"] == included.sum() and result["observed_steps"] == 120
+    assert result["epsilon_lower_bound"] == pytest.approx(result["max_showable_epsilon"], rel=1e-6)
+    assert result["violation"] and result["violation_pvalue"] < 0.05
+    assert read_json(tmp_path / DP_AUDIT_SCORES)["violation"]
+    published = read_json(tmp_path / DP_AUDIT_ATTACK_SCORES)
+    assert "included" not in published and len(published["scores"]) == 2000
+    # the truth of another seed does not match these scores: chance, no bound
+    other = run_dirac_audit(tmp_path, settings_factory(*overrides, "seed=5"), 1.0, 1e-5, "rdp")
+    assert not other["violation"] and abs(other["canary_auc"] - 0.5) < 0.05

@@ -14,7 +14,8 @@ import torch
 
 from fl_privacy.apps import node_state
 from fl_privacy.apps.roles import ClientJob
-from fl_privacy.defenses.gradient_canaries import CanaryBlock, WhiteBoxObserver, dirac_inclusion
+from fl_privacy.attacks.dirac_observer import WhiteBoxObserver
+from fl_privacy.defenses.gradient_canaries import CanaryBlock, dirac_inclusion
 from fl_privacy.run_layout import DIRAC_SCORES_ARTIFACT
 
 SCORES_KEY, STEPS_KEY = "dirac.scores", "dirac.steps"
@@ -36,6 +37,7 @@ def canary_block(job: ClientJob, rate: float) -> CanaryBlock | None:
 def save_scores(job: ClientJob, block: CanaryBlock) -> None:
     """Keep the observer's scores in the node's state and hand them to the lab."""
     observer = block.observer
+    assert isinstance(observer, WhiteBoxObserver)  # built by `canary_block`
     node_state.save_tensor(job.context, SCORES_KEY, observer.scores)
     node_state.save_counters(job.context, STEPS_KEY, {"steps": observer.steps})
     job.hooks.publish(DIRAC_SCORES_ARTIFACT, job.server_round,

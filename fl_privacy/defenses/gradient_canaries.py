@@ -17,7 +17,8 @@ Steinke, Nasr & Jagielski 2023 turn m such canaries into a one-run ε lower boun
   generator: whatever noise the optimizer adds (honest σ·C, or the faulty σ·C·factor) covers φ exactly as
   it covers θ. This is DP-SGD on (θ, φ) with the same q, σ and steps, so the accountant's ε covers the
   canaries.
-- **The white-box observer** (`WhiteBoxObserver`): after every step it reads φ's privatised gradient and
+- **The white-box observer** (`attacks.dirac_observer.WhiteBoxObserver`, any `StepObserver`): after every
+  step it reads φ's privatised gradient and
   the public step constants (σ the accountant sees, C, q, the expected batch size) and adds each canary's
   log-likelihood ratio of "sampled with rate q" vs "absent" (the Neyman-Pearson statistic of one
   Poisson-subsampled Gaussian step; the plain count when σ = 0) to its score. It never sees which
@@ -27,9 +28,8 @@ Steinke, Nasr & Jagielski 2023 turn m such canaries into a one-run ε lower boun
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -45,29 +45,12 @@ def dirac_inclusion(seed: int, count: int) -> np.ndarray:
     return stream_rng(seed, Stream.CANARIES, 2).random(count) < 0.5
 
 
-@dataclass
-class WhiteBoxObserver:
-    """The white-box auditor of the canary block: one score per canary, accumulated over every DP-SGD
-    step it observes (higher = more likely inserted)."""
+class StepObserver(Protocol):
+    """Who reads φ's privatised gradient after each step (the white-box auditor,
+    `attacks.dirac_observer.WhiteBoxObserver`): the released values and the step's public constants only."""
 
-    scores: torch.Tensor
-    steps: int = 0
-
-    @classmethod
-    def fresh(cls, count: int) -> WhiteBoxObserver:
-        return cls(torch.zeros(count, dtype=torch.float64))
-
-    def observe(self, released: torch.Tensor, sigma: float, clip: float, scale: float, rate: float) -> None:
-        """One step's privatised gradient of φ (`released` = (Σ sampled canaries' C·e_i + noise) / `scale`),
-        with the step's public constants: noise multiplier σ, clipping bound C, the optimizer's divisor
-        `scale` (the expected batch size) and the sampling rate q."""
-        x = released.detach().to(torch.float64) * scale / clip  # ~ N(b_i, σ²), b_i ∈ {0, 1}
-        if sigma == 0:
-            self.scores += x
-        else:  # log [(1 − q) N(x; 0, σ²) + q N(x; 1, σ²)] / N(x; 0, σ²)
-            self.scores += torch.logaddexp(torch.full_like(x, math.log1p(-rate)),
-                                           math.log(rate) + (x - 0.5) / sigma ** 2)
-        self.steps += 1
+    def observe(self, released: torch.Tensor, sigma: float, clip: float, scale: float,
+                rate: float) -> None: ...
 
 
 @dataclass
@@ -77,7 +60,7 @@ class CanaryBlock:
 
     included: torch.Tensor
     rate: float
-    observer: WhiteBoxObserver
+    observer: StepObserver
     sampling: torch.Generator
     noise: torch.Generator
     phi: nn.Parameter = field(init=False)
@@ -86,7 +69,7 @@ class CanaryBlock:
         self.phi = nn.Parameter(torch.zeros(len(self.included)))
 
     @classmethod
-    def of(cls, included: np.ndarray, rate: float, observer: WhiteBoxObserver, seed: int) -> CanaryBlock:
+    def of(cls, included: np.ndarray, rate: float, observer: StepObserver, seed: int) -> CanaryBlock:
         """A block for `included` canaries at sampling rate `rate`; `seed` drives the canaries' Poisson
         sampling and φ's noise (two streams independent of the real records' and of θ's noise)."""
         return cls(torch.from_numpy(np.asarray(included, dtype=bool)), rate, observer,
