@@ -7,7 +7,8 @@ by the lab's white-box observer, bound by the lab's one-run audit. Per target ε
 can be compared with (the simulation shares no code with the optimizer, so a run far below it would point
 at a bug in the block). Usage:
 
-    .venv/bin/python benchmarks/simulate_dirac_audit.py [--seeds 0 1 2] [--factor 1.0] [--targets 1 8] [--delta 1e-6] [--k 14700]
+    .venv/bin/python benchmarks/simulate_dirac_audit.py [--seeds 0 1 2] [--factor 1.0] [--targets 1 8] \\
+        [--delta 1e-6] [--k 14700]
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def main() -> None:
     args = parser.parse_args()
     for target in args.targets:
         for seed in args.seeds:
-            row = simulate(target, seed, args.canaries, args.rate, args.steps, args.k, args.factor, args.delta)
+            row = simulate(target, seed, args.canaries, args.rate, args.steps, args.k, args.factor,
+                           args.delta)
             print(f"target ε {target}, seed {seed}: σ {row['sigma']:.3f}, bound {row['bound']:.3f}, "
                   f"AUC {row['auc']:.3f}, {row['correct']} of {row['guesses']} right")
 

@@ -94,7 +94,11 @@ def test_the_observer_adds_each_step_s_likelihood_ratio():
 def test_a_dirac_audit_that_cannot_work_is_refused_before_training(settings_factory):
     with pytest.raises(ConfigError, match="attack.dp_audit.confidence"):
         check_settings(settings_factory("+experiment=dp_audit_dirac", "data.canaries.count=20",
-                                        "attack.dp_audit.guesses=[10]", "attack.dp_audit.confidence=0.99999"))
+                                        "attack.dp_audit.guesses=[10]",
+                                        "attack.dp_audit.confidence=0.9999999"))
+    # 20 of 20 right has p = 2^-20 ≈ 1e-6 at ε = 0: significant at 99.999% (δ = 1e-6), so that one is allowed
+    check_settings(settings_factory("+experiment=dp_audit_dirac", "data.canaries.count=20",
+                                    "attack.dp_audit.guesses=[10]", "attack.dp_audit.confidence=0.99999"))
     with pytest.raises(ConfigError, match="data.canaries.kind"):  # Dirac canaries need a DP-SGD client
         settings_factory("+experiment=dp_audit_dirac", "client=honest")
     with pytest.raises(ConfigError, match="data.canaries.kind"):
