@@ -130,3 +130,50 @@ def test_the_pipeline_scores_what_the_observer_published_against_the_seed_s_trut
     # the truth of another seed does not match these scores: chance, no bound
     other = run_dirac_audit(tmp_path, settings_factory(*overrides, "seed=5"), 1.0, 1e-5, "rdp")
     assert not other["violation"] and abs(other["canary_auc"] - 0.5) < 0.05
+
+
+def test_the_canary_client_accumulates_and_publishes_the_observer_s_scores(settings_factory, monkeypatch,
+                                                                           tmp_path):
+    from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, Metadata, RecordDict
+
+    from fl_privacy.apps.client_app import handle_train
+    from fl_privacy.data.federation import build_federation
+    from fl_privacy.lab.channels.side_channels import RunHooks
+    from fl_privacy.models import build_model
+    from fl_privacy.protocol import ARRAYS, CONFIG, PARTITION_ID, SERVER_ROUND
+    from fl_privacy.results import load_tensors
+    from fl_privacy.run_layout import DIRAC_SCORES_ARTIFACT, lab_artifact
+
+    settings = settings_factory("+experiment=dp_audit_dirac", "data=lfw_offline",
+                                "client.examples_per_round=64", "client.batch_size=16",
+                                "client.local_epochs=1", "data.canaries.count=2000",
+                                "attack.dp_audit.guesses=[900]", "defense.dp.target_epsilon=null", "defense.dp.noise_multiplier=1.0")
+    assert settings.data.canaries.partition == 0
+    federation = build_federation(settings.federation)
+    assert len(federation.canary_indices) == 0  # no input canaries: the Dirac canaries live in the optimizer
+    monkeypatch.setattr("fl_privacy.apps.client_app.cached_federation", lambda _: federation)
+    torch.manual_seed(0)
+    splits = federation.splits
+    weights = build_model(settings.model, splits.image_shape, splits.num_classes).state_dict()
+
+    def train_message(server_round: int) -> Message:
+        metadata = Metadata(run_id=1, message_id=f"m{server_round}", src_node_id=0, dst_node_id=1,
+                            reply_to_message_id="", group_id="", created_at=0.0, ttl=60.0,
+                            message_type=MessageType.TRAIN)
+        return Message(content=RecordDict({ARRAYS: ArrayRecord(weights),
+                                           CONFIG: ConfigRecord({SERVER_ROUND: server_round})}),
+                       metadata=metadata)
+
+    hooks, path = RunHooks(tmp_path), lab_artifact(tmp_path, DIRAC_SCORES_ARTIFACT)
+    other = Context(run_id=1, node_id=2, node_config={PARTITION_ID: 1}, state=RecordDict(), run_config={})
+    handle_train(settings, hooks, train_message(1), other)
+    assert not path.exists()  # only the canary partition holds the block
+    context = Context(run_id=1, node_id=1, node_config={PARTITION_ID: 0}, state=RecordDict(), run_config={})
+    published = []
+    for server_round in (1, 2):
+        handle_train(settings, hooks, train_message(server_round), context)
+        published.append(load_tensors(path))
+    assert [p["round"] for p in published] == [1, 2]
+    assert [p["steps"] for p in published] == [4, 8]  # 64 examples, batch 16: 4 steps a round, accumulated
+    first, second = (p["scores"].numpy() for p in published)
+    assert first.shape == (2000,) and not np.allclose(first, second)
