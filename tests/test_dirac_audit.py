@@ -147,7 +147,8 @@ def test_the_canary_client_accumulates_and_publishes_the_observer_s_scores(setti
     settings = settings_factory("+experiment=dp_audit_dirac", "data=lfw_offline",
                                 "client.examples_per_round=64", "client.batch_size=16",
                                 "client.local_epochs=1", "data.canaries.count=2000",
-                                "attack.dp_audit.guesses=[900]", "defense.dp.target_epsilon=null", "defense.dp.noise_multiplier=1.0")
+                                "attack.dp_audit.guesses=[900]", "defense.dp.target_epsilon=null",
+                                "defense.dp.noise_multiplier=1.0")
     assert settings.data.canaries.partition == 0
     federation = build_federation(settings.federation)
     assert len(federation.canary_indices) == 0  # no input canaries: the Dirac canaries live in the optimizer
