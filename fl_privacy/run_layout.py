@@ -58,6 +58,7 @@ MIA_UPDATES_FIGURE = MIA_DIR / "updates_auc.png"
 DP_AUDIT_DIR = Path("dp_audit")
 DP_AUDIT_SCORES = DP_AUDIT_DIR / "scores.json"
 DP_AUDIT_ATTACK_SCORES = DP_AUDIT_DIR / "attack_scores.json"
+DIRAC_SCORES_ARTIFACT = "dirac_canary_scores"  # lab_artifact name: the white-box observer's running scores
 # the federated one-shot audit (canary clients, Andrew et al. 2024)
 INITIAL_MODEL = Path("initial_model.pt")  # the global model the first federated round sends (after warm-up)
 DP_AUDIT_FL_DIR = Path("dp_audit_fl")

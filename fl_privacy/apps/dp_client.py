@@ -24,6 +24,7 @@ from flwr.app import Context
 from torch import nn
 
 from fl_privacy.apps import node_state
+from fl_privacy.apps.dirac_canaries import canary_block, save_scores
 from fl_privacy.apps.roles import ClientJob, update_metrics
 from fl_privacy.defenses.dp_sgd import (
     DpSettings,
@@ -87,8 +88,12 @@ def dp_client(job: ClientJob, model: nn.Module) -> dict[str, float]:
     elif job.update_mode == "fedsgd":
         job.gradient, stats = private_gradient(model, data, dp, ledger, job.seed)
     else:
+        canaries = canary_block(job, rate)  # the audit's Dirac canaries (data.canaries.kind=dirac)
         stats = private_train(model, data, job.train_settings, dp, ledger, job.seed,
-                              job.settings.strategy.num_rounds * steps, after_step=job.suppression(model))
+                              job.settings.strategy.num_rounds * steps, after_step=job.suppression(model),
+                              canaries=canaries)
+        if canaries is not None:
+            save_scores(job, canaries)
     save_ledger(job.context, ledger)
     assert ledger.initial_sigma is not None and ledger.clip_bound is not None  # the round started the ledger
     job.privacy = ClientPrivacy(ledger.epsilon(dp.delta, dp.accountant), dp.delta, dp.accountant,

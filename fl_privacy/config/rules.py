@@ -135,10 +135,25 @@ def check_dp_audit(settings: Settings) -> None:
         raise ConfigError("defense.dp.fault_noise_factor", dp.fault_noise_factor,
                           "the injected noise fault is for fixed clipping: set defense.dp.adaptive_clipping."
                           "enabled=false or the factor to 1")
+    if canaries.kind == "dirac" and canaries.count:
+        _check_dirac_canaries(settings)
     if audit.after_run and 2 * max(audit.guesses) > canaries.count:
         raise ConfigError("attack.dp_audit.guesses", list(audit.guesses),
                           f"guess in and out for k canaries each: 2k must not exceed "
                           f"data.canaries.count={canaries.count}")
+
+
+def _check_dirac_canaries(settings: Settings) -> None:
+    """Dirac canaries live in the canary partition's DP-SGD optimizer (local DP, FedAvg, fixed clipping)."""
+    canaries, dp = settings.data.canaries, settings.defense.dp
+    role = settings.client.roles.get(canaries.partition, settings.client.role)
+    problem = ("needs a dp client at data.canaries.partition" if role != "dp"
+               else "needs local DP-SGD steps: not with FedSGD" if any_fedsgd(settings)
+               else "needs fixed clipping: set defense.dp.adaptive_clipping.enabled=false"
+               if dp.adaptive_clipping.enabled else None)
+    if problem:
+        raise ConfigError("data.canaries.kind", canaries.kind,
+                          f"gradient canaries ride in the client's DP-SGD optimizer: {problem}")
 
 
 def check_dp_audit_fl(settings: Settings) -> None:

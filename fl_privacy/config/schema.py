@@ -46,9 +46,10 @@ class CanarySettings(Section):
     partition `partition`'s data with probability ½ (the draw is the lab's truth)."""
 
     count: NonNegativeInt = Field(0, description="number of canaries m (0 = none)")
-    kind: Literal["mislabelled", "ood"] = Field(
+    kind: Literal["mislabelled", "ood", "dirac"] = Field(
         "mislabelled", description="mislabelled: real images with a wrong label; ood: uniform-noise images "
-        "with random labels")
+        "with random labels; dirac: gradient-space canaries on an unused parameter of the partition's "
+        "DP-SGD, observed white-box at every step (defenses/gradient_canaries.py)")
     partition: NonNegativeInt = Field(0, description="the client whose data may hold the canaries")
 
 

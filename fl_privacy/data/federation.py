@@ -119,7 +119,7 @@ def build_federation(settings: FederationSettings) -> Federation:
     pool = _without(pool, labels, settings.data.client_exclude_classes)
     warmup = _without(allowed[warmup_pos], labels, settings.data.warmup_exclude_classes)
     canaries = draw_canaries(splits, pool, settings.data.canaries, settings.seed) \
-        if settings.data.canaries.count else None
+        if settings.data.canaries.count and settings.data.canaries.kind != "dirac" else None
     if canaries is not None:
         splits, pool = canaries.splits, canaries.pool
     parts = partition_indices(labels[pool], settings.num_clients, settings.partition,

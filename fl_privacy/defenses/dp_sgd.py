@@ -33,6 +33,7 @@ from fl_privacy.config.schema import AdaptiveClippingSettings, LocalDpSettings
 from fl_privacy.data.images import ImageDataset
 from fl_privacy.defenses.accounting import Accountant, History, epsilon, resumed_accountant
 from fl_privacy.defenses.faulty_dp import FaultyNoiseDPOptimizer
+from fl_privacy.defenses.gradient_canaries import CanaryBlock, attach
 from fl_privacy.defenses.noise_schedules import NoiseSchedule
 from fl_privacy.seeding import Stream, derive_seed
 from fl_privacy.training import StepHook, TrainSettings, TrainStats, fit_batches, make_optimizer
@@ -206,11 +207,12 @@ def _poisson_batches(loader: DPDataLoader, epochs: int) -> Iterator[tuple[torch.
 
 def private_train(model: nn.Module, data: ImageDataset, settings: TrainSettings, dp: DpSettings,
                   ledger: PrivacyLedger, seed: int, total_steps: int,
-                  after_step: StepHook | None = None) -> TrainStats:
+                  after_step: StepHook | None = None, canaries: CanaryBlock | None = None) -> TrainStats:
     """Train `model` in place with DP-SGD for `settings.epochs` Poisson-sampled epochs of `data`,
     continuing `ledger` (updated in place). `total_steps` is the run's expected number of steps, used
     once to calibrate σ₀ when `dp.target_epsilon` is set; `after_step` runs after every step (e.g.
-    suppress-privacy). The model keeps no Opacus wrapper.
+    suppress-privacy); `canaries`, the audit's Dirac canary block, is trained beside the model
+    (`defenses.gradient_canaries`). The model keeps no Opacus wrapper.
     """
     rate = sample_rate(len(data), settings.batch_size)
     start_ledger(ledger, dp, rate, total_steps)
@@ -220,6 +222,8 @@ def private_train(model: nn.Module, data: ImageDataset, settings: TrainSettings,
     optimizer = _dp_optimizer(make_optimizer(wrapped.parameters(), settings), dp, ledger.sigma,
                               ledger.clip_bound, max(1, round(len(data) * rate)),
                               torch.Generator().manual_seed(derive_seed(seed, Stream.DP_NOISE)))
+    if canaries is not None:
+        optimizer = attach(optimizer, canaries)
     accountant = _attached_accountant(optimizer, ledger, rate)
     loader = DPDataLoader(TensorDataset(data.images, data.labels), sample_rate=rate,
                           generator=torch.Generator().manual_seed(seed))

@@ -40,6 +40,10 @@ def audited_privacy(settings: Settings, run_dir: Path) -> tuple[float, float, st
 def run_dp_audit(run_dir: Path, settings: Settings) -> dict:
     """Both steps; returns (and writes as `dp_audit/scores.json`) the empirical and the accounted ε."""
     audit, run_dir = settings.attack.dp_audit, Path(run_dir)
+    if settings.data.canaries.kind == "dirac":  # white-box gradient canaries: scored during training
+        from fl_privacy.lab.pipelines.dirac_audit_pipeline import run_dirac_audit
+
+        return run_dirac_audit(run_dir, settings, *audited_privacy(settings, run_dir))
     federation = build_federation(settings.federation)
     splits = federation.splits
     num_outputs = model_outputs(settings.client, splits.num_classes)
