@@ -69,13 +69,11 @@ def test_a_label_only_guess_on_a_16_image_batch_passes_under_005_with_the_whole_
 
 
 def test_scores_json_uses_the_whole_data_set_as_pool_and_states_its_size(tmp_path, settings_factory, mnist):
-    from fl_privacy.data.datasets import load_splits
     from fl_privacy.lab.pipelines.inversion_pipeline import score_reconstructions
     from fl_privacy.results import save_torch, write_json
     from fl_privacy.run_layout import ATTACK_SCORES, RECONSTRUCTIONS, TRUTH, round_file
 
-    settings = settings_factory("+experiment=dlg")  # seed 0, mnist_offline: 5000 images, 500 a class
-    splits = load_splits(settings.data, settings.seed)
+    settings = settings_factory("+experiment=dlg")  # seed 0, mnist_offline, test_fraction 0.2: `mnist`
     for partition in range(2):
         indices = torch.nonzero(mnist.labels == partition).flatten()[:3].tolist()
         truth = mnist.subset(indices)
@@ -85,10 +83,47 @@ def test_scores_json_uses_the_whole_data_set_as_pool_and_states_its_size(tmp_pat
                     "attack": "dlg", "metadata": {"round": 1, "partition": partition}})
     score_reconstructions(tmp_path, settings)
     scores = json.loads((tmp_path / ATTACK_SCORES).read_text())
-    everything = torch.cat([splits.train.labels, splits.test.labels])
-    expected = {str(c): int((everything == c).sum()) - 3 for c in (0, 1)}  # the class minus the batch
-    assert scores["comparison_pool"]["per_class_min"] == expected
-    assert scores["comparison_pool"]["min_per_class"] == min(expected.values())
-    assert min(expected.values()) > 3 * int((splits.test.labels == 0).sum())
+    pool = scores["comparison_pool"]["per_class_min"]
+    assert set(pool) == {"0", "1"} and scores["comparison_pool"]["min_per_class"] == min(pool.values())
+    for c in (0, 1):
+        outside_batch = int((mnist.labels == c).sum()) - 3  # the class's training images minus the batch
+        assert 90 <= pool[str(c)] - outside_batch <= 110  # ... and the class's ~100 test images
     assert scores["identified"]["attack"]["share"] == 1.0  # an exact copy, in any slot, still passes
     assert scores["identified"]["blank"]["share"] == 0.0
+
+
+def _audit_label_only_rate(reference_size: int, draws: int, seed: int) -> tuple[int, int]:
+    """The audit's label-only guess (a random reference image of each restored label) on a node whose own
+    16 images are of one class, against `reference_size` other images of the class, through the audit's
+    matching and rule."""
+    from fl_privacy.evaluation.node_scores import identified, label_only_guess, match_to_truth
+
+    generator = torch.Generator().manual_seed(seed)
+    hits = 0
+    for draw in range(draws):
+        own = torch.rand(BATCH, 1, 6, 6, generator=generator)
+        reference = torch.rand(reference_size, 1, 6, 6, generator=generator)
+        labels, reference_labels = torch.zeros(BATCH, dtype=torch.long), torch.zeros(reference_size,
+                                                                                     dtype=torch.long)
+        guess, exclude = label_only_guess(labels, reference, reference_labels, seed=draw)
+        matched = match_to_truth(guess, own)
+        hits += sum(identified(guess, own[matched], labels[matched], reference, reference_labels, exclude))
+    return hits, draws * BATCH
+
+
+def test_the_audit_scores_a_label_only_guess_by_the_same_rule_at_chance() -> None:
+    from fl_privacy.evaluation.node_scores import pooled, score_against_node
+
+    large_hits, n = _audit_label_only_rate(480, draws=100, seed=5)
+    small_hits, small_n = _audit_label_only_rate(100, draws=100, seed=6)
+    assert binomtest(large_hits, n).proportion_ci(method="wilson").high < 0.05, large_hits
+    # the copied image is left out of its own comparison (else it would sit at distance 0: never identified)
+    assert binomtest(small_hits, small_n).proportion_ci(method="wilson").low > 0.05, small_hits
+    generator = torch.Generator().manual_seed(7)
+    own = torch.rand(4, 1, 6, 6, generator=generator)
+    reference = torch.rand(200, 1, 6, 6, generator=generator)
+    own_labels, reference_labels = torch.tensor([0, 0, 1, 1]), torch.arange(200) % 2
+    scores = score_against_node(own.flip(0), own_labels.flip(0), own, own_labels, reference, reference_labels)
+    assert scores["identification"]["hits"] == 4 and scores["reference_per_class"] == {"0": 100, "1": 100}
+    assert scores["baselines"]["label_only"]["identification"]["n"] == 4
+    assert pooled([scores])["label_only_identification"]["n"] == 4
