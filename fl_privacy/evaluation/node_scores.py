@@ -73,8 +73,8 @@ def score_against_node(reconstruction: torch.Tensor, restored_labels: torch.Tens
                        seed: int = 0) -> dict:
     """Identification share (Wilson 95% CI), median PSNR (bootstrap 95% CI), label accuracy of the matched
     pairs and label-count accuracy, and the blank, uniform-noise, class-mean and label-only baselines under
-    the same rule (`seed` draws the label-only guess); `reference_per_class`: the reference's images of each
-    class of the node's own data."""
+    the same rule (`seed` draws the noise and the label-only guess); `reference_per_class`: the reference's
+    images of each class of the node's own data."""
     matched = match_to_truth(reconstruction, truth)
     own, own_labels = truth[matched], truth_labels[matched]
     hits = identified(reconstruction, own, own_labels, reference, reference_labels)
@@ -86,8 +86,9 @@ def score_against_node(reconstruction: torch.Tensor, restored_labels: torch.Tens
               "identification": wilson(sum(hits), len(hits)), "median_psnr": median_ci(values),
               "label_accuracy": wilson(int((restored_labels.cpu() == own_labels.cpu()).sum()), len(hits)),
               "label_count_accuracy": _count_accuracy(restored_labels, own_labels)}
-    # a negative control: the attack's starting point (uniform noise), fixed seed
-    noise = torch.rand(own.shape, generator=torch.Generator().manual_seed(NOISE_SEED), dtype=own.dtype)
+    # a negative control: the attack's starting point (uniform noise), drawn per capture (`seed`): a fixed
+    # draw repeated the same few outcomes for the same images in every round
+    noise = torch.rand(own.shape, generator=torch.Generator().manual_seed(NOISE_SEED + seed), dtype=own.dtype)
     baselines: dict[str, tuple[torch.Tensor, Sequence[Sequence[int]]]] = {
         "blank": (torch.zeros_like(own), []), "uniform_noise": (noise, [])}
     if len(reference):
