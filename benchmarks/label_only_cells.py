@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON line per cell instead of the table")
     args = parser.parse_args()
     cells: dict[tuple, dict] = {}
-    for run in sorted(args.runs):
+    for run in sorted(r for r in args.runs if r.is_dir()):  # a shell glob may bring the runs' logs
         if args.rescore or "comparison_pool" not in read_json(run / ATTACK_SCORES):
             score_reconstructions(run, run_settings(run, "attack", []))
         scores = read_json(run / ATTACK_SCORES)
