@@ -105,7 +105,7 @@ def identify(reconstruction: torch.Tensor, truth: ImageDataset, pool: ImageDatas
              exclude: Sequence[Sequence[int]] = (), min_pool: int = MIN_POOL) -> list[bool]:
     """Per true image (truth order): is its matched reconstruction strictly nearer to it than to every `pool`
     image of its class? `exclude[i]` lists pool indices left out of reconstruction i's comparison (e.g. the
-    held-out image a label-only guess copied). Raises if a class's pool is smaller than `min_pool`."""
+    pool image a label-only guess copied). Raises if a class's pool is smaller than `min_pool`."""
     if reconstruction.shape != truth.images.shape:
         raise ValueError(f"reconstruction {tuple(reconstruction.shape)} and truth "
                          f"{tuple(truth.images.shape)} must have the same shape")
@@ -122,7 +122,7 @@ def identify(reconstruction: torch.Tensor, truth: ImageDataset, pool: ImageDatas
             if exclude:
                 keep = ~torch.isin(members, torch.as_tensor(exclude[int(order[row])], dtype=torch.long))
             if int(keep.sum()) < min_pool:
-                raise ValueError(f"the comparison pool of class {label} holds {int(keep.sum())} held-out "
+                raise ValueError(f"the comparison pool of class {label} holds {int(keep.sum())} "
                                  f"images; identification needs at least {min_pool}")
             result[row] = bool(own[row] < distances[keep].min())
     return result
