@@ -50,7 +50,7 @@ def main() -> None:
     loaded = [load_capture(args.run_dir / CAPTURES / p.relative_to(args.run_dir / RECONSTRUCTIONS))
               for p in paths]
     truths = [splits.train.subset(truth_indices(args.run_dir, meta)) for _, meta in loaded]
-    pools = [comparison_pool(whole_data_set(splits), truth) for truth in truths]
+    everything = whole_data_set(splits)
     meta = loaded[0][1]
     model = build_model(settings.model, meta["input_shape"], meta["num_classes"])
     for iterations in args.iterations:
@@ -59,8 +59,9 @@ def main() -> None:
         results = invert_many(model, [view for view, _ in loaded], config)
         seconds = time.perf_counter() - started
         cell, psnrs = IdentificationCell(), []
-        for number, (result, truth, pool) in enumerate(zip(results, truths, pools, strict=True)):
+        for number, (result, truth) in enumerate(zip(results, truths, strict=True)):
             assert result.images is not None
+            pool = comparison_pool(everything, truth)  # one pool in memory at a time
             cell.add(score_batch(result.images, result.labels, truth, pool, seed=number))
             order = score_reconstruction(result.images, truth.images).order
             psnrs += psnr(result.images[order], truth.images).tolist()

@@ -32,8 +32,8 @@ def test_the_batch_is_left_out_by_content_not_by_index() -> None:
     assert not left & set(fingerprints(truth.images))
     assert set(fingerprints(images[[0, 1, 2, 28]])) <= left
     # images 3 and 12 are of class 0, 7 of class 1; the duplicate 29 (class 2) goes with its original
-    assert pool_sizes(pool, truth.labels) == {0: 10 - 2, 1: 10 - 1}
-    assert pool_sizes(pool, torch.tensor([2])) == {2: 10 - 1}
+    assert pool_sizes(pool.labels, truth.labels) == {0: 10 - 2, 1: 10 - 1}
+    assert pool_sizes(pool.labels, torch.tensor([2])) == {2: 10 - 1}
 
 
 def _label_only_rate(pool_size: int, draws: int, seed: int) -> tuple[int, int]:

@@ -36,16 +36,20 @@ def whole_data_set(splits: DataSplits) -> ImageDataset:
                         torch.cat([splits.train.labels, splits.test.labels]))
 
 
+def pool_mask(data_digests: Sequence[bytes], truth: ImageDataset) -> torch.Tensor:
+    """Which images of the data (given by their `fingerprints`) equal none of `truth`'s images."""
+    own = set(fingerprints(truth.images))
+    return torch.tensor([digest not in own for digest in data_digests], dtype=torch.bool)
+
+
 def comparison_pool(data: ImageDataset, truth: ImageDataset,
                     data_digests: Sequence[bytes] | None = None) -> ImageDataset:
     """The images of `data` whose pixels equal none of `truth`'s images (the batch's comparison pool);
     `data_digests`: `fingerprints(data.images)`, when already computed."""
-    own = set(fingerprints(truth.images))
-    digests = fingerprints(data.images) if data_digests is None else data_digests
-    keep = torch.tensor([digest not in own for digest in digests], dtype=torch.bool)
+    keep = pool_mask(fingerprints(data.images) if data_digests is None else data_digests, truth)
     return ImageDataset(data.images[keep], data.labels[keep])
 
 
-def pool_sizes(pool: ImageDataset, labels: torch.Tensor) -> dict[int, int]:
-    """Pool images per class, for the classes in `labels`."""
-    return {int(c): int((pool.labels == c).sum()) for c in labels.unique().tolist()}
+def pool_sizes(pool_labels: torch.Tensor, labels: torch.Tensor) -> dict[int, int]:
+    """Pool images per class (from the pool's labels), for the classes in `labels`."""
+    return {int(c): int((pool_labels == c).sum()) for c in labels.unique().tolist()}

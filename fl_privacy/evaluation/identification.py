@@ -33,7 +33,7 @@ from scipy.stats import binomtest
 from torch.nn import functional as F
 
 from fl_privacy.data.images import ImageDataset
-from fl_privacy.evaluation.comparison_pool import POOL_RULE, comparison_pool, fingerprints, pool_sizes
+from fl_privacy.evaluation.comparison_pool import POOL_RULE, fingerprints, pool_mask, pool_sizes
 
 Distance = Literal["mse", "ssim"]
 DISTANCES: tuple[Distance, ...] = ("mse", "ssim")
@@ -218,10 +218,10 @@ def identification_scores(batches: Sequence[Batch], data: ImageDataset, min_pool
     batch of the same round and size (the attack on other images). Skipped, with the reason, when a
     batch's pool has fewer than `min_pool` images of a truth class."""
     digests = fingerprints(data.images)
-    pools = [comparison_pool(data, b[3], digests) for b in batches]
+    masks = [pool_mask(digests, b[3]) for b in batches]  # one pool's images in memory at a time
     smallest: dict[int, int] = {}
-    for pool, batch in zip(pools, batches, strict=True):
-        for c, n in pool_sizes(pool, batch[3].labels).items():
+    for mask, batch in zip(masks, batches, strict=True):
+        for c, n in pool_sizes(data.labels[mask], batch[3].labels).items():
             smallest[c] = min(n, smallest.get(c, n))
     small = {c: n for c, n in smallest.items() if n < min_pool}
     if small:
@@ -230,8 +230,9 @@ def identification_scores(batches: Sequence[Batch], data: ImageDataset, min_pool
                   "per_class_min": {str(c): n for c, n in sorted(smallest.items())}}
     partners = negative_control_pairs([(b[0], len(b[3])) for b in batches])
     cells: dict[int, IdentificationCell] = {}
-    for number, ((round_number, images, labels, truth), pool, partner) in enumerate(
-            zip(batches, pools, partners, strict=True)):
+    for number, ((round_number, images, labels, truth), mask, partner) in enumerate(
+            zip(batches, masks, partners, strict=True)):
+        pool = ImageDataset(data.images[mask], data.labels[mask])
         outcomes = score_batch(images, labels, truth, pool, seed=number, min_pool=min_pool)
         if partner is not None:
             outcomes[NEGATIVE_CONTROL] = {d: identify(batches[partner][1], truth, pool, d, min_pool=min_pool)
