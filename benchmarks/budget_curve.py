@@ -1,7 +1,8 @@
 """Identified share vs attack budget on the captures a finished run saved: the run's FedSGD captures are
 re-attacked by the batched Inverting Gradients engine with the run's attack settings at each budget in
 `--iterations` (the step-decay schedule scales with the budget, as in the paper) and scored by the
-identification rule (MSE primary, SSIM beside; pool = the test split; label-only baseline beside).
+identification rule (MSE primary, SSIM beside; pool = every image of the data set outside the batch;
+label-only baseline beside).
 One JSON line per budget.
 
     python benchmarks/budget_curve.py RUN_DIR --iterations 200 1000 4000
@@ -23,6 +24,7 @@ from fl_privacy.attacks.inverting_engine import invert_many
 from fl_privacy.attacks.registry import attack_options
 from fl_privacy.cli.commands import run_settings
 from fl_privacy.data.datasets import load_splits
+from fl_privacy.evaluation.comparison_pool import comparison_pool, whole_data_set
 from fl_privacy.evaluation.identification import IdentificationCell, score_batch
 from fl_privacy.evaluation.reconstruction import psnr, score_reconstruction
 from fl_privacy.lab.channels.side_channels import truth_indices
@@ -48,6 +50,7 @@ def main() -> None:
     loaded = [load_capture(args.run_dir / CAPTURES / p.relative_to(args.run_dir / RECONSTRUCTIONS))
               for p in paths]
     truths = [splits.train.subset(truth_indices(args.run_dir, meta)) for _, meta in loaded]
+    everything = whole_data_set(splits)
     meta = loaded[0][1]
     model = build_model(settings.model, meta["input_shape"], meta["num_classes"])
     for iterations in args.iterations:
@@ -58,7 +61,8 @@ def main() -> None:
         cell, psnrs = IdentificationCell(), []
         for number, (result, truth) in enumerate(zip(results, truths, strict=True)):
             assert result.images is not None
-            cell.add(score_batch(result.images, result.labels, truth, splits.test, seed=number))
+            pool = comparison_pool(everything, truth)  # one pool in memory at a time
+            cell.add(score_batch(result.images, result.labels, truth, pool, seed=number))
             order = score_reconstruction(result.images, truth.images).order
             psnrs += psnr(result.images[order], truth.images).tolist()
         summary = cell.summary()

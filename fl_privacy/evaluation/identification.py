@@ -2,17 +2,22 @@
 
 A batch's reconstructions are first matched one-to-one to its true images (Hungarian assignment, scipy's
 `linear_sum_assignment`, on the distance being judged). A matched reconstruction is *identified* when it is
-strictly closer to its own truth than to every held-out image of the truth's class (the comparison pool, at
-least `MIN_POOL` images: the offline MNIST test split has ~100 a class). Two distances are judged, each with
-its own matching: pixel MSE (the primary one, kept in every headline) and SSIM (scikit-image's defaults:
-7 x 7 uniform window, computed batched in torch here; `1 - SSIM` as the distance).
+strictly closer to its own truth than to every image of the truth's class in the comparison pool (at least
+`MIN_POOL` images). The pool (`evaluation.comparison_pool`) is every image of the data set that is not in
+the batch: the test split and every training image outside the batch (~480 a class for the offline MNIST),
+the batch's own images left out by exact-pixel fingerprint. Two distances are judged, each with its own
+matching: pixel MSE (the primary one, kept in every headline) and SSIM (scikit-image's defaults: 7 x 7
+uniform window, computed batched in torch here; `1 - SSIM` as the distance).
 
 Baselines go through the same matching and rule (`baseline_reconstructions`): `blank` (black images),
-`class_mean` (the mean held-out image of each *estimated* label), `label_only` (a random held-out image of
-each estimated label, left out of its own comparison pool). Any rule a guess of the right class passes more
-than ~1/(pool + 1) of the time is too weak; `label_only` measures exactly that. The negative control (the
-attack's reconstruction of *other* images, scored against this batch's truth) is assembled by the lab from
-another capture of the same cell (`negative_control_pairs`).
+`class_mean` (the mean pool image of each *estimated* label), `label_only` (a random pool image of each
+estimated label, left out of its own comparison). A guess of the right class passes by chance: about
+1 / (pool + 1) with one image a batch, and about batch / (pool + 1) with B images of one class, because the
+matching lets each true image take the nearest of the B guesses (B = 16: ~0.14 against a pool of 100 a
+class, ~0.03 against 480). `label_only` measures exactly that, and scores.json states the pool's smallest
+size per class beside `identified`. The negative control (the attack's reconstruction of *other* images,
+scored against this batch's truth) is assembled by the lab from another capture of the same cell
+(`negative_control_pairs`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from scipy.stats import binomtest
 from torch.nn import functional as F
 
 from fl_privacy.data.images import ImageDataset
+from fl_privacy.evaluation.comparison_pool import POOL_RULE, fingerprints, pool_mask, pool_sizes
 
 Distance = Literal["mse", "ssim"]
 DISTANCES: tuple[Distance, ...] = ("mse", "ssim")
@@ -99,7 +105,7 @@ def identify(reconstruction: torch.Tensor, truth: ImageDataset, pool: ImageDatas
              exclude: Sequence[Sequence[int]] = (), min_pool: int = MIN_POOL) -> list[bool]:
     """Per true image (truth order): is its matched reconstruction strictly nearer to it than to every `pool`
     image of its class? `exclude[i]` lists pool indices left out of reconstruction i's comparison (e.g. the
-    held-out image a label-only guess copied). Raises if a class's pool is smaller than `min_pool`."""
+    pool image a label-only guess copied). Raises if a class's pool is smaller than `min_pool`."""
     if reconstruction.shape != truth.images.shape:
         raise ValueError(f"reconstruction {tuple(reconstruction.shape)} and truth "
                          f"{tuple(truth.images.shape)} must have the same shape")
@@ -114,10 +120,9 @@ def identify(reconstruction: torch.Tensor, truth: ImageDataset, pool: ImageDatas
         for row, distances in zip(rows.tolist(), others, strict=True):
             keep = torch.ones(len(members), dtype=torch.bool)
             if exclude:
-                left_out = set(exclude[int(order[row])])
-                keep = torch.tensor([int(m) not in left_out for m in members], dtype=torch.bool)
+                keep = ~torch.isin(members, torch.as_tensor(exclude[int(order[row])], dtype=torch.long))
             if int(keep.sum()) < min_pool:
-                raise ValueError(f"the comparison pool of class {label} holds {int(keep.sum())} held-out "
+                raise ValueError(f"the comparison pool of class {label} holds {int(keep.sum())} "
                                  f"images; identification needs at least {min_pool}")
             result[row] = bool(own[row] < distances[keep].min())
     return result
@@ -203,26 +208,37 @@ class IdentificationCell:
 Batch = tuple[int, torch.Tensor, torch.Tensor, ImageDataset]  # (round, reconstruction, labels, truth)
 
 
-def identification_scores(batches: Sequence[Batch], pool: ImageDataset, min_pool: int = MIN_POOL) -> dict:
+def identification_scores(batches: Sequence[Batch], data: ImageDataset, min_pool: int = MIN_POOL) -> dict:
     """scores.json's identification entries for a run's reconstructed batches (each: its round, the
     attack's images and estimated labels, the truth): `identified` per attack / baseline / negative
-    control over all images (primary distance), `identification` with every distance and
-    `identification_by_round`. The negative control of a batch is the reconstruction of the next batch of
-    the same round and size (the attack on other images). Skipped, with the reason, when `pool` has fewer
-    than `min_pool` images of a truth class."""
-    small = {int(c): int((pool.labels == c).sum()) for b in batches for c in b[3].labels.unique()}
-    small = {c: n for c, n in small.items() if n < min_pool}
+    control over all images (primary distance), `identification` with every distance,
+    `identification_by_round` and `comparison_pool` (the smallest pool per class over the batches). Each
+    batch's comparison pool is every image of `data` that is not one of its true images (exact-pixel
+    fingerprint; `comparison_pool`). The negative control of a batch is the reconstruction of the next
+    batch of the same round and size (the attack on other images). Skipped, with the reason, when a
+    batch's pool has fewer than `min_pool` images of a truth class."""
+    digests = fingerprints(data.images)
+    masks = [pool_mask(digests, b[3]) for b in batches]  # one pool's images in memory at a time
+    smallest: dict[int, int] = {}
+    for mask, batch in zip(masks, batches, strict=True):
+        for c, n in pool_sizes(data.labels[mask], batch[3].labels).items():
+            smallest[c] = min(n, smallest.get(c, n))
+    small = {c: n for c, n in smallest.items() if n < min_pool}
     if small:
-        return {"identification": {"skipped": f"held-out pool per class {small} is below {min_pool}"}}
+        return {"identification": {"skipped": f"comparison pool per class {small} is below {min_pool}"}}
+    pool_entry = {"rule": POOL_RULE, "min_per_class": min(smallest.values(), default=0),
+                  "per_class_min": {str(c): n for c, n in sorted(smallest.items())}}
     partners = negative_control_pairs([(b[0], len(b[3])) for b in batches])
     cells: dict[int, IdentificationCell] = {}
-    for number, ((round_number, images, labels, truth), partner) in enumerate(zip(batches, partners,
-                                                                                   strict=True)):
+    for number, ((round_number, images, labels, truth), mask, partner) in enumerate(
+            zip(batches, masks, partners, strict=True)):
+        pool = ImageDataset(data.images[mask], data.labels[mask])
         outcomes = score_batch(images, labels, truth, pool, seed=number, min_pool=min_pool)
         if partner is not None:
             outcomes[NEGATIVE_CONTROL] = {d: identify(batches[partner][1], truth, pool, d, min_pool=min_pool)
                                           for d in DISTANCES}
         cells.setdefault(round_number, IdentificationCell()).add(outcomes)
     total = sum(cells.values(), IdentificationCell()).summary()
-    return {"identified": total["identified"], "identification": total,
+    return {"identified": total["identified"], "comparison_pool": pool_entry,
+            "identification": total | {"comparison_pool": pool_entry},
             "identification_by_round": {str(r): cell.summary() for r, cell in sorted(cells.items())}}

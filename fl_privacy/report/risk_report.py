@@ -145,7 +145,8 @@ def risk_page(report: dict, root: Path) -> str:
                      f"{_share(scores['label_accuracy'])}; identified under the same rule: blank "
                      f"{_share(scores.get('blank_identification'))}, uniform noise "
                      f"{_share(scores.get('uniform_noise_identification'))}, class mean "
-                     f"{_share(scores.get('class_mean_identification'))}.</p>")
+                     f"{_share(scores.get('class_mean_identification'))}, label-only guess "
+                     f"{_share(scores.get('label_only_identification'))}.</p>")
     parts.append("<p>" + "<br>".join(html.escape(line) for line in (
         f"model: {setup['model']}, input {tuple(setup['input_shape'])} ({setup['input_shape_source']}), "
         f"{setup['num_classes']} classes",

@@ -72,8 +72,9 @@ PARTITION_KEYS = ("partition-id", "num-partitions")  # Flower's simulation node_
 IDENTIFICATION_RULE = (
     "after Hungarian matching on MSE to the node's own training images, nearer (MSE, pixels in [0, 1]) its "
     "matched image than every image of the same class the update did not use (the node's held-out sets and "
-    "every other node's data); blank, uniform-noise (negative control) and class-mean baselines under the "
-    "same matching and rule")
+    "every other node's data); blank, uniform-noise (negative control), class-mean and label-only (a random "
+    "image of each restored label from that pool, left out of its own comparison) baselines under the same "
+    "matching and rule")
 
 
 @dataclass(frozen=True)
@@ -312,11 +313,12 @@ def load_truth(root: Path, data_spec: str, shape: Sequence[int], files: list[Pat
     return configs, {node: node_data(data_spec, loader, configs[node], shape) for node in configs}
 
 
-def score_findings(root: Path, findings: list[dict], configs: dict[int, dict], data: NodeData) -> dict:
-    """The scorer: each attacked capture against its node's own data; writes each truth | reconstruction
-    grid. Returns the pooled scores (n = images)."""
+def score_findings(root: Path, findings: list[dict], configs: dict[int, dict], data: NodeData,
+                   seed: int = 0) -> dict:
+    """The scorer: each attacked capture against its node's own data (`seed` and the capture's number draw
+    its label-only guess); writes each truth | reconstruction grid. Returns the pooled scores (n = images)."""
     attacked = [f for f in findings if "_images" in f]
-    for finding in attacked:
+    for number, finding in enumerate(attacked):
         node = finding["node_id"]
         finding["partition_id"] = int(configs[node][PARTITION_KEYS[0]])
         (truth, truth_labels), held_out = data[node]
@@ -325,7 +327,7 @@ def score_findings(root: Path, findings: list[dict], configs: dict[int, dict], d
         reference = torch.cat([o[0] for o in others]) if others else truth[:0]
         reference_labels = torch.cat([o[1] for o in others]) if others else truth_labels[:0]
         scores = score_against_node(finding["_images"], finding["_labels"], truth, truth_labels, reference,
-                                    reference_labels)
+                                    reference_labels, seed=seed * 1_000_003 + number)
         finding["scores"] = scores
         grid = risk_grid_file(root, finding["round"], node)
         save_comparison_grid(truth[scores["matched"]], finding["_images"], grid)
@@ -466,7 +468,7 @@ def audit_captures(root: Path, model_spec: str, data_spec: str | None = None,
                                "fedavg": sum(f["update_mode"]["mode"] == "fedavg" for f in findings),
                                "fedsgd": sum(f["update_mode"]["mode"] == "fedsgd" for f in findings)}
     if truth is not None:
-        summary["scores"] = score_findings(root, findings, *truth)
+        summary["scores"] = score_findings(root, findings, *truth, seed=options.budget.seed)
         summary["client_data"] = data_spec
     if candidates is not None and membership_scores is not None:
         summary["membership"] = {"candidates": candidates_spec,

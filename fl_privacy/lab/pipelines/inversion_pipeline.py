@@ -25,6 +25,7 @@ from fl_privacy.config.schema import Settings
 from fl_privacy.data.datasets import load_splits
 from fl_privacy.data.images import DataSplits
 from fl_privacy.devices import torch_device
+from fl_privacy.evaluation.comparison_pool import whole_data_set
 from fl_privacy.evaluation.identification import identification_scores
 from fl_privacy.evaluation.inversion_scores import score_capture, summarise
 from fl_privacy.evaluation.reconstruction import save_comparison_grid
@@ -175,7 +176,8 @@ def _score_into(run_dir: Path, splits: DataSplits, grids: Path) -> dict:
     if truth_images:
         result["rates"] = sum(cells.values(), Cell()).rates()
         result["rates_by_round"] = {str(number): cell.rates() for number, cell in sorted(cells.items())}
-        result |= identification_scores(batches, splits.test)
+        # comparison pool: every image of the data set outside each batch (the test split alone is too small)
+        result |= identification_scores(batches, whole_data_set(splits))
         result["timing"] = {"seconds_per_image": sum(c["seconds"] for c in captures)
                             / sum(c["num_inputs"] for c in captures), "images": len(torch.cat(truth_images))}
     write_json(run_dir / ATTACK_SCORES, result)
