@@ -1,7 +1,8 @@
 """The post-run GAN evaluation (`fl-privacy gan-eval RUN`): every kept generator against the truth.
 
 Reads the generators a run kept (`evaluation.oracle.save_generators`), rebuilds the run's federation
-for the truth (the victim's records and the held-out non-members of `data.record_split`), and scores
+for the truth (the victim's records and the held-out non-members of `data.record_split`; without a record
+split, the class's training images against its test images: `victim_records`), and scores
 each attack round with two judges shared by every run (`evaluation.gan_judges`, trained once from
 `evaluation.oracle.judge_seed`): each judge's raw victim share beside its ceiling (its share on real
 victim images it never trained on), Fréchet distance over the real-vs-real floor (members vs
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from fl_privacy.config.schema import Settings
-from fl_privacy.data.federation import build_federation
+from fl_privacy.data.federation import Federation, build_federation
 from fl_privacy.data.images import image_shape_of
 from fl_privacy.evaluation.gan_judges import load_judges
 from fl_privacy.evaluation.gan_records import plant_near_copies, run_record_test
@@ -33,6 +34,20 @@ from fl_privacy.run_layout import GAN_EVALUATION, GAN_GENERATORS
 from fl_privacy.seeding import Stream, derive_seed
 
 log = logging.getLogger(__name__)
+
+
+def victim_records(federation: Federation, victim: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The real victim-class images the samples are compared with: (members, non-members, which).
+    With `data.record_split` the victim's members and the held-out non-members it draws; without one
+    (e.g. `gan_attack`, `dp_vs_gan`) every training image of the class against the class's test images.
+    Both splits are random draws of the data seed, so the record test's permutation of the member /
+    non-member labels stays valid either way."""
+    splits = federation.splits
+    if len(federation.record_members):
+        return (splits.train.images[federation.record_members],
+                splits.train.images[federation.record_nonmembers], "record_split")
+    return (splits.train.images[splits.train.labels == victim],
+            splits.test.images[splits.test.labels == victim], "train_vs_test")
 
 
 def evaluate_generators(run_dir: Path, settings: Settings) -> dict:
@@ -47,13 +62,9 @@ def evaluate_generators(run_dir: Path, settings: Settings) -> dict:
                            "evaluation.oracle.save_generators=true")
     federation = build_federation(settings.federation)
     splits, victim = federation.splits, settings.attack.gan.victim_class
-    if not len(federation.record_members):
-        raise RunFileError(f"{run_dir}: the run has no record split; "
-                           f"run with data.record_split.classes=[{victim}]")
     judges = load_judges(settings.data, oracle_settings)  # shared by every run: trained from judge_seed
     seed = derive_seed(settings.seed, Stream.GAN_EVALUATION)
-    members = splits.train.images[federation.record_members]
-    nonmembers = splits.train.images[federation.record_nonmembers]
+    members, nonmembers, reference = victim_records(federation, victim)
     others = splits.train.labels != victim
     order = torch.randperm(int(others.sum()), generator=torch.Generator().manual_seed(seed))
     other = splits.train.images[others.nonzero().squeeze(1)[order[:len(members) + len(nonmembers)]]]
@@ -78,7 +89,8 @@ def evaluate_generators(run_dir: Path, settings: Settings) -> dict:
                                          for name, j in last["judges"].items()),
                  last["frechet_over_floor"], last["kid"], last["kid_se"], last["records_pixels"]["p_value"])
     record_run = run_record_test(kept_pixels, pixels(members), pixels(nonmembers), seed)
-    result = {"baseline": scorer.baseline, "samples": oracle_settings.samples_per_round,
+    result = {"baseline": scorer.baseline, "records_reference": reference,
+              "samples": oracle_settings.samples_per_round,
               "judge_seed": oracle_settings.judge_seed, "planted_fraction": oracle_settings.planted_fraction,
               "records_run": {"space": "pixels", **record_run}, "rounds": rounds, "final": rounds[-1]}
     write_json(Path(run_dir) / GAN_EVALUATION, result)
