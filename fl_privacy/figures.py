@@ -180,7 +180,7 @@ def plot_bands(curves: dict[str, dict[str, tuple]], path: Path) -> None:
             (line,) = axis.plot(rounds, mean, marker=".", linewidth=1.1, label=label)
             axis.fill_between(rounds, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         axis.set_xlabel("round")
-        axis.set_title(f"{measure}: mean, 95% t band over seeds", fontsize=8)
+        axis.set_title(f"{measure}: mean, 95% band over seeds (report.statistics)", fontsize=8)
         axis.grid(alpha=0.3)
     axes[0][0].legend(fontsize=6, loc="best")
     figure.tight_layout()
