@@ -165,7 +165,7 @@ def run_par_gan(settings: Settings, splits: DataSplits, run_dir: Path, summary: 
             curves[str(k)] = [quality_point(step, generator, split, par_gan, seed, space)
                               for step, generator in sorted(snapshots.items())] + [
                 {"step": gan_settings.steps, "frechet_distance": row["frechet_distance"],
-                 **{key: row[key] for key in row if key.endswith("_auc") and not key.startswith("white")}}]
+                 **attack_aucs(generator_attacks, is_member)}]
         log.info("PAR-GAN k=%d: %s", k, {key: round(value, 3) for key, value in row.items()})
     if curves:
         write_json(run_dir / PAR_GAN_QUALITY_CURVES, curves)
