@@ -1,11 +1,12 @@
-"""Identified share vs attack budget on the captures a finished run saved: the run's FedSGD captures are
-re-attacked by the batched Inverting Gradients engine with the run's attack settings at each budget in
-`--iterations` (the step-decay schedule scales with the budget, as in the paper) and scored by the
-identification rule (MSE primary, SSIM beside; pool = every image of the data set outside the batch;
-label-only baseline beside).
+"""Identified share vs attack budget on the captures a finished run saved: the run's captures (FedSGD
+gradients, or FedAvg updates inverted by replay) are re-attacked by `invert_many` with the run's attack
+settings at each budget in `--iterations` (the step-decay schedule scales with the budget, as in the paper)
+and scored by the identification rule (MSE primary, SSIM beside; pool = every image of the data set outside
+the batch; label-only baseline beside), pooled over the rounds and per round, with the restored labels'
+exactness (each capture's label multiset equal to the truth's).
 One JSON line per budget.
 
-    python benchmarks/budget_curve.py RUN_DIR --iterations 200 1000 4000
+    python benchmarks/budget_curve.py RUN_DIR --iterations 200 1000 4000 [--rounds 1 20]
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import json
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -25,7 +27,7 @@ from fl_privacy.attacks.registry import attack_options
 from fl_privacy.cli.commands import run_settings
 from fl_privacy.data.datasets import load_splits
 from fl_privacy.evaluation.comparison_pool import comparison_pool, whole_data_set
-from fl_privacy.evaluation.identification import IdentificationCell, score_batch
+from fl_privacy.evaluation.identification import IdentificationCell, score_batch, wilson_share
 from fl_privacy.evaluation.reconstruction import psnr, score_reconstruction
 from fl_privacy.lab.channels.side_channels import truth_indices
 from fl_privacy.lab.pipelines.inversion_pipeline import load_capture
@@ -33,46 +35,72 @@ from fl_privacy.models import build_model
 from fl_privacy.run_layout import CAPTURES, RECONSTRUCTIONS
 
 
+@dataclasses.dataclass
+class CurvePoint:
+    """One budget's outcomes of one round (or of all rounds pooled)."""
+
+    cell: IdentificationCell = dataclasses.field(default_factory=IdentificationCell)
+    psnrs: list[float] = dataclasses.field(default_factory=list)
+    labels_exact: list[bool] = dataclasses.field(default_factory=list)
+
+    def summary(self) -> dict:
+        """The point as printed: identified (MSE, SSIM), label-only, median PSNR, labels exact."""
+        scores = self.cell.summary()
+        return {"identified_mse": scores["identified"]["attack"],
+                "identified_ssim": scores["identified_by"]["attack"]["ssim"],
+                "label_only_mse": scores["identified"]["label_only"],
+                "median_psnr": statistics.median(self.psnrs),
+                "labels_exact": wilson_share(sum(self.labels_exact), len(self.labels_exact))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--iterations", type=int, nargs="+", default=[200, 1000, 4000])
+    parser.add_argument("--rounds", type=int, nargs="+", help="only these captured rounds (default: all)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = run_settings(args.run_dir, "attack", [])
     base = attack_options(settings.attack.gradient_inversion)
-    assert isinstance(base, InvertingConfig), "the run's attack must be name=inverting"
+    if not isinstance(base, InvertingConfig):
+        parser.error("attack.gradient_inversion.name: the run's attack must be `inverting`")
     splits = load_splits(settings.data, settings.seed)
     # the captures the run attacked (its reconstructions name them)
     paths = sorted((args.run_dir / RECONSTRUCTIONS).glob("round_*/partition_*.pt"))
     loaded = [load_capture(args.run_dir / CAPTURES / p.relative_to(args.run_dir / RECONSTRUCTIONS))
               for p in paths]
+    loaded = [(view, meta) for view, meta in loaded if not args.rounds or meta["round"] in args.rounds]
+    if not loaded:
+        parser.error(f"--rounds: no captures of rounds {args.rounds} in {args.run_dir}")
     truths = [splits.train.subset(truth_indices(args.run_dir, meta)) for _, meta in loaded]
     everything = whole_data_set(splits)
-    meta = loaded[0][1]
-    model = build_model(settings.model, meta["input_shape"], meta["num_classes"])
+    first = loaded[0][1]
+    model = build_model(settings.model, first["input_shape"], first["num_classes"])
     for iterations in args.iterations:
-        config = dataclasses.replace(base, iterations=iterations)
+        config = dataclasses.replace(base, iterations=iterations, log_every=0)
         started = time.perf_counter()
         results = invert_many(model, [view for view, _ in loaded], config)
         seconds = time.perf_counter() - started
-        cell, psnrs = IdentificationCell(), []
-        for number, (result, truth) in enumerate(zip(results, truths, strict=True)):
+        pooled, by_round = CurvePoint(), {}
+        for number, (result, truth, (_, meta)) in enumerate(zip(results, truths, loaded, strict=True)):
             assert result.images is not None
             pool = comparison_pool(everything, truth)  # one pool in memory at a time
-            cell.add(score_batch(result.images, result.labels, truth, pool, seed=number))
+            outcomes = score_batch(result.images, result.labels, truth, pool, seed=number)
             order = score_reconstruction(result.images, truth.images).order
-            psnrs += psnr(result.images[order], truth.images).tolist()
-        summary = cell.summary()
+            image_psnrs = psnr(result.images[order], truth.images).tolist()
+            exact = Counter(result.labels.tolist()) == Counter(truth.labels.tolist())
+            for point in (pooled, by_round.setdefault(meta["round"], CurvePoint())):
+                point.cell.add(outcomes)
+                point.psnrs += image_psnrs
+                point.labels_exact.append(exact)
         print(json.dumps({"run": str(args.run_dir), "examples": loaded[0][0].num_inputs,
-                          "round": meta["round"], "captures": len(loaded), "iterations": iterations,
-                          "identified_mse": summary["identified"]["attack"],
-                          "identified_ssim": summary["identified_by"]["attack"]["ssim"],
-                          "label_only_mse": summary["identified"]["label_only"],
-                          "median_psnr": statistics.median(psnrs), "seconds": round(seconds, 1)}),
-              flush=True)
+                          "update_mode": "fedsgd" if loaded[0][0].is_gradient else "fedavg",
+                          "rounds": sorted(by_round), "captures": len(loaded), "iterations": iterations,
+                          **pooled.summary(),
+                          "by_round": {str(r): p.summary() for r, p in sorted(by_round.items())},
+                          "seconds": round(seconds, 1)}), flush=True)
 
 
 if __name__ == "__main__":

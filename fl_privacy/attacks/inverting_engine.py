@@ -12,8 +12,10 @@ gradient, the step-decay schedule and the [0, 1] box are the loop's (`inverting_
 stops on its own matching-loss plateau (its images frozen from then on); the best restart of each capture
 by matching loss wins. Everything runs on `device`.
 
-Gradient captures of the same image shape and batch size are batched together (`invert_many` groups them);
-FedAvg captures go through the one-capture loop (`invert_fedavg`).
+Gradient captures of the same image shape, batch size and global model (a round's) are batched together
+(`invert_many` groups them: a shared model runs once on the stacked images, 1.17x the throughput of the same
+captures stacked with their weights on one CPU core, docs/gradient_inversion.md); FedAvg captures go through
+the one-capture loop (`invert_fedavg`).
 """
 
 from __future__ import annotations
@@ -82,9 +84,24 @@ class BatchedObjective:
             return self._match(images, self.labels, self.params, self.observed)
 
 
+def _equal_weights(a: CapturedUpdate, b: CapturedUpdate, names: Sequence[str]) -> bool:
+    return all(torch.equal(a.global_state[n], b.global_state[n]) for n in names)
+
+
 def _same_weights(payloads: Sequence[CapturedUpdate], names: Sequence[str]) -> bool:
-    first = payloads[0].global_state
-    return all(torch.equal(p.global_state[n], first[n]) for p in payloads[1:] for n in names)
+    return all(_equal_weights(payloads[0], p, names) for p in payloads[1:])
+
+
+def _weight_groups(payloads: Sequence[CapturedUpdate], names: Sequence[str]) -> list[list[int]]:
+    """Positions of `payloads` grouped by equal global weights (first-seen order)."""
+    groups: list[list[int]] = []
+    for position, payload in enumerate(payloads):
+        home = next((g for g in groups if _equal_weights(payloads[g[0]], payload, names)), None)
+        if home is None:
+            groups.append([position])
+        else:
+            home.append(position)
+    return groups
 
 
 def invert_gradients_batched(model: nn.Module, payloads: Sequence[CapturedUpdate], config: InvertingConfig,
@@ -179,18 +196,21 @@ def _adam(objective: BatchedObjective, images: torch.Tensor, config: InvertingCo
 
 def invert_many(model: nn.Module, payloads: Sequence[CapturedUpdate], config: InvertingConfig,
                 device: torch.device | str = "cpu") -> list[Reconstruction]:
-    """Inverting Gradients on every capture: gradient captures batched by (batch size, image shape), FedAvg
-    captures one at a time by replay; results in the captures' order."""
+    """Inverting Gradients on every capture: gradient captures batched by (batch size, image shape, global
+    weights), FedAvg captures one at a time by replay; results in the captures' order."""
     results: list[Reconstruction | None] = [None] * len(payloads)
-    groups: dict[tuple[int, ...], list[int]] = {}
+    shapes: dict[tuple[int, ...], list[int]] = {}
     for index, payload in enumerate(payloads):
         if payload.is_gradient:
-            groups.setdefault((payload.num_inputs, *payload.input_shape), []).append(index)
+            shapes.setdefault((payload.num_inputs, *payload.input_shape), []).append(index)
         else:
             with torch.random.fork_rng():
                 results[index] = invert_fedavg(model, payload, config)
-    for indices in groups.values():
-        batch = invert_gradients_batched(model, [payloads[i] for i in indices], config, device)
-        for index, reconstruction in zip(indices, batch, strict=True):
-            results[index] = reconstruction
+    names = [name for name, _ in model.named_parameters()]
+    for same_shape in shapes.values():
+        for positions in _weight_groups([payloads[i] for i in same_shape], names):
+            indices = [same_shape[p] for p in positions]
+            batch = invert_gradients_batched(model, [payloads[i] for i in indices], config, device)
+            for index, reconstruction in zip(indices, batch, strict=True):
+                results[index] = reconstruction
     return [r for r in results if r is not None]
