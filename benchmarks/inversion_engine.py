@@ -7,7 +7,12 @@ scratch environment's python for (c); see benchmarks/breaching_ig.py). The captu
     python benchmarks/inversion_engine.py --quick                 # 32 captures x 4 examples, 20 iterations
     python benchmarks/inversion_engine.py --captures 32 --iterations 50 --threads 2 --device cuda
 
-`--quick` prints one JSON line with `speedup` (batched over loop) and each engine's throughput.
+`--quick` prints one JSON line with `speedup` (batched over loop) and each engine's throughput. Beside them,
+the roofline: the floating-point operations one loop iteration of one capture performs (torch's
+`FlopCounterMode`: convolutions and matrix products, forward, backward and double backward), the rate the
+loop reaches, and the rate of a large single-precision matrix product on the same threads
+(`peak_matmul_gflops`). An engine that does the same operations cannot beat the loop by more than
+`speedup_bound` = peak / loop rate on this machine.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 
 import torch
 from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from fl_privacy.attacks.gradient_inversion import InvertingConfig, inverting_gradients
 from fl_privacy.attacks.inverting_engine import invert_gradients_batched
@@ -51,6 +57,28 @@ def captures(count: int, examples: int, seed: int) -> tuple[torch.nn.Module, lis
         out.append(CapturedUpdate(model.state_dict(), SHAPE, batch_size=examples, num_examples=examples,
                                   gradient=dict(zip(names, grads, strict=True))))
     return model, out
+
+
+def flops_per_iteration(model: torch.nn.Module, capture: CapturedUpdate) -> float:
+    """Operations of one loop iteration on one capture: the difference of a 4- and a 2-iteration attack
+    (which cancels the label restoration and the final scoring), halved."""
+    counts = []
+    for iterations in (2, 4):
+        with FlopCounterMode(display=False) as counter:
+            inverting_gradients(model, capture,
+                                InvertingConfig(iterations=iterations, restarts=1, log_every=0))
+        counts.append(counter.get_total_flops())
+    return (counts[1] - counts[0]) / 2
+
+
+def peak_matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
+    """Single-precision GFLOP/s of a `size` x `size` matrix product on the current torch threads."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
 
 
 def main() -> None:
@@ -93,12 +121,17 @@ def main() -> None:
         breaching_ig.breaching_ig(model, model.state_dict(), caps[0].effective_gradient(names),
                                   args.examples, SHAPE, args.iterations)
         reference = args.iterations / (time.perf_counter() - started)
+    flops = flops_per_iteration(model, caps[0])
+    peak = peak_matmul_gflops()
     result = {"captures": args.captures, "examples": args.examples, "iterations": args.iterations,
               "restarts": args.restarts, "threads": args.threads, "device": args.device,
               "loop_iterations_x_captures_per_s": round(loop, 2),
               "batched_iterations_x_captures_per_s": round(batched, 2),
               "breaching_iterations_x_captures_per_s": None if reference is None else round(reference, 2),
-              "speedup": round(batched / loop, 2)}
+              "speedup": round(batched / loop, 2),
+              "mflop_per_capture_iteration": round(flops / 1e6, 1),
+              "loop_gflops": round(loop * flops / 1e9, 1), "batched_gflops": round(batched * flops / 1e9, 1),
+              "peak_matmul_gflops": round(peak, 1), "speedup_bound": round(peak / (loop * flops / 1e9), 2)}
     print(json.dumps(result))
 
 
