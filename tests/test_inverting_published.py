@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from fl_privacy.attacks.gradient_inversion import InvertingConfig, inverting_gradients
-from fl_privacy.attacks.inverting_engine import invert_gradients_batched, invert_many
+from fl_privacy.attacks.inverting_engine import _weight_groups, invert_gradients_batched, invert_many
 from fl_privacy.attacks.label_restoration import bias_corrected_counts, counts_to_labels, restore_labels
 from fl_privacy.attacks.views import CapturedUpdate
 from fl_privacy.config import load_settings
@@ -49,6 +49,17 @@ def test_batched_engine_equals_the_loop_capture_by_capture(shared_weights):
         assert torch.allclose(result.images, loop.images, atol=1e-5)
         assert result.restart_losses == pytest.approx(loop.restart_losses, abs=1e-5)
         assert torch.equal(result.labels, loop.labels) and result.iterations_run == (4, 4)
+
+
+def test_invert_many_batches_each_global_model_apart_and_keeps_the_order():
+    models = _models(2)
+    captures = [_capture(models[owner], seed) for seed, owner in enumerate([0, 1, 0, 1])]
+    names = [name for name, _ in models[0].named_parameters()]
+    assert _weight_groups(captures, names) == [[0, 2], [1, 3]]
+    config = InvertingConfig(iterations=3, restarts=1, tv_weight=0.2, log_every=0)
+    for capture, result in zip(captures, invert_many(models[0], captures, config), strict=True):
+        loop = inverting_gradients(models[0], capture, config)
+        assert torch.allclose(result.images, loop.images, atol=1e-5)
 
 
 def test_early_stop_on_a_plateau_is_per_problem_and_reported():
