@@ -1,0 +1,106 @@
+"""The budget curves and the full-strength realism table from `budget_curve.py`'s JSON lines: one row per
+(examples, update mode, captured round, iterations), pooled over the runs (seeds) that measured it: the
+identified share per run and pooled with its Wilson 95% interval (MSE, the primary distance), SSIM's pooled
+share, the label-only guess through the same rule, the median PSNR per run and the captures whose label
+multiset was restored exactly. `--plot` draws identified share against iterations (log axis), one panel per
+update mode, one line per (examples, round), Wilson intervals as bars, the pooled label-only guess dashed.
+
+    python benchmarks/budget_curve.py RUN --iterations 4000 1000 200 >> curves.jsonl   # per run (seed)
+    python benchmarks/budget_table.py curves.jsonl [--plot docs/figures/budget_curves.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from fl_privacy.evaluation.identification import wilson_share
+
+Key = tuple[int, str, int, int]  # examples, update mode, round, iterations
+
+
+def points(files: list[Path]) -> dict[Key, dict[str, dict]]:
+    """(examples, mode, round, iterations) -> run -> that run's per-round point; a repeated measurement
+    of one run and key is refused."""
+    table: dict[Key, dict[str, dict]] = defaultdict(dict)
+    for file in files:
+        for line in file.read_text().splitlines():
+            row = json.loads(line)
+            for round_number, point in row["by_round"].items():
+                key = (row["examples"], row["update_mode"], int(round_number), row["iterations"])
+                if row["run"] in table[key]:
+                    raise SystemExit(f"{file}: {row['run']} measured twice at {key}")
+                table[key][row["run"]] = point
+    return table
+
+
+def pooled(runs: dict[str, dict], entry: str) -> dict:
+    """The Wilson share of `entry` pooled over the runs."""
+    values = runs.values()
+    return wilson_share(sum(p[entry]["hits"] for p in values), sum(p[entry]["n"] for p in values))
+
+
+def share(stats: dict) -> str:
+    return f"{stats['hits']}/{stats['n']} = {stats['share']:.2f} [{stats['low']:.2f}, {stats['high']:.2f}]"
+
+
+def print_table(table: dict[Key, dict[str, dict]]) -> None:
+    print("| examples | update | round | iterations | identified per run | **identified (MSE)** | SSIM "
+          "| label-only | median PSNR dB per run | labels exact |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for key in sorted(table):
+        runs = dict(sorted(table[key].items()))
+        per_run = " / ".join(str(p["identified_mse"]["hits"]) for p in runs.values())
+        psnrs = " / ".join(f"{p['median_psnr']:.1f}" for p in runs.values())
+        labels = pooled(runs, "labels_exact")
+        identified, ssim, guess = (share(pooled(runs, entry)) for entry in
+                                   ("identified_mse", "identified_ssim", "label_only_mse"))
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]:,} | {per_run} | **{identified}** | {ssim} "
+              f"| {guess} | {psnrs} | {labels['hits']}/{labels['n']} |")
+
+
+def plot(table: dict[Key, dict[str, dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = sorted({key[1] for key in table}, reverse=True)
+    figure, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4), squeeze=False, sharey=True)
+    for axis, mode in zip(axes[0], modes, strict=True):
+        lines = sorted({(key[0], key[2]) for key in table if key[1] == mode})
+        for examples, round_number in lines:
+            keys = sorted(k for k in table if k[:3] == (examples, mode, round_number))
+            stats = [pooled(table[k], "identified_mse") for k in keys]
+            runs = [len(table[k]) for k in keys]
+            x = [k[3] for k in keys]
+            y = [s["share"] for s in stats]
+            errors = [[s["share"] - s["low"] for s in stats], [s["high"] - s["share"] for s in stats]]
+            label = f"{examples} ex, round {round_number} ({min(runs)}–{max(runs)} seeds)"
+            axis.errorbar(x, y, yerr=errors, marker="o", capsize=3, label=label)
+        guess = [pooled(table[k], "label_only_mse")["share"] for k in sorted(table) if k[1] == mode]
+        axis.axhline(max(guess), color="grey", linestyle="--", label="label-only guess (highest point)")
+        axis.set(xscale="log", xlabel="Inverting Gradients iterations", title=mode, ylim=(0, 1.02))
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    axes[0][0].set_ylabel("identified share (MSE), Wilson 95%")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", type=Path, nargs="+")
+    parser.add_argument("--plot", type=Path)
+    args = parser.parse_args()
+    table = points(args.files)
+    print_table(table)
+    if args.plot:
+        plot(table, args.plot)
+
+
+if __name__ == "__main__":
+    main()
