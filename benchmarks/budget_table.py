@@ -3,7 +3,7 @@
 identified share per run and pooled with its Wilson 95% interval (MSE, the primary distance), SSIM's pooled
 share, the label-only guess through the same rule, the median PSNR per run and the captures whose label
 multiset was restored exactly. `--plot` draws identified share against iterations (log axis), one panel per
-update mode, one line per (examples, round), Wilson intervals as bars, the pooled label-only guess dashed.
+batch size, one line per (update mode, round), Wilson intervals as bars, the pooled label-only guess dashed.
 
     python benchmarks/budget_curve.py RUN --iterations 4000 1000 200 >> curves.jsonl   # per run (seed)
     python benchmarks/budget_table.py curves.jsonl [--plot docs/figures/budget_curves.png]
@@ -62,32 +62,36 @@ def print_table(table: dict[Key, dict[str, dict]]) -> None:
 
 
 def plot(table: dict[Key, dict[str, dict]], path: Path) -> None:
+    """Identified share against iterations: one panel per batch size, one line per (update mode, round)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    modes = sorted({key[1] for key in table}, reverse=True)
-    figure, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4), squeeze=False, sharey=True)
-    for axis, mode in zip(axes[0], modes, strict=True):
-        lines = sorted({(key[0], key[2]) for key in table if key[1] == mode})
-        for examples, round_number in lines:
+    sizes = sorted({key[0] for key in table})
+    rounds = sorted({key[2] for key in table})
+    palette = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
+    colours = dict(zip(rounds, palette, strict=False))
+    figure, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 3.8), squeeze=False, sharey=True,
+                                 sharex=True)
+    for axis, examples in zip(axes[0], sizes, strict=True):
+        for mode, round_number in sorted({(k[1], k[2]) for k in table if k[0] == examples}, reverse=True):
             keys = sorted(k for k in table if k[:3] == (examples, mode, round_number))
             stats = [pooled(table[k], "identified_mse") for k in keys]
-            runs = [len(table[k]) for k in keys]
-            x = [k[3] for k in keys]
-            y = [s["share"] for s in stats]
+            seeds = sorted({len(table[k]) for k in keys})
             errors = [[s["share"] - s["low"] for s in stats], [s["high"] - s["share"] for s in stats]]
-            label = f"{examples} ex, round {round_number} ({min(runs)}–{max(runs)} seeds)"
-            axis.errorbar(x, y, yerr=errors, marker="o", capsize=3, label=label)
-        guess = [pooled(table[k], "label_only_mse")["share"] for k in sorted(table) if k[1] == mode]
-        axis.axhline(max(guess), color="grey", linestyle="--", label="label-only guess (highest point)")
-        axis.set(xscale="log", xlabel="Inverting Gradients iterations", title=mode, ylim=(0, 1.02))
+            axis.errorbar([k[3] for k in keys], [s["share"] for s in stats], yerr=errors, marker="o",
+                          capsize=3, color=colours[round_number], linestyle="-" if mode == "fedsgd" else ":",
+                          label=f"round {round_number}, {mode} ({'–'.join(map(str, seeds))} seeds)")
+        guess = max(pooled(table[k], "label_only_mse")["share"] for k in table if k[0] == examples)
+        axis.axhline(guess, color="grey", linestyle="--", label="label-only guess (highest)")
+        axis.set(xscale="log", xlabel="Inverting Gradients iterations", ylim=(0, 1.03), xlim=(100, 40000),
+                 title=f"{examples} example{'s' if examples > 1 else ''} per update")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    axes[0][0].set_ylabel("identified share (MSE), Wilson 95%")
+        axis.legend(fontsize=6.5, loc="best")
+    axes[0][0].set_ylabel("identified (MSE), Wilson 95%")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=110)
 
 
 def main() -> None:
