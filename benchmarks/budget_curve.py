@@ -83,7 +83,7 @@ def main() -> None:
         started = time.perf_counter()
         results = invert_many(model, [view for view, _ in loaded], config)
         seconds = time.perf_counter() - started
-        pooled, by_round = CurvePoint(), {}
+        pooled, by_round = CurvePoint(), dict[int, CurvePoint]()
         for number, (result, truth, (_, meta)) in enumerate(zip(results, truths, loaded, strict=True)):
             assert result.images is not None
             pool = comparison_pool(everything, truth)  # one pool in memory at a time
