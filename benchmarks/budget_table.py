@@ -83,6 +83,10 @@ def plot(table: dict[Key, dict[str, dict]], path: Path) -> None:
             axis.errorbar([k[3] for k in keys], [s["share"] for s in stats], yerr=errors, marker="o",
                           capsize=3, color=colours[round_number], linestyle="-" if mode == "fedsgd" else ":",
                           label=f"round {round_number}, {mode} ({'–'.join(map(str, seeds))} seeds)")
+            for key, stat in zip(keys, stats, strict=True):  # a point on fewer seeds than its line says so
+                if len(table[key]) < max(seeds):
+                    axis.annotate(f"{len(table[key])} seed", (key[3], stat["share"]), fontsize=6,
+                                  xytext=(4, -9), textcoords="offset points", color=colours[round_number])
         guess = max(pooled(table[k], "label_only_mse")["share"] for k in table if k[0] == examples)
         axis.axhline(guess, color="grey", linestyle="--", label="label-only guess (highest)")
         axis.set(xscale="log", xlabel="Inverting Gradients iterations", ylim=(0, 1.03), xlim=(100, 40000),
