@@ -26,7 +26,7 @@ from fl_privacy.attacks.inverting_engine import invert_many
 from fl_privacy.attacks.registry import attack_options
 from fl_privacy.cli.commands import run_settings
 from fl_privacy.data.datasets import load_splits
-from fl_privacy.evaluation.comparison_pool import comparison_pool, whole_data_set
+from fl_privacy.evaluation.comparison_pool import comparison_pool, fingerprints, whole_data_set
 from fl_privacy.evaluation.identification import IdentificationCell, score_batch, wilson_share
 from fl_privacy.evaluation.reconstruction import psnr, score_reconstruction
 from fl_privacy.lab.channels.side_channels import truth_indices
@@ -76,6 +76,7 @@ def main() -> None:
         parser.error(f"--rounds: no captures of rounds {args.rounds} in {args.run_dir}")
     truths = [splits.train.subset(truth_indices(args.run_dir, meta)) for _, meta in loaded]
     everything = whole_data_set(splits)
+    digests = fingerprints(everything.images)  # once: the pools differ only by the batch left out
     first = loaded[0][1]
     model = build_model(settings.model, first["input_shape"], first["num_classes"])
     for iterations in args.iterations:
@@ -86,7 +87,7 @@ def main() -> None:
         pooled, by_round = CurvePoint(), dict[int, CurvePoint]()
         for number, (result, truth, (_, meta)) in enumerate(zip(results, truths, loaded, strict=True)):
             assert result.images is not None
-            pool = comparison_pool(everything, truth)  # one pool in memory at a time
+            pool = comparison_pool(everything, truth, digests)  # one pool in memory at a time
             outcomes = score_batch(result.images, result.labels, truth, pool, seed=number)
             order = score_reconstruction(result.images, truth.images).order
             image_psnrs = psnr(result.images[order], truth.images).tolist()

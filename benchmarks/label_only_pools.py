@@ -18,7 +18,7 @@ from scipy.stats import binomtest
 
 from fl_privacy.cli.commands import run_settings
 from fl_privacy.data.datasets import load_splits
-from fl_privacy.evaluation.comparison_pool import comparison_pool, whole_data_set
+from fl_privacy.evaluation.comparison_pool import comparison_pool, fingerprints, whole_data_set
 from fl_privacy.evaluation.identification import baseline_reconstructions, identify
 from fl_privacy.lab.channels.side_channels import truth_indices
 from fl_privacy.results import load_tensors
@@ -38,10 +38,11 @@ def main() -> None:
         settings = run_settings(run, "attack", [])
         splits = load_splits(settings.data, settings.seed)
         everything = whole_data_set(splits)
+        digests = fingerprints(everything.images)  # once a run, not once a batch
         for number, path in enumerate(round_files(run, RECONSTRUCTIONS, ".pt")):
             record = load_tensors(path)
             truth = splits.train.subset(truth_indices(run, record["metadata"]))
-            pools = {"test split": splits.test, "whole data set": comparison_pool(everything, truth)}
+            pools = {"test split": splits.test, "whole data set": comparison_pool(everything, truth, digests)}
             for name, pool in pools.items():
                 key = (len(truth), name)
                 sizes.setdefault(key, []).append(min(int((pool.labels == c).sum()) for c in truth.labels))

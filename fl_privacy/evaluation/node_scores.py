@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from fl_privacy.evaluation.identification import pairwise_mse
+from fl_privacy.data.images import ImageDataset
+from fl_privacy.evaluation.identification import baseline_reconstructions, pairwise_mse
 from fl_privacy.evaluation.reconstruction import psnr
 from fl_privacy.evaluation.success_rates import median_ci, wilson
 
@@ -58,14 +59,10 @@ def identified(reconstruction: torch.Tensor, own: torch.Tensor, own_labels: torc
 def label_only_guess(restored_labels: torch.Tensor, reference: torch.Tensor, reference_labels: torch.Tensor,
                      seed: int) -> tuple[torch.Tensor, list[list[int]]]:
     """What a label alone gives: a random reference image of each restored label (any reference image
-    where the reference lacks the label), and the index each copied, to leave out of its own comparison."""
-    generator = np.random.default_rng(seed)
-    chosen = []
-    for label in restored_labels.cpu().tolist():
-        members = (reference_labels == label).nonzero().flatten()
-        members = members if len(members) else torch.arange(len(reference))
-        chosen.append(int(generator.choice(members.numpy())))
-    return reference[chosen], [[c] for c in chosen]
+    where the reference lacks the label), and the index each copied, to leave out of its own comparison
+    (identification's `label_only` baseline on the node's reference)."""
+    return baseline_reconstructions(restored_labels.cpu(), ImageDataset(reference, reference_labels),
+                                    reference.shape[1:], np.random.default_rng(seed))["label_only"]
 
 
 def score_against_node(reconstruction: torch.Tensor, restored_labels: torch.Tensor, truth: torch.Tensor,
