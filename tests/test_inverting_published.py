@@ -108,8 +108,25 @@ def test_realism_presets_default_to_published_inverting_gradients(cfg_factory):
     for preset in ("realism", "realism_b1", "realism_iid", "realism_anchor"):
         attack = load_settings(cfg_factory(f"+experiment={preset}")).attack.gradient_inversion
         assert (attack.name, attack.engine, attack.iterations, attack.lr, attack.tv_weight,
-                attack.label_estimator, attack.bound) == ("inverting", "batched", 24000, 0.1, 0.2,
+                attack.label_estimator, attack.bound) == ("inverting", "auto", 24000, 0.1, 0.2,
                                                           "bias_corrected", "clamp")
+
+
+@pytest.mark.parametrize("overrides,engine", [
+    (("device=cpu",), "loop"),
+    (("device=cuda",), "batched"),
+    (("device=cuda", "attack.gradient_inversion.bound=sigmoid"), "loop"),
+    (("device=cuda", "attack.gradient_inversion.name=dlg",
+      "attack.gradient_inversion.label_estimator=counts"), "loop"),
+    (("device=cpu", "attack.gradient_inversion.engine=batched"), "batched"),
+    (("device=cuda", "attack.gradient_inversion.engine=loop"), "loop"),
+])
+def test_engine_auto_batches_on_cuda_only_the_problems_the_batched_engine_takes(cfg_factory, overrides,
+                                                                                engine):
+    from fl_privacy.lab.pipelines.inversion_pipeline import chosen_engine
+
+    settings = load_settings(cfg_factory("+experiment=realism", *overrides))  # CUDA is checked in preflight
+    assert chosen_engine(settings) == engine
 
 
 def test_the_lab_runs_a_rounds_captures_through_the_batched_engine(tmp_path, settings_factory):
@@ -118,7 +135,8 @@ def test_the_lab_runs_a_rounds_captures_through_the_batched_engine(tmp_path, set
     from fl_privacy.results import load_tensors, save_torch
     from fl_privacy.run_layout import CAPTURES, round_file
 
-    settings = settings_factory("+experiment=realism", "attack.gradient_inversion.iterations=2",
+    settings = settings_factory("+experiment=realism", "attack.gradient_inversion.engine=batched",
+                                "attack.gradient_inversion.iterations=2",
                                 "attack.gradient_inversion.early_stop_patience=1",
                                 "attack.gradient_inversion.early_stop_tolerance=0.9")
     torch.manual_seed(0)

@@ -329,9 +329,10 @@ class GradientInversionSettings(Section):
         None, description="Adam attacks: stop a restart when its matching loss has not improved by "
         "early_stop_tolerance (relative) for this many iterations (null = run the whole budget)")
     early_stop_tolerance: Probability = 1.0e-3
-    engine: Literal["loop", "batched"] = Field(
-        "loop", description="name=inverting: one capture at a time, or all gradient captures of a round as "
-        "one batched problem (torch.func.vmap; on `device`)")
+    engine: Literal["auto", "loop", "batched"] = Field(
+        "auto", description="name=inverting: one capture at a time (loop), or all gradient captures of a "
+        "round as one batched problem (batched: torch.func.vmap, on `device`); auto = batched when `device` "
+        "is CUDA (and name=inverting, bound=clamp), else the loop, which is faster on a CPU")
 
 
 class GanAttackSettings(Section):

@@ -77,7 +77,7 @@ def reconstruct_captures(run_dir: Path, settings: Settings) -> list[Path]:
     options = attack_options(attack, progress=in_terminal())
     out = run_dir / RECONSTRUCTIONS
     written = []
-    results = (_batched(captures, settings, options) if attack.engine == "batched"
+    results = (_batched(captures, settings, options) if chosen_engine(settings) == "batched"
                else _one_at_a_time(captures, settings, options))
     with staged_folder(out) as staging:
         for number, (path, view, meta, result, seconds) in enumerate(results, start=1):
@@ -94,6 +94,18 @@ def reconstruct_captures(run_dir: Path, settings: Settings) -> list[Path]:
                      attack.name, number, len(captures), meta["round"], meta["partition"], view.num_inputs,
                      result.loss, seconds)
     return written
+
+
+def chosen_engine(settings: Settings) -> str:
+    """`attack.gradient_inversion.engine` with `auto` resolved: the batched engine on a CUDA device (for
+    name=inverting with bound=clamp, the problems it takes), else the one-capture loop: on one CPU core the
+    batched engine runs at 0.66-0.79x the loop's rate (benchmarks/inversion_engine.py,
+    docs/gradient_inversion.md §7)."""
+    attack = settings.attack.gradient_inversion
+    if attack.engine != "auto":
+        return attack.engine
+    batchable = attack.name == "inverting" and attack.bound == "clamp"
+    return "batched" if batchable and torch_device(settings.device).type == "cuda" else "loop"
 
 
 Attacked = tuple[Path, CapturedUpdate, dict, Reconstruction, float]  # capture, view, meta, result, seconds
