@@ -30,7 +30,7 @@ from fl_privacy.evaluation.comparison_pool import comparison_pool, fingerprints,
 from fl_privacy.evaluation.identification import IdentificationCell, score_batch, wilson_share
 from fl_privacy.evaluation.reconstruction import psnr, score_reconstruction
 from fl_privacy.lab.channels.side_channels import truth_indices
-from fl_privacy.lab.pipelines.inversion_pipeline import load_capture
+from fl_privacy.lab.pipelines.inversion_pipeline import chosen_engine, load_capture
 from fl_privacy.models import build_model
 from fl_privacy.run_layout import CAPTURES, RECONSTRUCTIONS
 
@@ -79,10 +79,11 @@ def main() -> None:
     digests = fingerprints(everything.images)  # once: the pools differ only by the batch left out
     first = loaded[0][1]
     model = build_model(settings.model, first["input_shape"], first["num_classes"])
+    batched = chosen_engine(settings) == "batched"  # the run's engine (auto: the loop on a CPU)
     for iterations in args.iterations:
         config = dataclasses.replace(base, iterations=iterations, log_every=0)
         started = time.perf_counter()
-        results = invert_many(model, [view for view, _ in loaded], config)
+        results = invert_many(model, [view for view, _ in loaded], config, batched=batched)
         seconds = time.perf_counter() - started
         pooled, by_round = CurvePoint(), dict[int, CurvePoint]()
         for number, (result, truth, (_, meta)) in enumerate(zip(results, truths, loaded, strict=True)):

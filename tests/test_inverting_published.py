@@ -51,6 +51,23 @@ def test_batched_engine_equals_the_loop_capture_by_capture(shared_weights):
         assert torch.equal(result.labels, loop.labels) and result.iterations_run == (4, 4)
 
 
+def test_invert_many_unbatched_runs_the_one_capture_loop_in_order(monkeypatch):
+    from fl_privacy.attacks import inverting_engine
+
+    def no_batching(*_args, **_kwargs):
+        raise AssertionError("batched=False must not batch")
+
+    monkeypatch.setattr(inverting_engine, "invert_gradients_batched", no_batching)
+    models = _models(2)
+    captures = [_capture(models[owner], seed) for seed, owner in enumerate([0, 1, 0])]
+    config = InvertingConfig(iterations=3, restarts=1, tv_weight=0.2, log_every=0)
+    with pytest.raises(AssertionError, match="must not batch"):
+        invert_many(models[0], captures, config)
+    results = invert_many(models[0], captures, config, batched=False)
+    for capture, result in zip(captures, results, strict=True):
+        assert torch.equal(result.images, inverting_gradients(models[0], capture, config).images)
+
+
 def test_invert_many_batches_each_global_model_apart_and_keeps_the_order():
     models = _models(2)
     captures = [_capture(models[owner], seed) for seed, owner in enumerate([0, 1, 0, 1])]

@@ -30,7 +30,12 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
-from fl_privacy.attacks.gradient_inversion import InvertingConfig, Reconstruction, invert_fedavg
+from fl_privacy.attacks.gradient_inversion import (
+    InvertingConfig,
+    Reconstruction,
+    invert_fedavg,
+    inverting_gradients,
+)
 from fl_privacy.attacks.label_restoration import restore_labels
 from fl_privacy.attacks.priors import total_variation
 from fl_privacy.attacks.views import CapturedUpdate
@@ -195,17 +200,19 @@ def _adam(objective: BatchedObjective, images: torch.Tensor, config: InvertingCo
 
 
 def invert_many(model: nn.Module, payloads: Sequence[CapturedUpdate], config: InvertingConfig,
-                device: torch.device | str = "cpu") -> list[Reconstruction]:
+                device: torch.device | str = "cpu", batched: bool = True) -> list[Reconstruction]:
     """Inverting Gradients on every capture: gradient captures batched by (batch size, image shape, global
-    weights), FedAvg captures one at a time by replay; results in the captures' order."""
+    weights) (or, with `batched=False`, one at a time by the loop: faster on a CPU), FedAvg captures one at a
+    time by replay; results in the captures' order."""
     results: list[Reconstruction | None] = [None] * len(payloads)
     shapes: dict[tuple[int, ...], list[int]] = {}
     for index, payload in enumerate(payloads):
-        if payload.is_gradient:
+        if payload.is_gradient and batched:
             shapes.setdefault((payload.num_inputs, *payload.input_shape), []).append(index)
         else:
+            one_capture = inverting_gradients if payload.is_gradient else invert_fedavg
             with torch.random.fork_rng():
-                results[index] = invert_fedavg(model, payload, config)
+                results[index] = one_capture(model, payload, config)
     names = [name for name, _ in model.named_parameters()]
     for same_shape in shapes.values():
         for positions in _weight_groups([payloads[i] for i in same_shape], names):
