@@ -6,7 +6,7 @@ the batch; label-only baseline beside), pooled over the rounds and per round, wi
 exactness (each capture's label multiset equal to the truth's).
 One JSON line per budget.
 
-    python benchmarks/budget_curve.py RUN_DIR --iterations 200 1000 4000 [--rounds 1 20]
+    python benchmarks/budget_curve.py RUN_DIR --iterations 200 1000 4000 [--rounds 1 20] [--engine auto]
 """
 
 from __future__ import annotations
@@ -60,9 +60,12 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, nargs="+", default=[200, 1000, 4000])
     parser.add_argument("--rounds", type=int, nargs="+", help="only these captured rounds (default: all)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--engine", choices=("auto", "loop", "batched"),
+                        help="instead of the run's attack.gradient_inversion.engine (the same images)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    settings = run_settings(args.run_dir, "attack", [])
+    engine = [f"attack.gradient_inversion.engine={args.engine}"] if args.engine else []
+    settings = run_settings(args.run_dir, "attack", engine)
     base = attack_options(settings.attack.gradient_inversion)
     if not isinstance(base, InvertingConfig):
         parser.error("attack.gradient_inversion.name: the run's attack must be `inverting`")
