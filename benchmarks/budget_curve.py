@@ -6,7 +6,8 @@ the batch; label-only baseline beside), pooled over the rounds and per round, wi
 exactness (each capture's label multiset equal to the truth's).
 One JSON line per budget.
 
-    python benchmarks/budget_curve.py RUN_DIR --iterations 200 1000 4000 [--rounds 1 20] [--engine auto]
+    python benchmarks/budget_curve.py RUN_DIR [attack.KEY=VALUE ...] --iterations 200 1000 4000 \
+        [--rounds 1 20]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from fl_privacy.attacks.inverting_engine import invert_many
 from fl_privacy.attacks.registry import attack_options
 from fl_privacy.cli.commands import run_settings
 from fl_privacy.data.datasets import load_splits
+from fl_privacy.errors import ConfigError
 from fl_privacy.evaluation.comparison_pool import comparison_pool, fingerprints, whole_data_set
 from fl_privacy.evaluation.identification import IdentificationCell, score_batch, wilson_share
 from fl_privacy.evaluation.reconstruction import psnr, score_reconstruction
@@ -60,12 +62,15 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, nargs="+", default=[200, 1000, 4000])
     parser.add_argument("--rounds", type=int, nargs="+", help="only these captured rounds (default: all)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--engine", choices=("auto", "loop", "batched"),
-                        help="instead of the run's attack.gradient_inversion.engine (the same images)")
+    parser.add_argument("overrides", nargs="*", metavar="attack.KEY=VALUE",
+                        help="instead of the run's attack settings (e.g. attack.gradient_inversion."
+                        "tv_weight=1e-4, or .engine=auto: the loop on a CPU, the same images)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    engine = [f"attack.gradient_inversion.engine={args.engine}"] if args.engine else []
-    settings = run_settings(args.run_dir, "attack", engine)
+    try:
+        settings = run_settings(args.run_dir, "attack", args.overrides)
+    except ConfigError as error:
+        parser.error(str(error))
     base = attack_options(settings.attack.gradient_inversion)
     if not isinstance(base, InvertingConfig):
         parser.error("attack.gradient_inversion.name: the run's attack must be `inverting`")
@@ -100,7 +105,8 @@ def main() -> None:
                 point.cell.add(outcomes)
                 point.psnrs += image_psnrs
                 point.labels_exact.append(exact)
-        print(json.dumps({"run": str(args.run_dir), "examples": loaded[0][0].num_inputs,
+        print(json.dumps({"run": str(args.run_dir), "overrides": args.overrides,
+                          "examples": loaded[0][0].num_inputs,
                           "update_mode": "fedsgd" if loaded[0][0].is_gradient else "fedavg",
                           "rounds": sorted(by_round), "captures": len(loaded), "iterations": iterations,
                           **pooled.summary(),

@@ -21,13 +21,25 @@ from fl_privacy.evaluation.identification import wilson_share
 Key = tuple[int, str, int, int]  # examples, update mode, round, iterations
 
 
+def attack_changes(row: dict) -> list[str]:
+    """The attack overrides a curve ran with, but the engine's (which gives the same images)."""
+    engine = "attack.gradient_inversion.engine="
+    return sorted(o for o in row.get("overrides", []) if not o.startswith(engine))
+
+
 def points(files: list[Path]) -> dict[Key, dict[str, dict]]:
     """(examples, mode, round, iterations) -> run -> that run's per-round point; a repeated measurement
-    of one run and key is refused."""
+    of one run and key, and curves run with different attack overrides, are refused."""
     table: dict[Key, dict[str, dict]] = defaultdict(dict)
+    changes: list[str] | None = None
     for file in files:
         for line in file.read_text().splitlines():
             row = json.loads(line)
+            if changes is None:
+                changes = attack_changes(row)
+            elif attack_changes(row) != changes:
+                raise SystemExit(f"{file}: {row['run']} ran with {attack_changes(row)}, others with "
+                                 f"{changes}: table one attack setting at a time")
             for round_number, point in row["by_round"].items():
                 key = (row["examples"], row["update_mode"], int(round_number), row["iterations"])
                 if row["run"] in table[key]:
