@@ -27,6 +27,7 @@ from fl_privacy.attacks.inverting_engine import invert_many
 from fl_privacy.attacks.registry import attack_options
 from fl_privacy.cli.commands import run_settings
 from fl_privacy.data.datasets import load_splits
+from fl_privacy.devices import torch_device
 from fl_privacy.errors import ConfigError
 from fl_privacy.evaluation.comparison_pool import comparison_pool, fingerprints, whole_data_set
 from fl_privacy.evaluation.identification import IdentificationCell, score_batch, wilson_share
@@ -88,10 +89,11 @@ def main() -> None:
     first = loaded[0][1]
     model = build_model(settings.model, first["input_shape"], first["num_classes"])
     batched = chosen_engine(settings) == "batched"  # the run's engine (auto: the loop on a CPU)
+    device = torch_device(settings.device)  # where the batched engine runs
     for iterations in args.iterations:
         config = dataclasses.replace(base, iterations=iterations, log_every=0)
         started = time.perf_counter()
-        results = invert_many(model, [view for view, _ in loaded], config, batched=batched)
+        results = invert_many(model, [view for view, _ in loaded], config, device, batched=batched)
         seconds = time.perf_counter() - started
         pooled, by_round = CurvePoint(), dict[int, CurvePoint]()
         for number, (result, truth, (_, meta)) in enumerate(zip(results, truths, loaded, strict=True)):
