@@ -3,7 +3,8 @@ gradients, or FedAvg updates inverted by replay) are re-attacked by `invert_many
 settings at each budget in `--iterations` (the step-decay schedule scales with the budget, as in the paper)
 and scored by the identification rule (MSE primary, SSIM beside; pool = every image of the data set outside
 the batch; label-only baseline beside), pooled over the rounds and per round, with the restored labels'
-exactness (each capture's label multiset equal to the truth's).
+exactness (each capture's label multiset equal to the truth's) and, with several TV weights
+(`attack.gradient_inversion.tv_weight=[0.2,1e-4]`), how many captures each weight won.
 One JSON line per budget.
 
     python benchmarks/budget_curve.py RUN_DIR [attack.KEY=VALUE ...] --iterations 200 1000 4000 \
@@ -45,15 +46,18 @@ class CurvePoint:
     cell: IdentificationCell = dataclasses.field(default_factory=IdentificationCell)
     psnrs: list[float] = dataclasses.field(default_factory=list)
     labels_exact: list[bool] = dataclasses.field(default_factory=list)
+    tv_chosen: Counter[float] = dataclasses.field(default_factory=Counter)
 
     def summary(self) -> dict:
-        """The point as printed: identified (MSE, SSIM), label-only, median PSNR, labels exact."""
+        """The point as printed: identified (MSE, SSIM), label-only, median PSNR, labels exact, and how
+        many captures each TV weight won (by matching loss)."""
         scores = self.cell.summary()
         return {"identified_mse": scores["identified"]["attack"],
                 "identified_ssim": scores["identified_by"]["attack"]["ssim"],
                 "label_only_mse": scores["identified"]["label_only"],
                 "median_psnr": statistics.median(self.psnrs),
-                "labels_exact": wilson_share(sum(self.labels_exact), len(self.labels_exact))}
+                "labels_exact": wilson_share(sum(self.labels_exact), len(self.labels_exact)),
+                "tv_chosen": {f"{weight:g}": count for weight, count in sorted(self.tv_chosen.items())}}
 
 
 def main() -> None:
@@ -97,7 +101,7 @@ def main() -> None:
         seconds = time.perf_counter() - started
         pooled, by_round = CurvePoint(), dict[int, CurvePoint]()
         for number, (result, truth, (_, meta)) in enumerate(zip(results, truths, loaded, strict=True)):
-            assert result.images is not None
+            assert result.images is not None and result.tv_weight is not None
             pool = comparison_pool(everything, truth, digests)  # one pool in memory at a time
             outcomes = score_batch(result.images, result.labels, truth, pool, seed=number)
             order = score_reconstruction(result.images, truth.images).order
@@ -107,6 +111,7 @@ def main() -> None:
                 point.cell.add(outcomes)
                 point.psnrs += image_psnrs
                 point.labels_exact.append(exact)
+                point.tv_chosen[result.tv_weight] += 1
         print(json.dumps({"run": str(args.run_dir), "overrides": args.overrides,
                           "examples": loaded[0][0].num_inputs,
                           "update_mode": "fedsgd" if loaded[0][0].is_gradient else "fedavg",

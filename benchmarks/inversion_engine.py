@@ -122,7 +122,8 @@ def main() -> None:
         args.captures, args.iterations = 32, 20
     torch.set_num_threads(args.threads)
     model, caps = captures(args.captures, args.examples, args.seed)
-    config = InvertingConfig(iterations=args.iterations, restarts=args.restarts, tv_weight=0.2, log_every=0)
+    config = InvertingConfig(iterations=args.iterations, restarts=args.restarts, tv_weights=(0.2,),
+                             log_every=0)
     inverting_gradients(model, caps[0], InvertingConfig(iterations=2, restarts=1, log_every=0))  # warm-up
     work = args.iterations * args.restarts * args.captures
 

@@ -37,18 +37,37 @@ def _models(count: int) -> list[torch.nn.Module]:
     return models
 
 
-@pytest.mark.parametrize("shared_weights", [True, False])
-def test_batched_engine_equals_the_loop_capture_by_capture(shared_weights):
+@pytest.mark.parametrize("shared_weights,tv_weights", [(True, (0.2,)), (False, (0.2,)), (True, (0.2, 1e-4)),
+                                                       (False, (1e-4, 0.2))])
+def test_batched_engine_equals_the_loop_capture_by_capture(shared_weights, tv_weights):
     models = _models(2)
     owners = [models[0]] * 3 if shared_weights else [models[0], models[1], models[0]]
     captures = [_capture(owner, seed) for seed, owner in enumerate(owners)]
-    config = InvertingConfig(iterations=4, restarts=2, tv_weight=0.2, log_every=0)
+    config = InvertingConfig(iterations=4, restarts=2, tv_weights=tv_weights, log_every=0)
     batched = invert_gradients_batched(models[0], captures, config)
     for capture, result in zip(captures, batched, strict=True):
         loop = inverting_gradients(models[0], capture, config)
         assert torch.allclose(result.images, loop.images, atol=1e-5)
         assert result.restart_losses == pytest.approx(loop.restart_losses, abs=1e-5)
-        assert torch.equal(result.labels, loop.labels) and result.iterations_run == (4, 4)
+        assert torch.equal(result.labels, loop.labels) and result.iterations_run == (4,) * 2 * len(tv_weights)
+        assert result.tv_weight == loop.tv_weight
+
+
+def test_several_tv_weights_keep_the_weight_with_the_lowest_matching_loss_per_capture():
+    model = _models(1)[0]
+    chosen = set()
+    for seed in range(4):
+        capture = _capture(model, seed)
+        alone = {w: inverting_gradients(model, capture, InvertingConfig(iterations=6, restarts=1,
+                                                                        tv_weights=(w,), log_every=0))
+                 for w in (3.0, 1e-4)}
+        both = inverting_gradients(model, capture, InvertingConfig(iterations=6, restarts=1,
+                                                                   tv_weights=(3.0, 1e-4), log_every=0))
+        winner = min(alone, key=lambda w: alone[w].loss)  # each weight from the same starts as alone
+        assert both.tv_weight == winner and torch.equal(both.images, alone[winner].images)
+        assert both.restart_losses == (alone[3.0].loss, alone[1e-4].loss)
+        chosen.add(winner)
+    assert chosen == {1e-4}  # a TV that flattens the images matches the gradient worse: never chosen
 
 
 def test_invert_many_unbatched_runs_the_one_capture_loop_in_order(monkeypatch):
@@ -60,7 +79,7 @@ def test_invert_many_unbatched_runs_the_one_capture_loop_in_order(monkeypatch):
     monkeypatch.setattr(inverting_engine, "invert_gradients_batched", no_batching)
     models = _models(2)
     captures = [_capture(models[owner], seed) for seed, owner in enumerate([0, 1, 0])]
-    config = InvertingConfig(iterations=3, restarts=1, tv_weight=0.2, log_every=0)
+    config = InvertingConfig(iterations=3, restarts=1, tv_weights=(0.2,), log_every=0)
     with pytest.raises(AssertionError, match="must not batch"):
         invert_many(models[0], captures, config)
     results = invert_many(models[0], captures, config, batched=False)
@@ -73,7 +92,7 @@ def test_invert_many_batches_each_global_model_apart_and_keeps_the_order():
     captures = [_capture(models[owner], seed) for seed, owner in enumerate([0, 1, 0, 1])]
     names = [name for name, _ in models[0].named_parameters()]
     assert _weight_groups(captures, names) == [[0, 2], [1, 3]]
-    config = InvertingConfig(iterations=3, restarts=1, tv_weight=0.2, log_every=0)
+    config = InvertingConfig(iterations=3, restarts=1, tv_weights=(0.2,), log_every=0)
     for capture, result in zip(captures, invert_many(models[0], captures, config), strict=True):
         loop = inverting_gradients(models[0], capture, config)
         assert torch.allclose(result.images, loop.images, atol=1e-5)
@@ -114,6 +133,8 @@ def test_bias_corrected_labels_are_the_estimator_the_attack_uses():
      "attack.gradient_inversion.label_estimator"),
     (("attack.gradient_inversion.restarts=0",), "attack.gradient_inversion.restarts"),
     (("attack.gradient_inversion.iterations=0",), "attack.gradient_inversion.iterations"),
+    (("attack.gradient_inversion.tv_weight=[]",), "attack.gradient_inversion.tv_weight"),
+    (("attack.gradient_inversion.tv_weight=[0.2,-1]",), "attack.gradient_inversion.tv_weight.1"),
 ])
 def test_budgets_and_engines_that_cannot_be_honoured_fail_naming_the_key(cfg_factory, overrides, key):
     with pytest.raises(ConfigError) as caught:
@@ -128,7 +149,7 @@ def test_budgets_and_engines_that_cannot_be_honoured_fail_naming_the_key(cfg_fac
 def test_realism_presets_default_to_published_inverting_gradients(cfg_factory, preset, tv_weight):
     attack = load_settings(cfg_factory(f"+experiment={preset}")).attack.gradient_inversion
     assert (attack.name, attack.engine, attack.iterations, attack.lr, attack.tv_weight,
-            attack.label_estimator, attack.bound) == ("inverting", "auto", 24000, 0.1, tv_weight,
+            attack.label_estimator, attack.bound) == ("inverting", "auto", 24000, 0.1, [tv_weight],
                                                       "bias_corrected", "clamp")
 
 
@@ -168,12 +189,12 @@ def test_the_lab_runs_a_rounds_captures_through_the_batched_engine(tmp_path, set
         save_torch(round_file(tmp_path, CAPTURES, 1, partition, ".pt"),
                    {"global_state": capture.global_state, "metadata": meta, "gradient": capture.gradient})
     written = reconstruct_captures(tmp_path, settings)
-    loop = InvertingConfig(iterations=2, restarts=1, tv_weight=0.2, label_estimator="bias_corrected",
+    loop = InvertingConfig(iterations=2, restarts=1, tv_weights=(0.2,), label_estimator="bias_corrected",
                            patience=1, tolerance=0.9, log_every=0)
     for partition, path in enumerate(written):
         record = load_tensors(path)
         expected = inverting_gradients(model, _capture(model, partition), loop)
-        assert record["iterations_run"] == [2] and record["attack"] == "inverting"
+        assert (record["iterations_run"], record["attack"], record["tv_weight"]) == ([2], "inverting", 0.2)
         assert torch.allclose(record["images"], expected.images, atol=1e-5)
 
 

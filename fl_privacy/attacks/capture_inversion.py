@@ -106,7 +106,7 @@ def attack_config(budget: Budget) -> BestMatchingConfig:
     return BestMatchingConfig(
         DLGConfig(iterations=budget.dlg_iterations, inner_iterations=budget.inner_iterations, lr=1.0,
                   seed=budget.seed, log_every=0),
-        InvertingConfig(iterations=budget.iterations, lr=budget.lr, tv_weight=budget.tv_weight,
+        InvertingConfig(iterations=budget.iterations, lr=budget.lr, tv_weights=(budget.tv_weight,),
                         restarts=budget.restarts, seed=budget.seed, log_every=0))
 
 

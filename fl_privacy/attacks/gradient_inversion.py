@@ -85,11 +85,12 @@ class DLGConfig(_DummyOptimisation):
 
 @dataclass(frozen=True)
 class InvertingConfig(_DummyOptimisation):
-    """Adam with cosine matching + `tv_weight` * total variation, best of `restarts`."""
+    """Adam with cosine matching + a TV weight * total variation: `restarts` restarts at each of
+    `tv_weights` (the same starts for every weight), the lowest matching loss over all of them wins."""
 
     iterations: int = 2000
     lr: float = 0.1
-    tv_weight: float = 1e-4
+    tv_weights: tuple[float, ...] = (1e-4,)
     restarts: int = 2
     signed: bool = True
     lr_schedule: bool = True
@@ -115,7 +116,7 @@ def dlg_options(attack: GradientInversionSettings, progress: bool = False) -> DL
 
 def inverting_options(attack: GradientInversionSettings, progress: bool = False) -> InvertingConfig:
     """Inverting Gradients' Adam options (cosine + TV, restarts) from `attack.gradient_inversion`."""
-    return InvertingConfig(**_common_options(attack, progress), tv_weight=attack.tv_weight,
+    return InvertingConfig(**_common_options(attack, progress), tv_weights=tuple(attack.tv_weight),
                            restarts=attack.restarts, patience=attack.early_stop_patience,
                            tolerance=attack.early_stop_tolerance, label_estimator=attack.label_estimator)
 
@@ -143,6 +144,8 @@ class Reconstruction:
     candidates: tuple[torch.Tensor, ...] = ()
     # optimisation steps each restart took (fewer than the budget after an early stop on a plateau)
     iterations_run: tuple[int, ...] = ()
+    # the TV weight of the winning restart (Inverting Gradients: chosen by matching loss, no truth used)
+    tv_weight: float | None = None
 
 
 class _Victim:
@@ -270,29 +273,34 @@ Simulate = Callable[[torch.Tensor, torch.Tensor], Tensors]
 def _invert_by_restarts(name: str, payload: CapturedUpdate, restored_labels: torch.Tensor,
                         simulators: Callable[[int], Simulate], observed: Tensors,
                         config: InvertingConfig) -> Reconstruction:
-    """Adam on cosine distance + TV from `config.restarts` random starts (restart r simulates the update
-    with `simulators(r)`); keep the best matching loss, and every restart's images as candidates."""
-    generator = torch.Generator().manual_seed(config.seed)
+    """Adam on cosine distance + TV from `config.restarts` random starts at each TV weight (restart r
+    simulates the update with `simulators(r)`); keep the best matching loss, and every restart's images as
+    candidates (TV-weight-major order)."""
     shape = (payload.num_inputs, *payload.input_shape)
-    losses, candidates, iterations_run = [], [], []
+    losses, candidates, iterations_run, weights = [], [], [], []
     milestones = [int(config.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)] if config.lr_schedule else []
-    for restart in range(config.restarts):
-        simulate = simulators(restart)
+    for tv_weight in config.tv_weights:
+        generator = torch.Generator().manual_seed(config.seed)  # every weight starts from the same images
+        for restart in range(config.restarts):
+            simulate = simulators(restart)
 
-        def objective(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            match = cosine_distance(simulate(images, restored_labels), observed)  # noqa: B023 (called now)
-            return match + config.tv_weight * total_variation(images), match
+            def objective(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                match = cosine_distance(simulate(images, restored_labels), observed)  # noqa: B023 (called now)
+                return match + tv_weight * total_variation(images), match  # noqa: B023 (called now)
 
-        dummy = DummyImages(config.init.sample(shape, generator), config.bound)
-        iterations_run.append(adam_descent(
-            dummy, objective, iterations=config.iterations, lr=config.lr, milestones=milestones,
-            signed=config.signed, name=f"{name} restart {restart + 1}", show_progress=config.progress,
-            log_every=config.log_every, patience=config.patience, tolerance=config.tolerance))
-        losses.append(float(cosine_distance(simulate(dummy.images(), restored_labels), observed).detach()))
-        candidates.append(dummy.images().detach().clamp(0, 1))
+            dummy = DummyImages(config.init.sample(shape, generator), config.bound)
+            iterations_run.append(adam_descent(
+                dummy, objective, iterations=config.iterations, lr=config.lr, milestones=milestones,
+                signed=config.signed, name=f"{name} TV {tv_weight:g} restart {restart + 1}",
+                show_progress=config.progress, log_every=config.log_every, patience=config.patience,
+                tolerance=config.tolerance))
+            final = cosine_distance(simulate(dummy.images(), restored_labels), observed)
+            losses.append(float(final.detach()))
+            candidates.append(dummy.images().detach().clamp(0, 1))
+            weights.append(tv_weight)
     best = min(range(len(losses)), key=losses.__getitem__)
     return Reconstruction(candidates[best], restored_labels, losses[best], tuple(losses), tuple(candidates),
-                          tuple(iterations_run))
+                          tuple(iterations_run), weights[best])
 
 
 def inverting_gradients(model: nn.Module, payload: CapturedUpdate,

@@ -1,8 +1,9 @@
 """Inverting Gradients on many captured gradients at once: one batched optimisation problem.
 
-Every (capture, restart) pair is one problem: its dummy images, its restored labels, its observed gradient
-and its model weights (the global model the capture was computed on). The matching objective of one problem
-(cosine distance of the dummy gradient to the observed one + `tv_weight` x total variation) is written for a
+Every (capture, TV weight, restart) triple is one problem: its dummy images, its restored labels, its
+observed gradient, its TV weight and its model weights (the global model the capture was computed on). The
+matching objective of one problem (cosine distance of the dummy gradient to the observed one + its TV weight
+x total variation) is written for a
 single problem with `torch.func` (`functional_call` for the model, `grad` for the dummy gradient) and mapped
 over all problems with `vmap`, so one call does the forward, the double backward and the image gradient of
 all of them. Captures of one round share the global model: the weights then enter unbatched (`in_dims=None`)
@@ -10,7 +11,7 @@ and the network runs once on the stacked images; captures with different weights
 problem axis. Adam is element-wise, so one Adam on the stacked images is one Adam per problem; the signed
 gradient, the step-decay schedule and the [0, 1] box are the loop's (`inverting_gradients`). Each problem
 stops on its own matching-loss plateau (its images frozen from then on); the best restart of each capture
-by matching loss wins. Everything runs on `device`.
+(over its TV weights) by matching loss wins. Everything runs on `device`.
 
 Gradient captures of the same image shape, batch size and global model (a round's) are batched together
 (`invert_many` groups them: a shared model runs once on the stacked images, 1.17x the throughput of the same
@@ -47,16 +48,17 @@ Params = dict[str, torch.Tensor]
 
 class BatchedObjective:
     """The per-problem IG objective, vmapped over problems. `params`/`observed` hold one entry per problem
-    (leading axis) unless `shared_params`, when the model weights are the same for every problem."""
+    (leading axis) unless `shared_params`, when the model weights are the same for every problem;
+    `tv_weights` holds one TV weight per problem."""
 
     def __init__(self, model: nn.Module, params: Params, buffers: Params, observed: Params,
-                 labels: torch.Tensor, tv_weight: float, shared_params: bool) -> None:
+                 labels: torch.Tensor, tv_weights: torch.Tensor, shared_params: bool) -> None:
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
         self.params, self.buffers, self.observed, self.labels = params, buffers, observed, labels
-        self.tv_weight = tv_weight
+        self.tv_weights = tv_weights
         param_dims = None if shared_params else 0
         self._value_and_image_grad = vmap(grad(self._single, argnums=0, has_aux=True),
-                                          in_dims=(0, 0, param_dims, 0))
+                                          in_dims=(0, 0, param_dims, 0, 0))
         self._match = vmap(self._single_match, in_dims=(0, 0, param_dims, 0))
 
     def _dummy_gradient(self, images: torch.Tensor, labels: torch.Tensor, params: Params) -> Params:
@@ -74,14 +76,14 @@ class BatchedObjective:
         observed_norm = torch.stack([(observed[n] * observed[n]).sum() for n in observed]).sum().sqrt()
         return 1 - dot / (dummy_norm * observed_norm).clamp_min(1e-30)
 
-    def _single(self, images: torch.Tensor, labels: torch.Tensor, params: Params, observed: Params
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _single(self, images: torch.Tensor, labels: torch.Tensor, params: Params, observed: Params,
+                tv_weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         match = self._single_match(images, labels, params, observed)
-        return match + self.tv_weight * total_variation(images), match.detach()
+        return match + tv_weight * total_variation(images), match.detach()
 
     def image_gradient(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(gradient of every problem's objective w.r.t. its images, every problem's matching loss)."""
-        return self._value_and_image_grad(images, self.labels, self.params, self.observed)
+        return self._value_and_image_grad(images, self.labels, self.params, self.observed, self.tv_weights)
 
     def matching_loss(self, images: torch.Tensor) -> torch.Tensor:
         """Every problem's cosine matching loss (no prior)."""
@@ -112,7 +114,8 @@ def _weight_groups(payloads: Sequence[CapturedUpdate], names: Sequence[str]) -> 
 def invert_gradients_batched(model: nn.Module, payloads: Sequence[CapturedUpdate], config: InvertingConfig,
                              device: torch.device | str = "cpu") -> list[Reconstruction]:
     """Inverting Gradients on gradient captures of one image shape and batch size, as one problem of
-    `len(payloads) x config.restarts` sub-problems; one `Reconstruction` per capture, in order."""
+    `len(payloads) x len(config.tv_weights) x config.restarts` sub-problems; one `Reconstruction` per
+    capture, in order."""
     if not payloads:
         return []
     if any(not p.is_gradient for p in payloads):
@@ -122,14 +125,16 @@ def invert_gradients_batched(model: nn.Module, payloads: Sequence[CapturedUpdate
         raise ValueError(f"batch the captures of one batch size and image shape, got {sorted(shapes)}")
     device = torch.device(device)
     shape = shapes.pop()
-    restarts, count = config.restarts, len(payloads)
+    count, weights = len(payloads), len(config.tv_weights)
+    restarts = weights * config.restarts  # problems per capture
     names = [name for name, _ in model.named_parameters()]
     buffer_names = [name for name, _ in model.named_buffers()]
     labels = [restore_labels(model, p, config.label_estimator) for p in payloads]
     starts = []
-    for _ in payloads:  # the loop's draws: one generator per capture, a batch per restart
+    for _ in range(count * weights):  # as the loop draws: one generator per capture and weight
         generator = torch.Generator().manual_seed(config.seed)
-        starts += [config.init.sample(shape, generator).clamp(0, 1) for _ in range(restarts)]
+        starts += [config.init.sample(shape, generator).clamp(0, 1) for _ in range(config.restarts)]
+    tv_weights = torch.tensor(config.tv_weights).repeat_interleave(config.restarts).repeat(count)
 
     def per_problem(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.stack(list(tensors)).repeat_interleave(restarts, dim=0).to(device)
@@ -143,7 +148,7 @@ def invert_gradients_batched(model: nn.Module, payloads: Sequence[CapturedUpdate
                if n in payloads[0].global_state}
     observed_lists = [p.effective_gradient(names) for p in payloads]
     observed = {n: per_problem([o[i] for o in observed_lists]) for i, n in enumerate(names)}
-    objective = BatchedObjective(model, params, buffers, observed, per_problem(labels), config.tv_weight,
+    objective = BatchedObjective(model, params, buffers, observed, per_problem(labels), tv_weights.to(device),
                                  shared)
 
     images = torch.stack(starts).to(device).requires_grad_(True)
@@ -157,7 +162,8 @@ def invert_gradients_batched(model: nn.Module, payloads: Sequence[CapturedUpdate
         best = int(losses[k].argmin())
         results.append(Reconstruction(candidates[k, best], labels[k], float(losses[k, best]),
                                       tuple(losses[k].tolist()), tuple(candidates[k]),
-                                      tuple(int(s) for s in steps_taken[k])))
+                                      tuple(int(s) for s in steps_taken[k]),
+                                      config.tv_weights[best // config.restarts]))
     return results
 
 

@@ -12,9 +12,9 @@ exactly these names (tests/test_config.py).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 StrictInt = Annotated[int, Field(strict=True)]
 Count = Annotated[int, Field(strict=True, ge=1)]
@@ -291,6 +291,11 @@ class DefenseSettings(Section):
     par_gan: ParGanExperimentSettings = ParGanExperimentSettings()
 
 
+def _as_list(value: Any) -> Any:
+    """A scalar setting that may also be given as a list: the scalar as a one-item list."""
+    return value if isinstance(value, list | tuple) else [value]
+
+
 # --- attackers --------------------------------------------------------------------------------------
 class DummyInitSettings(Section):
     distribution: Literal["uniform", "normal"] = "uniform"
@@ -310,7 +315,9 @@ class GradientInversionSettings(Section):
     iterations: Count = 300
     inner_iterations: Count = 20
     lr: Positive = 1.0
-    tv_weight: NonNegative = 1.0e-4
+    tv_weight: Annotated[list[NonNegative], BeforeValidator(_as_list), Field(min_length=1)] = Field(
+        [1.0e-4], description="Adam attacks' TV weight, or a list of them: `restarts` restarts at each "
+        "weight and the lowest matching loss wins per capture (the attacker's choice: no truth)")
     restarts: Count = 1
     init: DummyInitSettings = DummyInitSettings()
     bound: Literal["clamp", "sigmoid"] = "clamp"

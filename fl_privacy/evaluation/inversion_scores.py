@@ -19,6 +19,8 @@ def score_capture(reconstruction: dict, truth: ImageDataset, num_classes: int) -
               "true_labels": truth.labels.tolist(), "restored_labels": labels.tolist()}
     if reconstruction.get("iterations_run"):  # Adam attacks: the steps each restart took (early stops)
         scores["iterations_run"] = reconstruction["iterations_run"]
+    if reconstruction.get("tv_weight") is not None:  # Inverting Gradients: the TV weight that won
+        scores["tv_weight"] = reconstruction["tv_weight"]
     scores["labels_exact"] = scores["label_count_accuracy"] == 1.0
     if reconstruction["images"] is not None:
         image_scores = score_reconstruction(reconstruction["images"], truth.images)

@@ -84,7 +84,8 @@ def reconstruct_captures(run_dir: Path, settings: Settings) -> list[Path]:
             relative = path.relative_to(run_dir / CAPTURES)
             record: dict[str, object] = {"images": result.images, "labels": result.labels,
                                          "loss": result.loss, "seconds": seconds, "attack": attack.name,
-                                         "metadata": meta, "iterations_run": list(result.iterations_run)}
+                                         "metadata": meta, "iterations_run": list(result.iterations_run),
+                                         "tv_weight": result.tv_weight}
             if attack.name == "best":  # every candidate, for the evaluation's labelled upper bound only
                 record |= {"candidates": list(result.candidates),
                            "candidate_losses": list(result.restart_losses)}
