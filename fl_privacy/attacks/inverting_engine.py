@@ -3,15 +3,15 @@
 Every (capture, TV weight, restart) triple is one problem: its dummy images, its restored labels, its
 observed gradient, its TV weight and its model weights (the global model the capture was computed on). The
 matching objective of one problem (cosine distance of the dummy gradient to the observed one + its TV weight
-x total variation) is written for a
-single problem with `torch.func` (`functional_call` for the model, `grad` for the dummy gradient) and mapped
-over all problems with `vmap`, so one call does the forward, the double backward and the image gradient of
-all of them. Captures of one round share the global model: the weights then enter unbatched (`in_dims=None`)
-and the network runs once on the stacked images; captures with different weights are stacked along the
-problem axis. Adam is element-wise, so one Adam on the stacked images is one Adam per problem; the signed
-gradient, the step-decay schedule and the [0, 1] box are the loop's (`inverting_gradients`). Each problem
-stops on its own matching-loss plateau (its images frozen from then on); the best restart of each capture
-(over its TV weights) by matching loss wins. Everything runs on `device`.
+x total variation) is written for a single problem with `torch.func` (`functional_call` for the model, `grad`
+for the dummy gradient) and mapped over all problems with `vmap`, so one call does the forward, the double
+backward and the image gradient of all of them. Captures of one round share the global model: the weights
+then enter unbatched (`in_dims=None`) and the network runs once on the stacked images; captures with
+different weights are stacked along the problem axis. Adam is element-wise, so one Adam on the stacked
+images is one Adam per problem; the signed gradient, the step-decay schedule and the [0, 1] box are the
+loop's (`inverting_gradients`). Each problem stops on its own matching-loss plateau (its images frozen from
+then on); the best restart of each capture (over its TV weights) by matching loss wins. Everything runs on
+`device`.
 
 Gradient captures of the same image shape, batch size and global model (a round's) are batched together
 (`invert_many` groups them: a shared model runs once on the stacked images, 1.17x the throughput of the same
@@ -126,7 +126,7 @@ def invert_gradients_batched(model: nn.Module, payloads: Sequence[CapturedUpdate
     device = torch.device(device)
     shape = shapes.pop()
     count, weights = len(payloads), len(config.tv_weights)
-    restarts = weights * config.restarts  # problems per capture
+    per_capture = weights * config.restarts  # problems
     names = [name for name, _ in model.named_parameters()]
     buffer_names = [name for name, _ in model.named_buffers()]
     labels = [restore_labels(model, p, config.label_estimator) for p in payloads]
@@ -137,7 +137,7 @@ def invert_gradients_batched(model: nn.Module, payloads: Sequence[CapturedUpdate
     tv_weights = torch.tensor(config.tv_weights).repeat_interleave(config.restarts).repeat(count)
 
     def per_problem(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(list(tensors)).repeat_interleave(restarts, dim=0).to(device)
+        return torch.stack(list(tensors)).repeat_interleave(per_capture, dim=0).to(device)
 
     shared = _same_weights(payloads, names)
     if shared:
@@ -154,9 +154,9 @@ def invert_gradients_batched(model: nn.Module, payloads: Sequence[CapturedUpdate
     images = torch.stack(starts).to(device).requires_grad_(True)
     iterations_run = _adam(objective, images, config, log_name=f"batched IG ({count} captures)")
     final = images.detach()
-    losses = objective.matching_loss(final).cpu().view(count, restarts)
-    candidates = final.cpu().clamp(0, 1).view(count, restarts, *shape)
-    steps_taken = torch.as_tensor(iterations_run).view(count, restarts)
+    losses = objective.matching_loss(final).cpu().view(count, per_capture)
+    candidates = final.cpu().clamp(0, 1).view(count, per_capture, *shape)
+    steps_taken = torch.as_tensor(iterations_run).view(count, per_capture)
     results = []
     for k in range(count):
         best = int(losses[k].argmin())
