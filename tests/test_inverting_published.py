@@ -143,13 +143,13 @@ def test_budgets_and_engines_that_cannot_be_honoured_fail_naming_the_key(cfg_fac
 
 
 @pytest.mark.parametrize("preset,tv_weight", [
-    ("realism", 0.2), ("realism_b1", 0.2), ("realism_iid", 0.2),
-    ("realism_anchor", 1e-4),  # LeNet-sigmoid: the published TV flattens the images (docs §7)
+    ("realism", [0.2]), ("realism_b1", [0.2]), ("realism_iid", [0.2]),
+    ("realism_anchor", [0.2, 1e-4]),  # LeNet-sigmoid: the published TV alone flattens the images (docs §7)
 ])
 def test_realism_presets_default_to_published_inverting_gradients(cfg_factory, preset, tv_weight):
     attack = load_settings(cfg_factory(f"+experiment={preset}")).attack.gradient_inversion
     assert (attack.name, attack.engine, attack.iterations, attack.lr, attack.tv_weight,
-            attack.label_estimator, attack.bound) == ("inverting", "auto", 24000, 0.1, [tv_weight],
+            attack.label_estimator, attack.bound) == ("inverting", "auto", 24000, 0.1, tv_weight,
                                                       "bias_corrected", "clamp")
 
 
